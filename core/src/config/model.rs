@@ -1,0 +1,292 @@
+//! The validated configuration: what a `pmtr.conf` means once it has been
+//! accepted. Values compare with `==` so that a reload can tell which jobs
+//! changed.
+
+use super::diagnostic::Location;
+
+/// A whole accepted configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Jobs in file order; [`Config::start_order`] gives the start order.
+    pub jobs: Vec<Job>,
+    pub globals: Globals,
+    /// Where each job's options were written, index for index with `jobs`,
+    /// so that run-time checks (`pmtr -t` warnings) can point at the text.
+    pub origins: Vec<Origin>,
+    /// Where the global statements were written (named by first keyword).
+    pub globals_origin: Origin,
+}
+
+impl Config {
+    /// Indices of `jobs` in start order: by `order`, file order breaking ties.
+    pub fn start_order(&self) -> Vec<usize> {
+        let mut indices: Vec<usize> = (0..self.jobs.len()).collect();
+        indices.sort_by_key(|&i| self.jobs[i].order);
+        indices
+    }
+
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|job| job.name == name)
+    }
+}
+
+/// The statements outside any job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Globals {
+    pub report_to: Vec<UdpEndpoint>,
+    pub listen_on: Option<UdpEndpoint>,
+    pub udp_key: Option<String>,
+    pub metrics_to: Option<String>,
+}
+
+/// `udp://HOST:PORT[@IFACE]`. The host stays a name: it is resolved when
+/// the socket is made, never while parsing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UdpEndpoint {
+    /// A name, an IPv4 address, or an IPv6 address without its brackets.
+    pub host: String,
+    pub port: u16,
+    /// Egress interface for multicast destinations.
+    pub interface: Option<String>,
+}
+
+/// One job's definition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Job {
+    pub name: String,
+    /// `argv`; `argv[0]` is an absolute path.
+    pub cmd: Vec<String>,
+    /// Working directory, absolute; `None` means `/`.
+    pub dir: Option<String>,
+    pub stdin: Option<String>,
+    pub stdout: Output,
+    pub stderr: Output,
+    pub user: Option<String>,
+    pub env: Vec<EnvVar>,
+    pub disabled: bool,
+    pub wait: bool,
+    pub once: bool,
+    pub order: i32,
+    pub nice: Option<i32>,
+    pub cpu: Option<CpuSet>,
+    pub ulimits: Vec<Ulimit>,
+    /// `bounce every`: restart after the job has run this many seconds.
+    pub bounce_every_secs: Option<u64>,
+    /// Files whose content the job depends on, as written (relative ones
+    /// are under `dir`: see [`Job::resolve`]).
+    pub depends: Vec<String>,
+}
+
+impl Job {
+    pub fn working_dir(&self) -> &str {
+        self.dir.as_deref().unwrap_or("/")
+    }
+
+    /// A path of this job as the job sees it: relative paths are under `dir`.
+    pub fn resolve(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            path.to_string()
+        } else {
+            let dir = self.working_dir().trim_end_matches('/');
+            format!("{dir}/{path}")
+        }
+    }
+
+    pub fn stdin_path(&self) -> String {
+        self.resolve(self.stdin.as_deref().unwrap_or("/dev/null"))
+    }
+}
+
+/// Where a job's stdout or stderr goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// Captured by pmtr and logged line by line (the default).
+    #[default]
+    Syslog,
+    /// Appended to this file (relative to `dir`), created 0644.
+    File(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// A set of CPUs, one bit per CPU: word `i` holds CPUs `64*i .. 64*i+63`.
+/// Trailing zero words are never kept, so equal sets compare equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuSet {
+    words: Vec<u64>,
+}
+
+impl CpuSet {
+    /// CPUs beyond this are refused: glibc's `cpu_set_t` holds 1024.
+    pub const LIMIT: usize = 1024;
+
+    pub fn insert(&mut self, cpu: usize) {
+        let word = cpu / 64;
+        if self.words.len() <= word {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (cpu % 64);
+    }
+
+    pub fn contains(&self, cpu: usize) -> bool {
+        self.words
+            .get(cpu / 64)
+            .is_some_and(|w| w & (1 << (cpu % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
+    /// The CPUs in the set, ascending.
+    pub fn cpus(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.words.len() * 64).filter(|&cpu| self.contains(cpu))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ulimit {
+    pub resource: Resource,
+    /// Soft and hard limit alike.
+    pub value: Limit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Value(u64),
+    Infinity,
+}
+
+/// The resources `ulimit` can set, as `prlimit(2)` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Core,
+    Data,
+    Nice,
+    Fsize,
+    Sigpending,
+    Memlock,
+    Rss,
+    Nofile,
+    Msgqueue,
+    Rtprio,
+    Stack,
+    Cpu,
+    Nproc,
+    As,
+}
+
+impl Resource {
+    /// Every resource with its `ulimit` flag and its `RLIMIT_*` name.
+    pub const ALL: [(Resource, &'static str, &'static str); 14] = [
+        (Resource::Core, "-c", "RLIMIT_CORE"),
+        (Resource::Data, "-d", "RLIMIT_DATA"),
+        (Resource::Nice, "-e", "RLIMIT_NICE"),
+        (Resource::Fsize, "-f", "RLIMIT_FSIZE"),
+        (Resource::Sigpending, "-i", "RLIMIT_SIGPENDING"),
+        (Resource::Memlock, "-l", "RLIMIT_MEMLOCK"),
+        (Resource::Rss, "-m", "RLIMIT_RSS"),
+        (Resource::Nofile, "-n", "RLIMIT_NOFILE"),
+        (Resource::Msgqueue, "-q", "RLIMIT_MSGQUEUE"),
+        (Resource::Rtprio, "-r", "RLIMIT_RTPRIO"),
+        (Resource::Stack, "-s", "RLIMIT_STACK"),
+        (Resource::Cpu, "-t", "RLIMIT_CPU"),
+        (Resource::Nproc, "-u", "RLIMIT_NPROC"),
+        (Resource::As, "-v", "RLIMIT_AS"),
+    ];
+
+    /// Looks a resource up by flag (`-n`) or name (`RLIMIT_NOFILE`).
+    pub fn from_flag_or_name(text: &str) -> Option<Resource> {
+        Self::ALL
+            .iter()
+            .find(|(_, flag, name)| *flag == text || *name == text)
+            .map(|(resource, _, _)| *resource)
+    }
+
+    pub fn flag(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(resource, _, _)| *resource == self)
+            .map_or("?", |(_, flag, _)| flag)
+    }
+}
+
+/// Where a job (or the global statements) was written: its `job` keyword
+/// and each option given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub at: Location,
+    /// Option name and the location of its (first) value, in file order.
+    pub options: Vec<(&'static str, Location, usize)>,
+}
+
+impl Origin {
+    /// Location and width of the first value of option `name`.
+    pub fn value_of(&self, name: &str) -> Option<(Location, usize)> {
+        self.options
+            .iter()
+            .find(|(option, _, _)| *option == name)
+            .map(|(_, at, width)| (*at, *width))
+    }
+
+    /// Locations of every value of a repeatable option, in file order.
+    pub fn values_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (Location, usize)> + 'a {
+        self.options
+            .iter()
+            .filter(move |(option, _, _)| *option == name)
+            .map(|(_, at, width)| (*at, *width))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_order_sorts_by_order_and_keeps_file_order_for_ties() {
+        let job = |name: &str, order| Job {
+            name: name.into(),
+            order,
+            ..Job::default()
+        };
+        let config = Config {
+            jobs: vec![job("a", 5), job("b", 0), job("c", 5), job("d", -1)],
+            ..Config::default()
+        };
+        assert_eq!(config.start_order(), [3, 1, 0, 2]);
+    }
+
+    #[test]
+    fn relative_paths_resolve_under_dir() {
+        let mut job = Job::default();
+        assert_eq!(job.resolve("out.log"), "/out.log");
+        job.dir = Some("/srv/app/".into());
+        assert_eq!(job.resolve("out.log"), "/srv/app/out.log");
+        assert_eq!(job.resolve("/var/log/x"), "/var/log/x");
+        assert_eq!(job.stdin_path(), "/dev/null");
+    }
+
+    #[test]
+    fn cpu_sets_compare_by_content() {
+        let mut a = CpuSet::default();
+        a.insert(3);
+        a.insert(200);
+        let mut b = CpuSet::default();
+        b.insert(200);
+        b.insert(3);
+        assert_eq!(a, b);
+        assert_eq!(a.cpus().collect::<Vec<_>>(), [3, 200]);
+    }
+
+    #[test]
+    fn resources_by_flag_or_name() {
+        assert_eq!(Resource::from_flag_or_name("-n"), Some(Resource::Nofile));
+        assert_eq!(Resource::from_flag_or_name("RLIMIT_AS"), Some(Resource::As));
+        assert_eq!(Resource::from_flag_or_name("-z"), None);
+        assert_eq!(Resource::Core.flag(), "-c");
+    }
+}

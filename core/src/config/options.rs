@@ -1,0 +1,699 @@
+//! The one definition of every configuration option and global statement:
+//! its name, the shape of its arguments, its documentation and how its
+//! value is checked and stored. This table drives the parser, the "did you
+//! mean" hints and `docs/CONFIG.md`.
+
+use super::diagnostic::Diagnostic;
+use super::lex::Word;
+use super::model::{EnvVar, Globals, Job, Limit, Output, Resource, Ulimit};
+use super::values;
+
+/// The shape of what follows an option's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// Nothing: `once`.
+    Flag,
+    /// One value on the same line: `name web`.
+    Value,
+    /// The rest of the line, at least one word: `cmd /bin/echo a b`.
+    RestOfLine,
+    /// `RESOURCE VALUE` on the same line, or a block of such pairs.
+    Pairs,
+    /// The word `every`, then one value: `bounce every 1d`.
+    Every,
+    /// A block of values, over any number of lines: `depends { a b }`.
+    Block,
+}
+
+/// Stores the checked value of an option into a job, or says what is wrong
+/// with the words given.
+pub type Apply = fn(&mut Job, &[Word], &mut Vec<Diagnostic>);
+
+#[derive(Debug)]
+pub struct OptionDef {
+    pub name: &'static str,
+    pub syntax: Syntax,
+    pub usage: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+    pub repeatable: bool,
+    pub apply: Apply,
+}
+
+/// Stores the checked value of a global statement.
+pub type ApplyGlobal = fn(&mut Globals, &Word) -> Result<(), Diagnostic>;
+
+#[derive(Debug)]
+pub struct StatementDef {
+    /// The two keywords: `report to`, `listen on`, ...
+    pub keywords: [&'static str; 2],
+    pub usage: &'static str,
+    pub doc: &'static str,
+    pub repeatable: bool,
+    pub apply: ApplyGlobal,
+}
+
+impl StatementDef {
+    pub fn name(&self) -> String {
+        self.keywords.join(" ")
+    }
+}
+
+/// Longest job name: names travel in UDP reports and log lines.
+pub const MAX_NAME_LEN: usize = 255;
+
+pub static JOB_OPTIONS: &[OptionDef] = &[
+    OptionDef {
+        name: "name",
+        syntax: Syntax::Value,
+        usage: "name NAME",
+        default: "required",
+        doc: "Unique job name, used in logs, reports and `pmtr-ctl`. No spaces or control characters, at most 255 bytes.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            let word = &words[0];
+            let name = &word.text;
+            if name.is_empty() {
+                errors.push(error(word, "the job name is empty"));
+            } else if name.len() > MAX_NAME_LEN {
+                errors.push(error(word, format!("the job name is longer than {MAX_NAME_LEN} bytes")));
+            } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                errors.push(error(word, "a job name cannot hold spaces or control characters"));
+            } else {
+                job.name = name.clone();
+            }
+        },
+    },
+    OptionDef {
+        name: "cmd",
+        syntax: Syntax::RestOfLine,
+        usage: "cmd /PATH [ARG...]",
+        default: "required",
+        doc: "Absolute path of the executable, then its arguments, to the end of the line. No `$PATH` search, no shell, no expansion; double quotes make one argument of text with spaces.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            let program = &words[0];
+            if !program.text.starts_with('/') {
+                errors.push(error(
+                    program,
+                    format!(
+                        "cmd must be an absolute path (pmtr does no $PATH search): `{}`",
+                        program.text
+                    ),
+                ));
+                return;
+            }
+            job.cmd = words.iter().map(|w| w.text.clone()).collect();
+        },
+    },
+    OptionDef {
+        name: "dir",
+        syntax: Syntax::Value,
+        usage: "dir /PATH",
+        default: "`/`",
+        doc: "Working directory of the job, absolute. Relative `in`, `out`, `err` and `depends` paths are taken under it.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            if let Some(path) = absolute_path(&words[0], "dir", errors) {
+                job.dir = Some(path);
+            }
+        },
+    },
+    OptionDef {
+        name: "in",
+        syntax: Syntax::Value,
+        usage: "in FILE",
+        default: "`/dev/null`",
+        doc: "File opened as the job's standard input.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            if let Some(path) = path(&words[0], errors) {
+                job.stdin = Some(path);
+            }
+        },
+    },
+    OptionDef {
+        name: "out",
+        syntax: Syntax::Value,
+        usage: "out FILE|syslog",
+        default: "`syslog`",
+        doc: "Where standard output goes: a file (appended to, created 0644 by the job's user, opened after privileges are dropped) or `syslog`, which logs each line tagged with the job's name and pid.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            if let Some(output) = output(&words[0], errors) {
+                job.stdout = output;
+            }
+        },
+    },
+    OptionDef {
+        name: "err",
+        syntax: Syntax::Value,
+        usage: "err FILE|syslog",
+        default: "`syslog`",
+        doc: "Where standard error goes, as for `out`.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            if let Some(output) = output(&words[0], errors) {
+                job.stderr = output;
+            }
+        },
+    },
+    OptionDef {
+        name: "user",
+        syntax: Syntax::Value,
+        usage: "user NAME",
+        default: "pmtr's own user",
+        doc: "Run the job as this user: its uid, primary gid and supplementary groups. The job also gets `HOME`, `USER` and `LOGNAME` of that user unless `env` sets them.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            let word = &words[0];
+            if word.text.is_empty() || word.text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                errors.push(error(word, "`user` needs a user name without spaces"));
+            } else {
+                job.user = Some(word.text.clone());
+            }
+        },
+    },
+    OptionDef {
+        name: "env",
+        syntax: Syntax::Value,
+        usage: "env VAR=VALUE",
+        default: "",
+        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these.",
+        repeatable: true,
+        apply: |job, words, errors| {
+            let word = &words[0];
+            match word.text.split_once('=') {
+                Some((name, value)) if !name.is_empty() => job.env.push(EnvVar {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                }),
+                Some(_) => errors.push(error(word, "the variable name before `=` is empty")),
+                None => errors.push(error(
+                    word,
+                    format!("`{}` is not VAR=VALUE: an environment setting needs `=`", word.text),
+                )),
+            }
+        },
+    },
+    OptionDef {
+        name: "disable",
+        syntax: Syntax::Flag,
+        usage: "disable",
+        default: "",
+        doc: "The job is defined but not run. Quicker than commenting the job out.",
+        repeatable: true,
+        apply: |job, _, _| job.disabled = true,
+    },
+    OptionDef {
+        name: "wait",
+        syntax: Syntax::Flag,
+        usage: "wait",
+        default: "",
+        doc: "Jobs after this one in start order are not started until it has exited (with any status). pmtr keeps serving signals, reloads and requests meanwhile.",
+        repeatable: true,
+        apply: |job, _, _| job.wait = true,
+    },
+    OptionDef {
+        name: "once",
+        syntax: Syntax::Flag,
+        usage: "once",
+        default: "",
+        doc: "Do not restart the job after it exits.",
+        repeatable: true,
+        apply: |job, _, _| job.once = true,
+    },
+    OptionDef {
+        name: "order",
+        syntax: Syntax::Value,
+        usage: "order N",
+        default: "0",
+        doc: "Integer start-order key: lower starts first; file order breaks ties.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            match values::integer(&words[0].text, i32::MIN.into(), i32::MAX.into()) {
+                Ok(order) => job.order = order as i32,
+                Err(message) => errors.push(error(&words[0], format!("order: {message}"))),
+            }
+        },
+    },
+    OptionDef {
+        name: "nice",
+        syntax: Syntax::Value,
+        usage: "nice N",
+        default: "inherited",
+        doc: "Scheduling priority, -20 (highest) to 19 (lowest).",
+        repeatable: false,
+        apply: |job, words, errors| match values::integer(&words[0].text, -20, 19) {
+            Ok(nice) => job.nice = Some(nice as i32),
+            Err(message) => errors.push(error(&words[0], format!("nice: {message}"))),
+        },
+    },
+    OptionDef {
+        name: "cpu",
+        syntax: Syntax::Value,
+        usage: "cpu LIST|0xMASK",
+        default: "inherited",
+        doc: "CPU affinity: numbers and ranges (`0,2-4`) or a hex mask (`0x8f`). CPUs the machine does not have are ignored.",
+        repeatable: false,
+        apply: |job, words, errors| match values::cpu_set(&words[0].text) {
+            Ok(set) => job.cpu = Some(set),
+            Err(message) => errors.push(error(&words[0], format!("cpu: {message}"))),
+        },
+    },
+    OptionDef {
+        name: "ulimit",
+        syntax: Syntax::Pairs,
+        usage: "ulimit RESOURCE VALUE | ulimit { RESOURCE VALUE ... }",
+        default: "inherited",
+        doc: "Resource limits, soft and hard alike. RESOURCE is a flag `-c -d -e -f -i -l -m -n -q -r -s -t -u -v` (as bash's `ulimit`) or a name `RLIMIT_NOFILE` ...; VALUE is a number, `infinity` or `unlimited`. `-n` must be finite.",
+        repeatable: true,
+        apply: apply_ulimits,
+    },
+    OptionDef {
+        name: "bounce",
+        syntax: Syntax::Every,
+        usage: "bounce every N{s,m,h,d}",
+        default: "",
+        doc: "Restart the job each time it has run this long: seconds, minutes, hours or days.",
+        repeatable: false,
+        apply: |job, words, errors| match values::interval(&words[0].text) {
+            Ok(seconds) => job.bounce_every_secs = Some(seconds),
+            Err(message) => errors.push(error(&words[0], format!("bounce every: {message}"))),
+        },
+    },
+    OptionDef {
+        name: "depends",
+        syntax: Syntax::Block,
+        usage: "depends { FILE ... }",
+        default: "",
+        doc: "Files (relative ones under `dir`) whose content the job depends on: a change of content restarts the job; while one is missing the job is not started.",
+        repeatable: true,
+        apply: |job, words, errors| {
+            for word in words {
+                if let Some(path) = path(word, errors) {
+                    job.depends.push(path);
+                }
+            }
+        },
+    },
+];
+
+pub static STATEMENTS: &[StatementDef] = &[
+    StatementDef {
+        keywords: ["report", "to"],
+        usage: "report to udp://HOST:PORT[@IFACE]",
+        doc: "Every 10 s, send a status datagram to HOST:PORT; repeatable. `@IFACE` picks the egress interface for a multicast destination.",
+        repeatable: true,
+        apply: |globals, word| {
+            let endpoint = values::udp_endpoint(&word.text, true).map_err(|m| error(word, m))?;
+            globals.report_to.push(endpoint);
+            Ok(())
+        },
+    },
+    StatementDef {
+        keywords: ["listen", "on"],
+        usage: "listen on udp://ADDRESS:PORT",
+        doc: "Accept `enable`/`disable` control datagrams on this address (`0.0.0.0` for all).",
+        repeatable: false,
+        apply: |globals, word| {
+            let endpoint = values::udp_endpoint(&word.text, false).map_err(|m| error(word, m))?;
+            globals.listen_on = Some(endpoint);
+            Ok(())
+        },
+    },
+    StatementDef {
+        keywords: ["udp", "key"],
+        usage: "udp key /PATH",
+        doc: "Shared secret for the UDP protocol: reports are signed, control datagrams must be signed and fresh. The file must not be readable by group or others.",
+        repeatable: false,
+        apply: |globals, word| {
+            globals.udp_key = Some(global_path(word, "udp key")?);
+            Ok(())
+        },
+    },
+    StatementDef {
+        keywords: ["metrics", "to"],
+        usage: "metrics to /PATH",
+        doc: "Keep this file up to date, atomically, in the Prometheus text format (for node_exporter's textfile collector).",
+        repeatable: false,
+        apply: |globals, word| {
+            globals.metrics_to = Some(global_path(word, "metrics to")?);
+            Ok(())
+        },
+    },
+];
+
+pub fn job_option(name: &str) -> Option<&'static OptionDef> {
+    JOB_OPTIONS.iter().find(|def| def.name == name)
+}
+
+pub fn statement(first_keyword: &str) -> Option<&'static StatementDef> {
+    STATEMENTS
+        .iter()
+        .find(|def| def.keywords[0] == first_keyword)
+}
+
+/// The known word nearest to `word`, if it is near enough to be a typo.
+pub fn nearest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // No keyword is this long; and the distance costs length squared.
+    if word.len() > 64 {
+        return None;
+    }
+    known
+        .into_iter()
+        .map(|candidate| (strsim::damerau_levenshtein(word, candidate), candidate))
+        .filter(|&(distance, candidate)| distance <= 2 && distance < candidate.len())
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn error(word: &Word, message: impl Into<String>) -> Diagnostic {
+    Diagnostic::error(word.at, word.width, message)
+}
+
+fn path(word: &Word, errors: &mut Vec<Diagnostic>) -> Option<String> {
+    if word.text.is_empty() {
+        errors.push(error(word, "the path is empty"));
+        return None;
+    }
+    Some(word.text.clone())
+}
+
+fn absolute_path(word: &Word, option: &str, errors: &mut Vec<Diagnostic>) -> Option<String> {
+    if !word.text.starts_with('/') {
+        errors.push(error(
+            word,
+            format!("{option} must be an absolute path: `{}`", word.text),
+        ));
+        return None;
+    }
+    Some(word.text.clone())
+}
+
+fn global_path(word: &Word, statement: &str) -> Result<String, Diagnostic> {
+    let mut errors = Vec::new();
+    absolute_path(word, statement, &mut errors).ok_or_else(|| errors.remove(0))
+}
+
+fn output(word: &Word, errors: &mut Vec<Diagnostic>) -> Option<Output> {
+    if word.is("syslog") {
+        return Some(Output::Syslog);
+    }
+    path(word, errors).map(Output::File)
+}
+
+fn apply_ulimits(job: &mut Job, words: &[Word], errors: &mut Vec<Diagnostic>) {
+    for pair in words.chunks(2) {
+        let [resource_word, value_word] = pair else {
+            continue; // the parser reports a resource without a value
+        };
+        let Some(resource) = Resource::from_flag_or_name(&resource_word.text) else {
+            let known = Resource::ALL
+                .iter()
+                .flat_map(|(_, flag, name)| [*flag, *name]);
+            let hint = match nearest(&resource_word.text, known) {
+                Some(near) => format!("; did you mean `{near}`?"),
+                None => "; use a flag like `-n` or a name like `RLIMIT_NOFILE`".into(),
+            };
+            errors.push(error(
+                resource_word,
+                format!("unknown ulimit resource `{}`{hint}", resource_word.text),
+            ));
+            continue;
+        };
+        let value = match values::limit(&value_word.text) {
+            Ok(value) => value,
+            Err(message) => {
+                errors.push(error(value_word, format!("ulimit: {message}")));
+                continue;
+            }
+        };
+        if resource == Resource::Nofile && value == Limit::Infinity {
+            errors.push(error(
+                value_word,
+                "ulimit -n must be finite: the kernel refuses an infinite open-file limit",
+            ));
+            continue;
+        }
+        if job.ulimits.iter().any(|u| u.resource == resource) {
+            errors.push(error(
+                resource_word,
+                format!("ulimit {} is given twice in this job", resource.flag()),
+            ));
+            continue;
+        }
+        job.ulimits.push(Ulimit { resource, value });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per option and statement, through the whole parser, so
+    //! that each definition is checked as an operator would write it.
+    use super::super::{parse, Config, CpuSet, Limit, Output, Resource, UdpEndpoint, Ulimit};
+    use super::*;
+
+    fn job_with(options: &str) -> Job {
+        let text = format!("job {{\n name t\n cmd /bin/true\n {options}\n}}\n");
+        match parse(text.as_bytes()) {
+            Ok(config) => config.jobs[0].clone(),
+            Err(errors) => panic!("{options}: {errors:?}"),
+        }
+    }
+
+    fn first_error(text: &str) -> String {
+        match parse(text.as_bytes()) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(errors) => errors[0].message.clone(),
+        }
+    }
+
+    fn job_error(options: &str) -> String {
+        first_error(&format!(
+            "job {{\n name t\n cmd /bin/true\n {options}\n}}\n"
+        ))
+    }
+
+    fn globals(text: &str) -> Globals {
+        let config: Config = parse(text.as_bytes()).unwrap();
+        config.globals
+    }
+
+    #[test]
+    fn every_option_is_documented() {
+        for def in JOB_OPTIONS {
+            assert!(def.usage.starts_with(def.name), "{}", def.name);
+            assert!(def.doc.ends_with('.'), "{}", def.name);
+        }
+        for def in STATEMENTS {
+            assert!(def.usage.starts_with(&def.name()), "{}", def.name());
+        }
+    }
+
+    #[test]
+    fn name() {
+        assert_eq!(job_with("").name, "t");
+        assert!(job_error("name u").contains("given twice"));
+        assert!(first_error("job {\n name \"a b\"\n cmd /bin/true\n}").contains("spaces"));
+        assert!(first_error("job {\n name \"\"\n cmd /bin/true\n}").contains("empty"));
+        let long = "n".repeat(256);
+        assert!(
+            first_error(&format!("job {{\n name {long}\n cmd /bin/true\n}}")).contains("longer")
+        );
+    }
+
+    #[test]
+    fn cmd() {
+        let text = "job {\n name t\n cmd /bin/echo \"New York\" -x 'y'\n}";
+        let job = &parse(text.as_bytes()).unwrap().jobs[0];
+        assert_eq!(job.cmd, ["/bin/echo", "New York", "-x", "'y'"]);
+        assert!(first_error("job {\n name t\n cmd sleep 5\n}").contains("absolute path"));
+        assert!(job_error("cmd /bin/false").contains("given twice"));
+    }
+
+    #[test]
+    fn dir() {
+        assert_eq!(job_with("dir /srv/app").dir.as_deref(), Some("/srv/app"));
+        assert!(job_error("dir srv").contains("dir must be an absolute path"));
+    }
+
+    #[test]
+    fn in_out_err() {
+        let job = job_with("in input.txt\n out /var/log/o.log\n err syslog");
+        assert_eq!(job.stdin.as_deref(), Some("input.txt"));
+        assert_eq!(job.stdout, Output::File("/var/log/o.log".into()));
+        assert_eq!(job.stderr, Output::Syslog);
+        assert_eq!(job_with("").stdout, Output::Syslog);
+        assert_eq!(
+            job_with("out \"syslog\"").stdout,
+            Output::File("syslog".into())
+        );
+        assert!(job_error("out \"\"").contains("path is empty"));
+    }
+
+    #[test]
+    fn user() {
+        assert_eq!(job_with("user app").user.as_deref(), Some("app"));
+        assert!(job_error("user \"a b\"").contains("user name"));
+    }
+
+    #[test]
+    fn env() {
+        let job = job_with("env A=1\n env B=x=y\n env C=");
+        let env: Vec<(&str, &str)> = job
+            .env
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(env, [("A", "1"), ("B", "x=y"), ("C", "")]);
+        assert!(job_error("env DEBUG").contains("needs `=`"));
+        assert!(job_error("env =1").contains("name before `=` is empty"));
+    }
+
+    #[test]
+    fn flags() {
+        let job = job_with("disable\n wait\n once");
+        assert!(job.disabled && job.wait && job.once);
+        let job = job_with("");
+        assert!(!job.disabled && !job.wait && !job.once);
+    }
+
+    #[test]
+    fn order() {
+        assert_eq!(job_with("order -3").order, -3);
+        assert!(job_error("order first").contains("not an integer"));
+        assert!(job_error("order 99999999999").contains("out of range"));
+    }
+
+    #[test]
+    fn nice() {
+        assert_eq!(job_with("nice 19").nice, Some(19));
+        assert_eq!(job_with("nice -20").nice, Some(-20));
+        assert!(job_error("nice 20").contains("out of range -20 to 19"));
+        assert!(job_error("nice high").contains("not an integer"));
+    }
+
+    #[test]
+    fn cpu() {
+        let mut set = CpuSet::default();
+        set.insert(0);
+        set.insert(2);
+        assert_eq!(job_with("cpu 0,2").cpu, Some(set.clone()));
+        assert_eq!(job_with("cpu 0x5").cpu, Some(set));
+        assert!(job_error("cpu 3-1").contains("backwards"));
+        assert!(job_error("cpu 0xZ").contains("hex digit"));
+    }
+
+    #[test]
+    fn ulimit_single_and_block() {
+        let job =
+            job_with("ulimit -n 1024\n ulimit {\n  -c infinity RLIMIT_AS unlimited\n  -t 60 }");
+        assert_eq!(
+            job.ulimits,
+            [
+                Ulimit {
+                    resource: Resource::Nofile,
+                    value: Limit::Value(1024)
+                },
+                Ulimit {
+                    resource: Resource::Core,
+                    value: Limit::Infinity
+                },
+                Ulimit {
+                    resource: Resource::As,
+                    value: Limit::Infinity
+                },
+                Ulimit {
+                    resource: Resource::Cpu,
+                    value: Limit::Value(60)
+                },
+            ]
+        );
+        assert!(job_with("ulimit { }").ulimits.is_empty());
+    }
+
+    #[test]
+    fn ulimit_errors() {
+        assert!(job_error("ulimit -n infinity").contains("-n must be finite"));
+        assert!(job_error("ulimit -z 5").contains("unknown ulimit resource `-z`"));
+        assert!(job_error("ulimit RLIMIT_NOFLE 5").contains("did you mean `RLIMIT_NOFILE`"));
+        assert!(job_error("ulimit -n lots").contains("not a limit"));
+        assert!(job_error("ulimit -n 5\n ulimit -n 6").contains("given twice"));
+        assert!(job_error("ulimit -n").contains("needs a value"));
+        assert!(job_error("ulimit { -n 5 -c }").contains("has no value"));
+    }
+
+    #[test]
+    fn bounce_every() {
+        assert_eq!(job_with("bounce every 1d").bounce_every_secs, Some(86_400));
+        assert_eq!(job_with("bounce every 90s").bounce_every_secs, Some(90));
+        assert!(job_error("bounce every 10").contains("no time unit"));
+        assert!(job_error("bounce 10s").contains("bounce every"));
+        assert!(job_error("bounce every").contains("needs a value"));
+    }
+
+    #[test]
+    fn depends() {
+        let job = job_with("depends {\n  app.conf\n  /etc/hosts\n }\n depends { x }");
+        assert_eq!(job.depends, ["app.conf", "/etc/hosts", "x"]);
+        assert!(job_error("depends app.conf").contains("`{`"));
+        assert!(
+            first_error("job {\n name t\n cmd /bin/true\n depends { a\n")
+                .contains("no closing `}`")
+        );
+    }
+
+    #[test]
+    fn report_to() {
+        let g = globals("report to udp://127.0.0.1:9999\nreport to udp://239.0.0.1:9999@eth2\n");
+        assert_eq!(
+            g.report_to,
+            [
+                UdpEndpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9999,
+                    interface: None
+                },
+                UdpEndpoint {
+                    host: "239.0.0.1".into(),
+                    port: 9999,
+                    interface: Some("eth2".into())
+                },
+            ]
+        );
+        assert!(first_error("report to 127.0.0.1:9999").contains("not a UDP address"));
+        assert!(first_error("report udp://1.2.3.4:5").contains("report to"));
+    }
+
+    #[test]
+    fn listen_on() {
+        let g = globals("listen on udp://0.0.0.0:10000");
+        assert_eq!(g.listen_on.unwrap().port, 10000);
+        assert!(
+            first_error("listen on udp://0.0.0.0:1\nlisten on udp://0.0.0.0:2")
+                .contains("given twice")
+        );
+    }
+
+    #[test]
+    fn udp_key_and_metrics_to() {
+        let g = globals("udp key /etc/pmtr.key\nmetrics to /var/lib/node_exporter/pmtr.prom");
+        assert_eq!(g.udp_key.as_deref(), Some("/etc/pmtr.key"));
+        assert_eq!(
+            g.metrics_to.as_deref(),
+            Some("/var/lib/node_exporter/pmtr.prom")
+        );
+        assert!(first_error("udp key pmtr.key").contains("absolute path"));
+        assert!(first_error("metrics to m.prom").contains("absolute path"));
+    }
+
+    #[test]
+    fn nearest_finds_typos_only() {
+        let names = JOB_OPTIONS.iter().map(|d| d.name);
+        assert_eq!(nearest("onse", names.clone()), Some("once"));
+        assert_eq!(nearest("nmae", names.clone()), Some("name"));
+        assert_eq!(nearest("ulimits", names.clone()), Some("ulimit"));
+        assert_eq!(nearest("xyzzy", names), None);
+    }
+}

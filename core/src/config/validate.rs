@@ -1,0 +1,111 @@
+//! Checks a raw configuration and builds the `Config` it means: every value
+//! through its option's definition, then the rules that span options and
+//! jobs (required options, options given twice, duplicate job names).
+
+use std::collections::HashMap;
+
+use super::diagnostic::Diagnostic;
+use super::model::{Config, Job, Origin};
+use super::parse::{job_location, RawConfig, RawJob};
+
+pub fn validate(raw: &RawConfig, errors: &mut Vec<Diagnostic>) -> Config {
+    let mut config = Config::default();
+    let mut seen_statements: HashMap<String, usize> = HashMap::new();
+    for statement in &raw.statements {
+        let name = statement.def.name();
+        if !statement.def.repeatable {
+            if let Some(line) = seen_statements.get(&name) {
+                errors.push(Diagnostic::error(
+                    statement.keyword.at,
+                    statement.keyword.width,
+                    format!("`{name}` is given twice (first on line {line})"),
+                ));
+                continue;
+            }
+            seen_statements.insert(name, statement.keyword.at.line);
+        }
+        config.globals_origin.options.push((
+            statement.def.keywords[0],
+            statement.value.at,
+            statement.value.width,
+        ));
+        if let Err(error) = (statement.def.apply)(&mut config.globals, &statement.value) {
+            errors.push(error);
+        }
+    }
+
+    // Job name -> line of its first definition.
+    let mut names: HashMap<String, usize> = HashMap::with_capacity(raw.jobs.len());
+    for raw_job in &raw.jobs {
+        let (job, origin) = validate_job(raw_job, errors);
+        if job.name.is_empty() {
+            continue;
+        }
+        if let Some(first) = names.get(&job.name) {
+            let (at, width) = origin.value_of("name").unwrap_or(job_location(raw_job));
+            errors.push(Diagnostic::error(
+                at,
+                width,
+                format!(
+                    "duplicate job name `{}` (first defined on line {first})",
+                    job.name
+                ),
+            ));
+            continue;
+        }
+        names.insert(job.name.clone(), raw_job.keyword.at.line);
+        config.jobs.push(job);
+        config.origins.push(origin);
+    }
+    config
+}
+
+fn validate_job(raw: &RawJob, errors: &mut Vec<Diagnostic>) -> (Job, Origin) {
+    let mut job = Job::default();
+    let mut origin = Origin {
+        at: raw.keyword.at,
+        options: Vec::with_capacity(raw.options.len()),
+    };
+    // Option name -> line where it was first given.
+    let mut given: HashMap<&str, usize> = HashMap::new();
+    for option in &raw.options {
+        let name = option.def.name;
+        if !option.def.repeatable {
+            if let Some(line) = given.get(name) {
+                errors.push(Diagnostic::error(
+                    option.keyword.at,
+                    option.keyword.width,
+                    format!("`{name}` is given twice in this job (first on line {line})"),
+                ));
+                continue;
+            }
+        }
+        given.entry(name).or_insert(option.keyword.at.line);
+        let value_at = option.args.first().unwrap_or(&option.keyword);
+        origin.options.push((name, value_at.at, value_at.width));
+        for arg in option.args.iter().skip(1).filter(|_| name == "depends") {
+            origin.options.push((name, arg.at, arg.width));
+        }
+        (option.def.apply)(&mut job, &option.args, errors);
+    }
+    for name in &raw.malformed {
+        given.entry(name).or_insert(0);
+    }
+    let (at, width) = job_location(raw);
+    if !given.contains_key("name") {
+        errors.push(Diagnostic::error(at, width, "this job has no `name`"));
+    }
+    if !given.contains_key("cmd") {
+        let label = if job.name.is_empty() {
+            "this job".to_string()
+        } else {
+            format!("job `{}`", job.name)
+        };
+        errors.push(Diagnostic::error(
+            at,
+            width,
+            format!("{label} has no `cmd`"),
+        ));
+    }
+    (job, origin)
+}

@@ -1,0 +1,38 @@
+//! The command line of `pmtr`, defined once for the parser, `--help`,
+//! and the generated man page and shell completions.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+pub const DEFAULT_CONFIG: &str = "/etc/pmtr.conf";
+
+/// pmtr: starts the jobs listed in one configuration file, keeps them
+/// running, and applies edits to the file as soon as they are saved.
+#[derive(Debug, Parser)]
+#[command(name = "pmtr", version, about, long_about = None)]
+pub struct Args {
+    /// Configuration file
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+
+    /// Stay in the foreground (implied as PID 1 and with -t)
+    #[arg(short = 'F', long = "foreground")]
+    pub foreground: bool,
+
+    /// Check the configuration and exit: 0 when valid, 1 when not
+    #[arg(short = 't', long = "test")]
+    pub test: bool,
+
+    /// More logging; repeatable
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Write a pidfile (locked while pmtr runs; removed on exit)
+    #[arg(short = 'p', long = "pidfile", value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Accepted for compatibility with the original pmtr; has no effect
+    #[arg(short = 'I', hide = true)]
+    pub echo_to_stderr: bool,
+}

@@ -1,0 +1,102 @@
+//! Checks a valid configuration against this machine for what would fail at
+//! run time — a command that is not executable, an unknown user, a missing
+//! directory or dependency, an unusable key — without rejecting the file:
+//! the machine may change before the job starts.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::unistd::{access, AccessFlags, User};
+use pmtr_core::config::{Config, Diagnostic, Location, Origin};
+
+/// Warnings about `config` on this machine, in file order.
+pub fn warnings(config: &Config) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for (job, origin) in config.jobs.iter().zip(&config.origins) {
+        let warn = |found: &mut Vec<Diagnostic>, option: &str, message: String| {
+            let (at, width) = located(origin, option);
+            found.push(Diagnostic::warning(at, width, message));
+        };
+        if let Some(program) = job.cmd.first() {
+            if let Some(problem) = not_executable(Path::new(program)) {
+                warn(
+                    &mut found,
+                    "cmd",
+                    format!("job `{}`: `{program}` {problem}", job.name),
+                );
+            }
+        }
+        if let Some(user) = &job.user {
+            if !matches!(User::from_name(user), Ok(Some(_))) {
+                warn(
+                    &mut found,
+                    "user",
+                    format!("job `{}`: unknown user `{user}`", job.name),
+                );
+            }
+        }
+        if let Some(dir) = &job.dir {
+            if !Path::new(dir).is_dir() {
+                warn(
+                    &mut found,
+                    "dir",
+                    format!("job `{}`: directory `{dir}` does not exist", job.name),
+                );
+            }
+        }
+        for (dependency, (at, width)) in job.depends.iter().zip(origin.values_of("depends")) {
+            let path = job.resolve(dependency);
+            if !Path::new(&path).exists() {
+                found.push(Diagnostic::warning(
+                    at,
+                    width,
+                    format!(
+                        "job `{}`: dependency `{path}` does not exist; the job will not start until it does",
+                        job.name
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(key) = &config.globals.udp_key {
+        if let Some(problem) = unusable_key(Path::new(key)) {
+            let (at, width) = located(&config.globals_origin, "udp");
+            found.push(Diagnostic::warning(
+                at,
+                width,
+                format!("udp key `{key}` {problem}"),
+            ));
+        }
+    }
+    found.sort_by_key(|d| d.at.offset);
+    found
+}
+
+fn located(origin: &Origin, option: &str) -> (Location, usize) {
+    origin.value_of(option).unwrap_or((origin.at, 1))
+}
+
+fn not_executable(program: &Path) -> Option<String> {
+    match std::fs::metadata(program) {
+        Err(error) => Some(format!("cannot be run: {error}")),
+        Ok(meta) if !meta.is_file() => Some("is not a regular file".into()),
+        Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Some("is not executable".into()),
+        Ok(_) => match access(program, AccessFlags::X_OK) {
+            Err(error) => Some(format!("cannot be run by pmtr's user: {}", error.desc())),
+            Ok(()) => None,
+        },
+    }
+}
+
+fn unusable_key(key: &Path) -> Option<String> {
+    match std::fs::metadata(key) {
+        Err(error) => Some(format!("cannot be read: {error}")),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            Some("is readable by group or others: pmtr will refuse it (chmod 600)".into())
+        }
+        Ok(_) => match std::fs::File::open(key) {
+            Err(error) => Some(format!("cannot be read: {error}")),
+            Ok(_) => None,
+        },
+    }
+}
