@@ -19,10 +19,10 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> bool {
     let shown_path = path.to_string_lossy();
     match config_file::load(path) {
         Err(error) => {
-            let _ = write!(err, "{}", error.render(SHOWN));
             if let config_file::LoadError::Invalid { .. } = error {
-                let _ = writeln!(err, "pmtr: {error}");
+                let _ = write!(err, "{}", error.render(SHOWN));
             }
+            let _ = writeln!(err, "pmtr: {error}");
             false
         }
         Ok((text, config)) => {

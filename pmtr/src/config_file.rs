@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use pmtr_core::config::{self, Config, Diagnostic};
 
+use crate::reason::Reason;
+
 /// Larger files are refused before parsing: a real configuration of
 /// 100 000 jobs is about 5 MB.
 pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
@@ -15,14 +17,14 @@ pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// logged by reload.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("unable to read {path}: {source}")]
+    #[error("unable to read {}: {}", .path.display(), Reason(.source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("unable to read {path}: larger than {MAX_CONFIG_BYTES} bytes")]
+    #[error("unable to read {}: larger than {MAX_CONFIG_BYTES} bytes", .path.display())]
     TooLarge { path: PathBuf },
-    #[error("{path}: {} error{} in configuration", .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
+    #[error("{}: {} error{} in configuration", .path.display(), .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
     Invalid {
         path: PathBuf,
         source_text: Vec<u8>,

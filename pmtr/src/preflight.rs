@@ -3,22 +3,32 @@
 //! directory or dependency, an unusable key — without rejecting the file:
 //! the machine may change before the job starts.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::unistd::{access, AccessFlags, User};
 use pmtr_core::config::{Config, Diagnostic, Location, Origin};
 
+use crate::reason::Reason;
+
 /// Warnings about `config` on this machine, in file order.
 pub fn warnings(config: &Config) -> Vec<Diagnostic> {
     let mut found = Vec::new();
+    // Many jobs share a program, user or directory: ask the system once.
+    let mut programs: HashMap<&str, Option<String>> = HashMap::new();
+    let mut users: HashMap<&str, bool> = HashMap::new();
+    let mut dirs: HashMap<&str, bool> = HashMap::new();
     for (job, origin) in config.jobs.iter().zip(&config.origins) {
         let warn = |found: &mut Vec<Diagnostic>, option: &str, message: String| {
             let (at, width) = located(origin, option);
             found.push(Diagnostic::warning(at, width, message));
         };
         if let Some(program) = job.cmd.first() {
-            if let Some(problem) = not_executable(Path::new(program)) {
+            let problem = programs
+                .entry(program)
+                .or_insert_with(|| not_executable(Path::new(program)));
+            if let Some(problem) = problem {
                 warn(
                     &mut found,
                     "cmd",
@@ -27,7 +37,10 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
             }
         }
         if let Some(user) = &job.user {
-            if !matches!(User::from_name(user), Ok(Some(_))) {
+            let known = *users
+                .entry(user)
+                .or_insert_with(|| matches!(User::from_name(user), Ok(Some(_))));
+            if !known {
                 warn(
                     &mut found,
                     "user",
@@ -36,7 +49,7 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
             }
         }
         if let Some(dir) = &job.dir {
-            if !Path::new(dir).is_dir() {
+            if !*dirs.entry(dir).or_insert_with(|| Path::new(dir).is_dir()) {
                 warn(
                     &mut found,
                     "dir",
@@ -78,7 +91,7 @@ fn located(origin: &Origin, option: &str) -> (Location, usize) {
 
 fn not_executable(program: &Path) -> Option<String> {
     match std::fs::metadata(program) {
-        Err(error) => Some(format!("cannot be run: {error}")),
+        Err(error) => Some(format!("cannot be run: {}", Reason(&error))),
         Ok(meta) if !meta.is_file() => Some("is not a regular file".into()),
         Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Some("is not executable".into()),
         Ok(_) => match access(program, AccessFlags::X_OK) {
@@ -90,12 +103,12 @@ fn not_executable(program: &Path) -> Option<String> {
 
 fn unusable_key(key: &Path) -> Option<String> {
     match std::fs::metadata(key) {
-        Err(error) => Some(format!("cannot be read: {error}")),
+        Err(error) => Some(format!("cannot be read: {}", Reason(&error))),
         Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
             Some("is readable by group or others: pmtr will refuse it (chmod 600)".into())
         }
         Ok(_) => match std::fs::File::open(key) {
-            Err(error) => Some(format!("cannot be read: {error}")),
+            Err(error) => Some(format!("cannot be read: {}", Reason(&error))),
             Ok(_) => None,
         },
     }

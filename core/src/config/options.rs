@@ -27,7 +27,7 @@ pub enum Syntax {
 
 /// Stores the checked value of an option into a job, or says what is wrong
 /// with the words given.
-pub type Apply = fn(&mut Job, &[Word], &mut Vec<Diagnostic>);
+pub type Apply = fn(&mut Job, &[&Word<'_>], &mut Vec<Diagnostic>);
 
 #[derive(Debug)]
 pub struct OptionDef {
@@ -41,7 +41,7 @@ pub struct OptionDef {
 }
 
 /// Stores the checked value of a global statement.
-pub type ApplyGlobal = fn(&mut Globals, &Word) -> Result<(), Diagnostic>;
+pub type ApplyGlobal = fn(&mut Globals, &Word<'_>) -> Result<(), Diagnostic>;
 
 #[derive(Debug)]
 pub struct StatementDef {
@@ -71,7 +71,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Unique job name, used in logs, reports and `pmtr-ctl`. No spaces or control characters, at most 255 bytes.",
         repeatable: false,
         apply: |job, words, errors| {
-            let word = &words[0];
+            let word = words[0];
             let name = &word.text;
             if name.is_empty() {
                 errors.push(error(word, "the job name is empty"));
@@ -80,7 +80,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
             } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 errors.push(error(word, "a job name cannot hold spaces or control characters"));
             } else {
-                job.name = name.clone();
+                job.name = name.to_string();
             }
         },
     },
@@ -92,7 +92,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Absolute path of the executable, then its arguments, to the end of the line. No `$PATH` search, no shell, no expansion; double quotes make one argument of text with spaces.",
         repeatable: false,
         apply: |job, words, errors| {
-            let program = &words[0];
+            let program = words[0];
             if !program.text.starts_with('/') {
                 errors.push(error(
                     program,
@@ -103,7 +103,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
                 ));
                 return;
             }
-            job.cmd = words.iter().map(|w| w.text.clone()).collect();
+            job.cmd = words.iter().map(|w| w.text.to_string()).collect();
         },
     },
     OptionDef {
@@ -114,7 +114,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Working directory of the job, absolute. Relative `in`, `out`, `err` and `depends` paths are taken under it.",
         repeatable: false,
         apply: |job, words, errors| {
-            if let Some(path) = absolute_path(&words[0], "dir", errors) {
+            if let Some(path) = absolute_path(words[0], "dir", errors) {
                 job.dir = Some(path);
             }
         },
@@ -127,7 +127,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "File opened as the job's standard input.",
         repeatable: false,
         apply: |job, words, errors| {
-            if let Some(path) = path(&words[0], errors) {
+            if let Some(path) = path(words[0], errors) {
                 job.stdin = Some(path);
             }
         },
@@ -140,7 +140,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Where standard output goes: a file (appended to, created 0644 by the job's user, opened after privileges are dropped) or `syslog`, which logs each line tagged with the job's name and pid.",
         repeatable: false,
         apply: |job, words, errors| {
-            if let Some(output) = output(&words[0], errors) {
+            if let Some(output) = output(words[0], errors) {
                 job.stdout = output;
             }
         },
@@ -153,7 +153,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Where standard error goes, as for `out`.",
         repeatable: false,
         apply: |job, words, errors| {
-            if let Some(output) = output(&words[0], errors) {
+            if let Some(output) = output(words[0], errors) {
                 job.stderr = output;
             }
         },
@@ -166,11 +166,11 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Run the job as this user: its uid, primary gid and supplementary groups. The job also gets `HOME`, `USER` and `LOGNAME` of that user unless `env` sets them.",
         repeatable: false,
         apply: |job, words, errors| {
-            let word = &words[0];
+            let word = words[0];
             if word.text.is_empty() || word.text.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 errors.push(error(word, "`user` needs a user name without spaces"));
             } else {
-                job.user = Some(word.text.clone());
+                job.user = Some(word.text.to_string());
             }
         },
     },
@@ -182,7 +182,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these.",
         repeatable: true,
         apply: |job, words, errors| {
-            let word = &words[0];
+            let word = words[0];
             match word.text.split_once('=') {
                 Some((name, value)) if !name.is_empty() => job.env.push(EnvVar {
                     name: name.to_string(),
@@ -233,7 +233,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         apply: |job, words, errors| {
             match values::integer(&words[0].text, i32::MIN.into(), i32::MAX.into()) {
                 Ok(order) => job.order = order as i32,
-                Err(message) => errors.push(error(&words[0], format!("order: {message}"))),
+                Err(message) => errors.push(error(words[0], format!("order: {message}"))),
             }
         },
     },
@@ -246,7 +246,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         repeatable: false,
         apply: |job, words, errors| match values::integer(&words[0].text, -20, 19) {
             Ok(nice) => job.nice = Some(nice as i32),
-            Err(message) => errors.push(error(&words[0], format!("nice: {message}"))),
+            Err(message) => errors.push(error(words[0], format!("nice: {message}"))),
         },
     },
     OptionDef {
@@ -258,7 +258,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         repeatable: false,
         apply: |job, words, errors| match values::cpu_set(&words[0].text) {
             Ok(set) => job.cpu = Some(set),
-            Err(message) => errors.push(error(&words[0], format!("cpu: {message}"))),
+            Err(message) => errors.push(error(words[0], format!("cpu: {message}"))),
         },
     },
     OptionDef {
@@ -279,7 +279,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         repeatable: false,
         apply: |job, words, errors| match values::interval(&words[0].text) {
             Ok(seconds) => job.bounce_every_secs = Some(seconds),
-            Err(message) => errors.push(error(&words[0], format!("bounce every: {message}"))),
+            Err(message) => errors.push(error(words[0], format!("bounce every: {message}"))),
         },
     },
     OptionDef {
@@ -368,19 +368,19 @@ pub fn nearest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
         .map(|(_, candidate)| candidate)
 }
 
-fn error(word: &Word, message: impl Into<String>) -> Diagnostic {
+fn error(word: &Word<'_>, message: impl Into<String>) -> Diagnostic {
     Diagnostic::error(word.at, word.width, message)
 }
 
-fn path(word: &Word, errors: &mut Vec<Diagnostic>) -> Option<String> {
+fn path(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<String> {
     if word.text.is_empty() {
         errors.push(error(word, "the path is empty"));
         return None;
     }
-    Some(word.text.clone())
+    Some(word.text.to_string())
 }
 
-fn absolute_path(word: &Word, option: &str, errors: &mut Vec<Diagnostic>) -> Option<String> {
+fn absolute_path(word: &Word<'_>, option: &str, errors: &mut Vec<Diagnostic>) -> Option<String> {
     if !word.text.starts_with('/') {
         errors.push(error(
             word,
@@ -388,22 +388,22 @@ fn absolute_path(word: &Word, option: &str, errors: &mut Vec<Diagnostic>) -> Opt
         ));
         return None;
     }
-    Some(word.text.clone())
+    Some(word.text.to_string())
 }
 
-fn global_path(word: &Word, statement: &str) -> Result<String, Diagnostic> {
+fn global_path(word: &Word<'_>, statement: &str) -> Result<String, Diagnostic> {
     let mut errors = Vec::new();
     absolute_path(word, statement, &mut errors).ok_or_else(|| errors.remove(0))
 }
 
-fn output(word: &Word, errors: &mut Vec<Diagnostic>) -> Option<Output> {
+fn output(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<Output> {
     if word.is("syslog") {
         return Some(Output::Syslog);
     }
     path(word, errors).map(Output::File)
 }
 
-fn apply_ulimits(job: &mut Job, words: &[Word], errors: &mut Vec<Diagnostic>) {
+fn apply_ulimits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
     for pair in words.chunks(2) {
         let [resource_word, value_word] = pair else {
             continue; // the parser reports a resource without a value

@@ -10,38 +10,38 @@ use super::options::{self, OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEME
 
 /// A parsed but unchecked configuration.
 #[derive(Debug, Default)]
-pub struct RawConfig {
-    pub jobs: Vec<RawJob>,
-    pub statements: Vec<RawStatement>,
+pub struct RawConfig<'a> {
+    pub jobs: Vec<RawJob<'a>>,
+    pub statements: Vec<RawStatement<'a>>,
 }
 
 #[derive(Debug)]
-pub struct RawJob {
+pub struct RawJob<'a> {
     /// The `job` keyword.
-    pub keyword: Word,
-    pub options: Vec<RawOption>,
+    pub keyword: &'a Word<'a>,
+    pub options: Vec<RawOption<'a>>,
     /// Options written but malformed (already reported), so that they are
     /// not also reported as missing.
     pub malformed: Vec<&'static str>,
 }
 
 #[derive(Debug)]
-pub struct RawOption {
+pub struct RawOption<'a> {
     pub def: &'static OptionDef,
     /// The option's name as written.
-    pub keyword: Word,
+    pub keyword: &'a Word<'a>,
     /// Its argument words (for `ulimit`, resource and value pairs).
-    pub args: Vec<Word>,
+    pub args: Vec<&'a Word<'a>>,
 }
 
 #[derive(Debug)]
-pub struct RawStatement {
+pub struct RawStatement<'a> {
     pub def: &'static StatementDef,
-    pub keyword: Word,
-    pub value: Word,
+    pub keyword: &'a Word<'a>,
+    pub value: &'a Word<'a>,
 }
 
-pub fn parse(words: &[Word]) -> (RawConfig, Vec<Diagnostic>) {
+pub fn parse<'a>(words: &'a [Word<'a>]) -> (RawConfig<'a>, Vec<Diagnostic>) {
     let mut parser = Parser {
         words,
         pos: 0,
@@ -55,9 +55,9 @@ pub fn parse(words: &[Word]) -> (RawConfig, Vec<Diagnostic>) {
 }
 
 struct Parser<'a> {
-    words: &'a [Word],
+    words: &'a [Word<'a>],
     pos: usize,
-    raw: RawConfig,
+    raw: RawConfig<'a>,
     errors: Vec<Diagnostic>,
 }
 
@@ -70,18 +70,18 @@ fn is_brace(word: &Word) -> bool {
 }
 
 impl<'a> Parser<'a> {
-    fn next(&mut self) -> Option<&'a Word> {
+    fn next(&mut self) -> Option<&'a Word<'a>> {
         let word = self.words.get(self.pos)?;
         self.pos += 1;
         Some(word)
     }
 
-    fn peek(&self) -> Option<&'a Word> {
+    fn peek(&self) -> Option<&'a Word<'a>> {
         self.words.get(self.pos)
     }
 
     /// The next word if it is on `line`, consumed.
-    fn next_on_line(&mut self, line: usize) -> Option<&'a Word> {
+    fn next_on_line(&mut self, line: usize) -> Option<&'a Word<'a>> {
         if self.peek()?.at.line == line {
             self.next()
         } else {
@@ -90,7 +90,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The next word if it is on `line` and is not a brace, consumed.
-    fn value_on_line(&mut self, line: usize) -> Option<&'a Word> {
+    fn value_on_line(&mut self, line: usize) -> Option<&'a Word<'a>> {
         let word = self.peek().filter(|w| w.at.line == line && !is_brace(w))?;
         self.pos += 1;
         Some(word)
@@ -104,7 +104,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn top_level(&mut self, word: &'a Word) {
+    fn top_level(&mut self, word: &'a Word<'a>) {
         if word.is("job") {
             self.job(word);
         } else if let Some(def) = options::statement(&word.text).filter(|_| !word.quoted) {
@@ -139,7 +139,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn statement(&mut self, def: &'static StatementDef, keyword: &'a Word) {
+    fn statement(&mut self, def: &'static StatementDef, keyword: &'a Word<'a>) {
         let line = keyword.at.line;
         let name = def.name();
         match self.next_on_line(line) {
@@ -161,8 +161,8 @@ impl<'a> Parser<'a> {
         };
         self.raw.statements.push(RawStatement {
             def,
-            keyword: keyword.clone(),
-            value: value.clone(),
+            keyword,
+            value,
         });
         if let Some(extra) = self.next_on_line(line) {
             self.errors.push(error(
@@ -173,13 +173,13 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn job(&mut self, keyword: &'a Word) {
+    fn job(&mut self, keyword: &'a Word<'a>) {
         match self.peek() {
             Some(brace) if brace.is("{") => self.pos += 1,
             _ => self.errors.push(error(keyword, "expected `{` after `job`")),
         }
         let mut job = RawJob {
-            keyword: keyword.clone(),
+            keyword,
             options: Vec::new(),
             malformed: Vec::new(),
         };
@@ -266,9 +266,9 @@ impl<'a> Parser<'a> {
 
     /// Reads the arguments of one option; `None` when they are malformed
     /// (the fault is reported).
-    fn option(&mut self, def: &'static OptionDef, keyword: &'a Word) -> Option<RawOption> {
+    fn option(&mut self, def: &'static OptionDef, keyword: &'a Word<'a>) -> Option<RawOption<'a>> {
         let line = keyword.at.line;
-        let mut args: Vec<Word> = Vec::new();
+        let mut args: Vec<&'a Word<'a>> = Vec::new();
         let needs_value = |this: &mut Self, what: String| {
             this.errors.push(error(
                 keyword,
@@ -279,12 +279,12 @@ impl<'a> Parser<'a> {
         match def.syntax {
             Syntax::Flag => {}
             Syntax::Value => match self.value_on_line(line) {
-                Some(value) => args.push(value.clone()),
+                Some(value) => args.push(value),
                 None => return needs_value(self, format!("`{}`", def.name)),
             },
             Syntax::RestOfLine => {
                 while let Some(word) = self.next_on_line(line) {
-                    args.push(word.clone());
+                    args.push(word);
                 }
                 if args.is_empty() {
                     return needs_value(self, format!("`{}`", def.name));
@@ -301,7 +301,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 match self.value_on_line(line) {
-                    Some(value) => args.push(value.clone()),
+                    Some(value) => args.push(value),
                     None => return needs_value(self, "`bounce every`".into()),
                 }
             }
@@ -312,7 +312,7 @@ impl<'a> Parser<'a> {
                 if first.is("{") {
                     args = self.block(first)?;
                     if args.len() % 2 == 1 {
-                        let last = &args[args.len() - 1];
+                        let last = args[args.len() - 1];
                         self.errors.push(error(
                             last,
                             format!(
@@ -326,8 +326,8 @@ impl<'a> Parser<'a> {
                     let Some(value) = self.value_on_line(line) else {
                         return needs_value(self, format!("`{} {}`", def.name, first.text));
                     };
-                    args.push(first.clone());
-                    args.push(value.clone());
+                    args.push(first);
+                    args.push(value);
                 }
             }
             Syntax::Block => {
@@ -343,15 +343,11 @@ impl<'a> Parser<'a> {
                 args = self.block(open)?;
             }
         }
-        Some(RawOption {
-            def,
-            keyword: keyword.clone(),
-            args,
-        })
+        Some(RawOption { def, keyword, args })
     }
 
     /// The words of a `{ ... }` block up to its `}`, over any number of lines.
-    fn block(&mut self, open: &'a Word) -> Option<Vec<Word>> {
+    fn block(&mut self, open: &'a Word<'a>) -> Option<Vec<&'a Word<'a>>> {
         let mut words = Vec::new();
         loop {
             match self.next() {
@@ -364,7 +360,7 @@ impl<'a> Parser<'a> {
                     self.errors
                         .push(error(word, "unexpected `{` inside a block"));
                 }
-                Some(word) => words.push(word.clone()),
+                Some(word) => words.push(word),
             }
         }
     }
@@ -393,7 +389,7 @@ fn unknown_option(word: &Word) -> String {
     format!("unknown option `{}`{hint}", word.text)
 }
 
-fn job_label(job: &RawJob) -> String {
+fn job_label(job: &RawJob<'_>) -> String {
     job.options
         .iter()
         .find(|o| o.def.name == "name")
@@ -402,6 +398,6 @@ fn job_label(job: &RawJob) -> String {
 }
 
 /// Where a job begins, for diagnostics about the job as a whole.
-pub fn job_location(job: &RawJob) -> (Location, usize) {
+pub fn job_location(job: &RawJob<'_>) -> (Location, usize) {
     (job.keyword.at, job.keyword.width)
 }

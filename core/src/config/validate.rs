@@ -8,7 +8,7 @@ use super::diagnostic::Diagnostic;
 use super::model::{Config, Job, Origin};
 use super::parse::{job_location, RawConfig, RawJob};
 
-pub fn validate(raw: &RawConfig, errors: &mut Vec<Diagnostic>) -> Config {
+pub fn validate(raw: &RawConfig<'_>, errors: &mut Vec<Diagnostic>) -> Config {
     let mut config = Config::default();
     let mut seen_statements: HashMap<String, usize> = HashMap::new();
     for statement in &raw.statements {
@@ -29,7 +29,7 @@ pub fn validate(raw: &RawConfig, errors: &mut Vec<Diagnostic>) -> Config {
             statement.value.at,
             statement.value.width,
         ));
-        if let Err(error) = (statement.def.apply)(&mut config.globals, &statement.value) {
+        if let Err(error) = (statement.def.apply)(&mut config.globals, statement.value) {
             errors.push(error);
         }
     }
@@ -60,7 +60,7 @@ pub fn validate(raw: &RawConfig, errors: &mut Vec<Diagnostic>) -> Config {
     config
 }
 
-fn validate_job(raw: &RawJob, errors: &mut Vec<Diagnostic>) -> (Job, Origin) {
+fn validate_job(raw: &RawJob<'_>, errors: &mut Vec<Diagnostic>) -> (Job, Origin) {
     let mut job = Job::default();
     let mut origin = Origin {
         at: raw.keyword.at,

@@ -1,0 +1,8 @@
+//! The one integration-test binary: every test runs the real programs in a
+//! temp dir of its own, through the harness.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+mod check;
