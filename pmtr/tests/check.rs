@@ -6,8 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use crate::harness::{text, Sandbox};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/differential/corpus");
-const DIFFERENCES: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/differential/expected-differences.tsv");
+const DIFFERENCES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/differential/expected-differences.tsv"
+);
 
 /// Our verdict on every file of the differential corpus is the one its
 /// name (or expected-differences.tsv) promises.
@@ -32,7 +34,11 @@ fn corpus_verdicts() {
             other => panic!("corpus file {name}: unknown prefix {other}"),
         };
         let output = sandbox.pmtr(&["-t", "-c", path.to_str().unwrap()]);
-        let verdict = if output.status.success() { "valid" } else { "invalid" };
+        let verdict = if output.status.success() {
+            "valid"
+        } else {
+            "invalid"
+        };
         assert_eq!(verdict, expected, "{name}: {}", text(&output.stderr));
         match verdict {
             "valid" => assert_eq!(output.status.code(), Some(0)),
@@ -108,7 +114,10 @@ fn run_time_problems_are_warnings_that_do_not_fail_the_check() {
         ":13:9: warning: udp key `",
         "readable by group or others",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
     assert!(text(&output.stdout).ends_with("configuration ok: 2 jobs, 6 warnings\n"));
 }
@@ -118,13 +127,29 @@ fn flags_combine_and_have_long_forms() {
     let sandbox = Sandbox::new();
     let conf = sandbox.write("x.conf", "");
     let conf = conf.to_str().unwrap();
-    for args in [vec!["-tc", conf], vec!["-t", "-c", conf], vec!["--test", "--config", conf], vec!["-vtc", conf]] {
+    for args in [
+        vec!["-tc", conf],
+        vec!["-t", "-c", conf],
+        vec!["--test", "--config", conf],
+        vec!["-vtc", conf],
+    ] {
         let output = sandbox.pmtr(&args);
-        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", text(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
     }
     let help = sandbox.pmtr(&["-h"]);
     assert!(help.status.success());
-    for flag in ["--config", "--foreground", "--test", "--verbose", "--pidfile"] {
+    for flag in [
+        "--config",
+        "--foreground",
+        "--test",
+        "--verbose",
+        "--pidfile",
+    ] {
         assert!(text(&help.stdout).contains(flag), "{flag}");
     }
     let version = sandbox.pmtr(&["-V"]);
@@ -149,9 +174,21 @@ fn hostile_files_get_a_clear_verdict() {
     let sandbox = Sandbox::new();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.conf", Vec::new(), "configuration ok: 0 jobs"),
-        ("binary.conf", b"\x7fELF\x02\x01\x01\0\0\0garbage".to_vec(), "not a text file"),
-        ("latin1.conf", b"job {\n name caf\xe9\n cmd /bin/true\n}\n".to_vec(), "not valid UTF-8"),
-        ("nul.conf", b"job {\n name a\0b\n}\n".to_vec(), ":2:8: error: the file holds a NUL byte"),
+        (
+            "binary.conf",
+            b"\x7fELF\x02\x01\x01\0\0\0garbage".to_vec(),
+            "not a text file",
+        ),
+        (
+            "latin1.conf",
+            b"job {\n name caf\xe9\n cmd /bin/true\n}\n".to_vec(),
+            "not valid UTF-8",
+        ),
+        (
+            "nul.conf",
+            b"job {\n name a\0b\n}\n".to_vec(),
+            ":2:8: error: the file holds a NUL byte",
+        ),
     ];
     for (name, contents, expected) in cases {
         let conf = sandbox.write(name, &contents);
@@ -171,7 +208,11 @@ fn a_ten_megabyte_line_is_reported_briefly() {
     let output = sandbox.pmtr(&["-t", "-c", conf.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains(":2:7: error: the job name is longer than 255 bytes"), "{}", &stderr[..200.min(stderr.len())]);
+    assert!(
+        stderr.contains(":2:7: error: the job name is longer than 255 bytes"),
+        "{}",
+        &stderr[..200.min(stderr.len())]
+    );
     assert!(stderr.len() < 1000, "{} bytes of diagnostics", stderr.len());
 }
 

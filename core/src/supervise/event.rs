@@ -1,0 +1,139 @@
+//! What the shell tells the supervisor (`Event`) and what the supervisor
+//! asks the shell to do (`Action`): the whole vocabulary between the pure
+//! core and the imperative shell.
+
+use std::fmt;
+
+/// A process id, as the kernel gives it.
+pub type Pid = i32;
+
+/// A job's identity for the life of the supervisor; it survives reloads
+/// that keep the job, and is never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u32);
+
+/// How a process ended, as `waitpid` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    /// Killed by a signal; the name comes from the shell, which knows the
+    /// platform's numbering.
+    Signal {
+        number: i32,
+        name: &'static str,
+    },
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit status {code}"),
+            ExitStatus::Signal { number, name } => write!(f, "signal {number} ({name})"),
+        }
+    }
+}
+
+/// The step of a job's start that failed in the child, before `execv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupStep {
+    ProcessGroup,
+    Chdir,
+    Nice,
+    Affinity,
+    Rlimit,
+    Groups,
+    Gid,
+    Uid,
+    Stdin,
+    Stdout,
+    Stderr,
+    Exec,
+}
+
+/// Why a job could not be started, found in the parent before or at fork.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpawnFailure {
+    /// The system is short of something (fork EAGAIN, EMFILE, ENOMEM): the
+    /// job is fine and the start is retried soon.
+    Transient(String),
+    /// The job cannot start as defined (unknown user, ...): counts as an
+    /// immediate exit, under the rapid-restart guard.
+    Job(String),
+}
+
+/// Signals the supervisor sends; always to a job's whole process group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// pmtr is up: start the jobs.
+    Start,
+    /// The shell forked the job's process.
+    Spawned {
+        job: JobId,
+        pid: Pid,
+    },
+    SpawnFailed {
+        job: JobId,
+        failure: SpawnFailure,
+    },
+    /// The child reported that a step before `execv` failed.
+    SetupFailed {
+        pid: Pid,
+        step: SetupStep,
+        reason: String,
+    },
+    /// `waitpid` returned this process: a job's or an orphan's.
+    Reaped {
+        pid: Pid,
+        status: ExitStatus,
+    },
+    /// Answer to [`Action::Probe`]: does the process group still have members?
+    Probed {
+        pgid: Pid,
+        alive: bool,
+    },
+    /// A deadline from `next_deadline` has come.
+    Timer,
+    /// SIGTERM, SIGINT or SIGQUIT.
+    Shutdown {
+        signal: i32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start the job: build its plan, fork, exec; answer with `Spawned` or
+    /// `SpawnFailed`.
+    Spawn {
+        job: JobId,
+    },
+    /// Send a signal to the process group `pgid`.
+    Signal {
+        pgid: Pid,
+        signal: StopSignal,
+    },
+    /// Check whether process group `pgid` still has members; answer with
+    /// `Probed`.
+    Probe {
+        pgid: Pid,
+    },
+    Log {
+        level: Level,
+        message: String,
+    },
+    /// Everything is stopped: remove the pidfile and exit 0.
+    Exit,
+}

@@ -1,0 +1,142 @@
+//! The log lines operators grep for, worded as the original pmtr words
+//! them. Every message the supervisor logs is built here.
+
+use super::event::{ExitStatus, Pid, SetupStep};
+use crate::config::Job;
+
+pub fn starting() -> String {
+    "pmtr: starting".into()
+}
+
+pub fn managing(jobs: usize) -> String {
+    format!("managing {jobs} jobs")
+}
+
+pub fn started(name: &str, pid: Pid) -> String {
+    format!("started job {name} [{pid}]")
+}
+
+pub fn exited(name: &str, pid: Pid, ran_secs: u64, status: ExitStatus) -> String {
+    format!("job {name} [{pid}] exited after {ran_secs} sec: {status}")
+}
+
+pub fn sending_term(name: &str, pid: Pid) -> String {
+    format!("sending SIGTERM to job {name} [{pid}]")
+}
+
+pub fn sending_kill(name: &str, pid: Pid) -> String {
+    format!("sending SIGKILL to job {name} [{pid}]")
+}
+
+pub fn leftovers(name: &str, pid: Pid) -> String {
+    format!("job {name} [{pid}] left processes in its group: sending SIGTERM to them")
+}
+
+pub fn exiting(signal: i32) -> String {
+    format!("pmtr: exiting on signal {signal}")
+}
+
+pub fn waiting_for(name: &str) -> String {
+    format!("pausing for job {name} to finish")
+}
+
+pub fn not_restarting(name: &str, why: &str) -> String {
+    format!("job {name} will not be restarted ({why})")
+}
+
+pub fn restarting_in(name: &str, secs: u64) -> String {
+    format!("job {name} exited within 10 sec of its start: restarting it in {secs} sec")
+}
+
+pub fn spawn_retry(name: &str, reason: &str, secs: u64) -> String {
+    format!("unable to start job {name}: {reason}; retrying in {secs} sec")
+}
+
+pub fn spawn_failed(name: &str, reason: &str) -> String {
+    format!("unable to start job {name}: {reason}")
+}
+
+pub fn orphan(pid: Pid, status: ExitStatus) -> String {
+    format!("reaped orphan [{pid}]: {status}")
+}
+
+/// `can't exec /x/y: No such file or directory`, prefixed with the job.
+pub fn setup_failed(job: &Job, pid: Pid, step: SetupStep, reason: &str) -> String {
+    let what = match step {
+        SetupStep::ProcessGroup => "can't create its process group".to_string(),
+        SetupStep::Chdir => format!("can't chdir {}", job.working_dir()),
+        SetupStep::Nice => "can't setpriority".to_string(),
+        SetupStep::Affinity => "can't set cpu affinity".to_string(),
+        SetupStep::Rlimit => "can't setrlimit".to_string(),
+        SetupStep::Groups => format!("can't initgroups {}", user(job)),
+        SetupStep::Gid => format!("can't setgid {}", user(job)),
+        SetupStep::Uid => format!("can't setuid {}", user(job)),
+        SetupStep::Stdin => format!("can't open {}", job.stdin_path()),
+        SetupStep::Stdout => format!("can't open {}", output(job, &job.stdout)),
+        SetupStep::Stderr => format!("can't open {}", output(job, &job.stderr)),
+        SetupStep::Exec => format!("can't exec {}", job.cmd.first().map_or("", String::as_str)),
+    };
+    format!("job {} [{pid}]: {what}: {reason}", job.name)
+}
+
+fn user(job: &Job) -> &str {
+    job.user.as_deref().unwrap_or("")
+}
+
+fn output(job: &Job, output: &crate::config::Output) -> String {
+    match output {
+        crate::config::Output::Syslog => "syslog pipe".into(),
+        crate::config::Output::File(path) => job.resolve(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_wording() {
+        assert_eq!(started("web", 42), "started job web [42]");
+        assert_eq!(
+            exited("web", 42, 3, ExitStatus::Code(1)),
+            "job web [42] exited after 3 sec: exit status 1"
+        );
+        assert_eq!(
+            exited(
+                "web",
+                42,
+                0,
+                ExitStatus::Signal {
+                    number: 9,
+                    name: "SIGKILL"
+                }
+            ),
+            "job web [42] exited after 0 sec: signal 9 (SIGKILL)"
+        );
+        assert_eq!(sending_term("web", 42), "sending SIGTERM to job web [42]");
+        assert_eq!(sending_kill("web", 42), "sending SIGKILL to job web [42]");
+        assert_eq!(exiting(15), "pmtr: exiting on signal 15");
+        assert_eq!(managing(3), "managing 3 jobs");
+    }
+
+    #[test]
+    fn setup_failures_name_the_step_and_its_object() {
+        let job = Job {
+            name: "web".into(),
+            cmd: vec!["/x/y".into()],
+            dir: Some("/srv".into()),
+            stdout: crate::config::Output::File("out.log".into()),
+            ..Job::default()
+        };
+        let reason = "No such file or directory";
+        assert_eq!(
+            setup_failed(&job, 7, SetupStep::Exec, reason),
+            "job web [7]: can't exec /x/y: No such file or directory"
+        );
+        assert_eq!(
+            setup_failed(&job, 7, SetupStep::Stdout, "Permission denied"),
+            "job web [7]: can't open /srv/out.log: Permission denied"
+        );
+        assert!(setup_failed(&job, 7, SetupStep::Chdir, reason).contains("can't chdir /srv"));
+    }
+}

@@ -1,0 +1,151 @@
+//! The timing rules of supervision, as constants and one pure decision:
+//! what happens after a job's main process exits on its own.
+
+use super::event::ExitStatus;
+use crate::config::Job;
+use crate::time::Mono;
+
+/// A job that ran less than this is restarted only this long after its
+/// exit (the rapid-restart guard); one that ran longer is restarted at once.
+pub const RAPID_RESTART_SECS: u64 = 10;
+
+/// Grace between SIGTERM and SIGKILL when pmtr stops a job.
+pub const KILL_AFTER_SECS: u64 = 10;
+
+/// Delay before retrying a start that failed for want of a system resource
+/// (fork EAGAIN, EMFILE): the job is not at fault.
+pub const SPAWN_RETRY_SECS: u64 = 1;
+
+/// After SIGKILL, how often to look again for a process group whose last
+/// members are not pmtr's children (their death sends pmtr no SIGCHLD).
+pub const REPROBE_MILLIS: u64 = 1000;
+
+/// A job that exits with this status is not restarted.
+pub const NO_RESTART_STATUS: i32 = 33;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterExit {
+    RestartAt(Mono),
+    /// Not restarted; the reason, for the log.
+    Done(&'static str),
+}
+
+/// What follows the exit at `exited` of a job started at `started`.
+/// `setup_failed` marks a start that never reached `execv`: it counts as
+/// an immediate exit.
+pub fn after_exit(
+    job: &Job,
+    status: ExitStatus,
+    started: Mono,
+    exited: Mono,
+    setup_failed: bool,
+) -> AfterExit {
+    if status == ExitStatus::Code(NO_RESTART_STATUS) {
+        return AfterExit::Done("exit status 33");
+    }
+    if job.once {
+        return AfterExit::Done("once");
+    }
+    let ran = exited.millis_since(started);
+    if setup_failed || ran < RAPID_RESTART_SECS * 1000 {
+        AfterExit::RestartAt(exited.plus_secs(RAPID_RESTART_SECS))
+    } else {
+        AfterExit::RestartAt(exited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIGKILL: ExitStatus = ExitStatus::Signal {
+        number: 9,
+        name: "SIGKILL",
+    };
+
+    /// The restart table of SPEC 4.2, row by row.
+    #[test]
+    fn restart_table() {
+        let plain = Job::default();
+        let once = Job {
+            once: true,
+            ..Job::default()
+        };
+        let t = |s| Mono::from_secs(s);
+        let cases = [
+            // (job, status, started, exited, setup failed, expected)
+            (
+                &plain,
+                ExitStatus::Code(33),
+                t(0),
+                t(100),
+                false,
+                AfterExit::Done("exit status 33"),
+            ),
+            (
+                &plain,
+                ExitStatus::Code(33),
+                t(0),
+                t(1),
+                false,
+                AfterExit::Done("exit status 33"),
+            ),
+            (
+                &once,
+                ExitStatus::Code(0),
+                t(0),
+                t(100),
+                false,
+                AfterExit::Done("once"),
+            ),
+            (&once, SIGKILL, t(0), t(1), false, AfterExit::Done("once")),
+            (
+                &plain,
+                ExitStatus::Code(0),
+                t(0),
+                t(10),
+                false,
+                AfterExit::RestartAt(t(10)),
+            ),
+            (
+                &plain,
+                SIGKILL,
+                t(5),
+                t(500),
+                false,
+                AfterExit::RestartAt(t(500)),
+            ),
+            (
+                &plain,
+                ExitStatus::Code(1),
+                t(0),
+                Mono::from_millis(9_999),
+                false,
+                AfterExit::RestartAt(Mono::from_millis(19_999)),
+            ),
+            (
+                &plain,
+                ExitStatus::Code(0),
+                t(3),
+                t(3),
+                false,
+                AfterExit::RestartAt(t(13)),
+            ),
+            (
+                &plain,
+                ExitStatus::Code(127),
+                t(0),
+                t(50),
+                true,
+                AfterExit::RestartAt(t(60)),
+            ),
+        ];
+        for (job, status, started, exited, setup_failed, expected) in cases {
+            assert_eq!(
+                after_exit(job, status, started, exited, setup_failed),
+                expected,
+                "{status} after {started}..{exited}"
+            );
+        }
+    }
+}

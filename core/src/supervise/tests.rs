@@ -1,0 +1,539 @@
+//! The supervisor as a state machine, driven with a fake clock: no
+//! processes, no sleeps. Each test is a row of the behaviour contract.
+
+use super::event::*;
+use super::job::{Next, Rest};
+use super::Supervisor;
+use crate::config::{parse, Config};
+use crate::time::Mono;
+
+fn config(text: &str) -> Config {
+    parse(text.as_bytes()).unwrap()
+}
+
+fn jobs(names: &[&str]) -> Config {
+    let text: String = names
+        .iter()
+        .map(|n| format!("job {{\n name {n}\n cmd /bin/sleep 100\n}}\n"))
+        .collect();
+    config(&text)
+}
+
+fn at(secs: u64) -> Mono {
+    Mono::from_secs(secs)
+}
+
+const KILLED: ExitStatus = ExitStatus::Signal {
+    number: 9,
+    name: "SIGKILL",
+};
+const TERMINATED: ExitStatus = ExitStatus::Signal {
+    number: 15,
+    name: "SIGTERM",
+};
+
+/// A supervisor with a script of events, recording what it asked for.
+struct Run {
+    sup: Supervisor,
+    next_pid: Pid,
+}
+
+impl Run {
+    fn new(config: Config) -> Run {
+        Run {
+            sup: Supervisor::new(&config),
+            next_pid: 100,
+        }
+    }
+
+    /// Feeds an event; executes `Spawn` as a successful fork (feeding
+    /// `Spawned`) and answers nothing else. Returns every action.
+    fn event(&mut self, event: Event, now: Mono) -> Vec<Action> {
+        let mut all = Vec::new();
+        let mut queue = vec![event];
+        while let Some(event) = queue.pop() {
+            for action in self.sup.handle(event, now) {
+                if let Action::Spawn { job } = action {
+                    self.next_pid += 1;
+                    queue.insert(
+                        0,
+                        Event::Spawned {
+                            job,
+                            pid: self.next_pid,
+                        },
+                    );
+                }
+                all.push(action);
+            }
+        }
+        all
+    }
+
+    fn pid(&self, name: &str) -> Option<Pid> {
+        self.sup
+            .jobs()
+            .iter()
+            .find(|j| j.def.name == name)
+            .and_then(|j| j.leader())
+    }
+
+    fn state(&self, name: &str) -> &super::job::JobState {
+        self.sup.jobs().iter().find(|j| j.def.name == name).unwrap()
+    }
+
+    /// The leader exits and its group is empty.
+    fn exit(&mut self, name: &str, status: ExitStatus, now: Mono) -> Vec<Action> {
+        let pid = self.pid(name).unwrap();
+        let mut actions = self.event(Event::Reaped { pid, status }, now);
+        actions.extend(self.event(
+            Event::Probed {
+                pgid: pid,
+                alive: false,
+            },
+            now,
+        ));
+        actions
+    }
+}
+
+fn spawned_names(run: &Run, actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Spawn { job } => run.sup.job(*job).map(|j| j.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn logs(actions: &[Action]) -> Vec<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals(actions: &[Action]) -> Vec<(Pid, StopSignal)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Signal { pgid, signal } => Some((*pgid, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn nothing_happens_before_start() {
+    let run = Run::new(jobs(&["a"]));
+    assert_eq!(run.sup.next_deadline(), None);
+}
+
+#[test]
+fn start_launches_jobs_in_order_then_file_order() {
+    let mut run = Run::new(config(
+        "job {\n name c\n cmd /bin/true\n order 2\n}\n\
+         job {\n name a\n cmd /bin/true\n}\n\
+         job {\n name b\n cmd /bin/true\n order -1\n}\n\
+         job {\n name d\n cmd /bin/true\n}\n",
+    ));
+    let actions = run.event(Event::Start, at(0));
+    assert_eq!(spawned_names(&run, &actions), ["b", "a", "d", "c"]);
+    let log = logs(&actions);
+    assert_eq!(log[0], "pmtr: starting");
+    assert_eq!(log[1], "managing 4 jobs");
+    assert!(log.contains(&"started job b [101]"));
+    assert_eq!(run.sup.next_deadline(), None, "nothing due while all run");
+}
+
+#[test]
+fn disabled_jobs_do_not_start() {
+    let mut run = Run::new(config(
+        "job {\n name a\n cmd /bin/true\n disable\n}\njob {\n name b\n cmd /bin/true\n}",
+    ));
+    let actions = run.event(Event::Start, at(0));
+    assert_eq!(spawned_names(&run, &actions), ["b"]);
+    assert_eq!(run.state("a").next, Next::Rest(Rest::Disabled));
+}
+
+#[test]
+fn wait_gates_later_jobs_until_it_exits_without_blocking() {
+    let mut run = Run::new(config(
+        "job {\n name setup\n cmd /bin/true\n wait\n once\n}\n\
+         job {\n name web\n cmd /bin/true\n}\n",
+    ));
+    let actions = run.event(Event::Start, at(0));
+    assert_eq!(spawned_names(&run, &actions), ["setup"]);
+    assert!(logs(&actions).contains(&"pausing for job setup to finish"));
+    assert_eq!(
+        run.sup.next_deadline(),
+        None,
+        "a gated job is not a deadline"
+    );
+    // Other events are handled meanwhile: the loop never blocks on `wait`.
+    assert!(run.event(Event::Timer, at(5)).is_empty());
+    let actions = run.exit("setup", ExitStatus::Code(0), at(30));
+    assert_eq!(spawned_names(&run, &actions), ["web"]);
+    assert_eq!(run.state("setup").next, Next::Rest(Rest::Done));
+}
+
+#[test]
+fn a_disabled_wait_job_does_not_gate() {
+    let mut run = Run::new(config(
+        "job {\n name setup\n cmd /bin/true\n wait\n disable\n}\njob {\n name web\n cmd /bin/true\n}",
+    ));
+    let actions = run.event(Event::Start, at(0));
+    assert_eq!(spawned_names(&run, &actions), ["web"]);
+}
+
+#[test]
+fn a_wait_job_that_cannot_start_opens_its_gate() {
+    let mut run = Run::new(config(
+        "job {\n name setup\n cmd /bin/true\n wait\n}\njob {\n name web\n cmd /bin/true\n}",
+    ));
+    run.sup.handle(Event::Start, at(0));
+    let setup = run.state("setup").id;
+    let actions = run.event(
+        Event::SpawnFailed {
+            job: setup,
+            failure: SpawnFailure::Job("unknown user x".into()),
+        },
+        at(0),
+    );
+    assert_eq!(spawned_names(&run, &actions), ["web"]);
+    assert!(logs(&actions).contains(&"unable to start job setup: unknown user x"));
+    assert_eq!(
+        run.sup.next_deadline(),
+        Some(at(10)),
+        "retried under the guard"
+    );
+}
+
+/// SPEC 4.2: the restart table, through the whole machine.
+#[test]
+fn restart_after_a_long_run_is_immediate() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    let actions = run.exit("a", ExitStatus::Code(0), at(10));
+    assert_eq!(
+        logs(&actions)[0],
+        "job a [101] exited after 10 sec: exit status 0"
+    );
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(run.pid("a"), Some(102));
+    assert_eq!(run.state("a").restarts(), 1);
+}
+
+#[test]
+fn restart_after_a_short_run_waits_ten_seconds_from_the_exit() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    let actions = run.exit("a", ExitStatus::Code(1), Mono::from_millis(9_999));
+    assert!(spawned_names(&run, &actions).is_empty());
+    assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(19_999)));
+    assert!(run
+        .event(Event::Timer, Mono::from_millis(19_998))
+        .is_empty());
+    let actions = run.event(Event::Timer, Mono::from_millis(19_999));
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+}
+
+#[test]
+fn a_job_that_exits_at_once_forever_starts_once_per_ten_seconds() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    let mut starts = vec![0];
+    let mut now = at(0);
+    for _ in 0..5 {
+        run.exit("a", ExitStatus::Code(1), now);
+        now = run.sup.next_deadline().unwrap();
+        let actions = run.event(Event::Timer, now);
+        assert_eq!(spawned_names(&run, &actions), ["a"]);
+        starts.push(now.millis() / 1000);
+    }
+    assert_eq!(starts, [0, 10, 20, 30, 40, 50]);
+}
+
+#[test]
+fn exit_status_33_and_once_stay_down() {
+    let mut run = Run::new(config(
+        "job {\n name a\n cmd /bin/true\n}\njob {\n name b\n cmd /bin/true\n once\n}",
+    ));
+    run.event(Event::Start, at(0));
+    let actions = run.exit("a", ExitStatus::Code(33), at(50));
+    assert!(logs(&actions).contains(&"job a will not be restarted (exit status 33)"));
+    let actions = run.exit("b", KILLED, at(50));
+    assert!(logs(&actions).contains(&"job b [102] exited after 50 sec: signal 9 (SIGKILL)"));
+    assert_eq!(run.state("a").next, Next::Rest(Rest::Done));
+    assert_eq!(run.state("b").next, Next::Rest(Rest::Done));
+    assert_eq!(run.sup.next_deadline(), None);
+}
+
+#[test]
+fn a_failed_exec_is_logged_as_such_and_counts_as_an_immediate_exit() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    let pid = run.pid("a").unwrap();
+    let actions = run.event(
+        Event::SetupFailed {
+            pid,
+            step: SetupStep::Exec,
+            reason: "No such file or directory".into(),
+        },
+        at(0),
+    );
+    assert_eq!(
+        logs(&actions),
+        ["job a [101]: can't exec /bin/sleep: No such file or directory"]
+    );
+    let actions = run.exit("a", ExitStatus::Code(127), at(0));
+    assert!(
+        logs(&actions).iter().all(|l| !l.contains("exited after")),
+        "{actions:?}"
+    );
+    assert_eq!(run.sup.next_deadline(), Some(at(10)));
+    assert!(run.state("a").start_failed);
+}
+
+#[test]
+fn a_transient_spawn_failure_is_retried_soon() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.sup.handle(Event::Start, at(0));
+    let id = run.state("a").id;
+    let actions = run.event(
+        Event::SpawnFailed {
+            job: id,
+            failure: SpawnFailure::Transient("fork: Resource temporarily unavailable".into()),
+        },
+        at(0),
+    );
+    assert_eq!(
+        logs(&actions),
+        ["unable to start job a: fork: Resource temporarily unavailable; retrying in 1 sec"]
+    );
+    assert_eq!(run.sup.next_deadline(), Some(at(1)));
+    let actions = run.event(Event::Timer, at(1));
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+}
+
+#[test]
+fn a_job_is_not_restarted_until_its_group_is_gone() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    let actions = run.event(
+        Event::Reaped {
+            pid: 101,
+            status: ExitStatus::Code(0),
+        },
+        at(20),
+    );
+    assert_eq!(actions.last(), Some(&Action::Probe { pgid: 101 }));
+    assert!(spawned_names(&run, &actions).is_empty());
+    // A grandchild is left in the group: it is asked to leave.
+    let actions = run.event(
+        Event::Probed {
+            pgid: 101,
+            alive: true,
+        },
+        at(20),
+    );
+    assert_eq!(signals(&actions), [(101, StopSignal::Term)]);
+    assert_eq!(
+        logs(&actions),
+        ["job a [101] left processes in its group: sending SIGTERM to them"]
+    );
+    assert_eq!(run.sup.next_deadline(), Some(at(30)));
+    // The grandchild (reparented to pmtr) dies: pmtr looks again, finds
+    // the group empty and restarts the job.
+    let actions = run.event(
+        Event::Reaped {
+            pid: 555,
+            status: TERMINATED,
+        },
+        at(21),
+    );
+    assert_eq!(actions.last(), Some(&Action::Probe { pgid: 101 }));
+    let actions = run.event(
+        Event::Probed {
+            pgid: 101,
+            alive: false,
+        },
+        at(21),
+    );
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+}
+
+#[test]
+fn leftovers_that_ignore_sigterm_get_sigkill_after_ten_seconds() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    run.event(
+        Event::Reaped {
+            pid: 101,
+            status: ExitStatus::Code(0),
+        },
+        at(20),
+    );
+    run.event(
+        Event::Probed {
+            pgid: 101,
+            alive: true,
+        },
+        at(20),
+    );
+    let actions = run.event(Event::Timer, at(30));
+    assert_eq!(signals(&actions), [(101, StopSignal::Kill)]);
+    assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(31_000)));
+    // Killed processes that were not pmtr's children: found gone by probe.
+    let actions = run.event(Event::Timer, Mono::from_millis(31_000));
+    assert_eq!(actions, [Action::Probe { pgid: 101 }]);
+    let actions = run.event(
+        Event::Probed {
+            pgid: 101,
+            alive: false,
+        },
+        Mono::from_millis(31_000),
+    );
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+}
+
+#[test]
+fn shutdown_stops_every_job_at_once_and_exits_when_all_are_gone() {
+    let mut run = Run::new(jobs(&["a", "b"]));
+    run.event(Event::Start, at(0));
+    let actions = run.event(Event::Shutdown { signal: 15 }, at(5));
+    assert_eq!(logs(&actions)[0], "pmtr: exiting on signal 15");
+    assert_eq!(
+        signals(&actions),
+        [(101, StopSignal::Term), (102, StopSignal::Term)]
+    );
+    assert!(logs(&actions).contains(&"sending SIGTERM to job a [101]"));
+    let actions = run.exit("a", TERMINATED, at(5));
+    assert!(
+        spawned_names(&run, &actions).is_empty(),
+        "no restart during shutdown"
+    );
+    assert!(!actions.contains(&Action::Exit));
+    let actions = run.exit("b", TERMINATED, at(6));
+    assert_eq!(actions.last(), Some(&Action::Exit));
+    assert_eq!(run.sup.next_deadline(), None);
+}
+
+#[test]
+fn shutdown_escalates_to_sigkill_after_ten_seconds() {
+    let mut run = Run::new(jobs(&["stubborn"]));
+    run.event(Event::Start, at(0));
+    run.event(Event::Shutdown { signal: 2 }, at(1));
+    assert_eq!(run.sup.next_deadline(), Some(at(11)));
+    let actions = run.event(Event::Timer, at(11));
+    assert_eq!(logs(&actions), ["sending SIGKILL to job stubborn [101]"]);
+    assert_eq!(signals(&actions), [(101, StopSignal::Kill)]);
+    let actions = run.exit("stubborn", KILLED, at(11));
+    assert_eq!(actions.last(), Some(&Action::Exit));
+}
+
+#[test]
+fn a_second_signal_during_shutdown_kills_at_once() {
+    let mut run = Run::new(jobs(&["a", "b"]));
+    run.event(Event::Start, at(0));
+    run.event(Event::Shutdown { signal: 15 }, at(1));
+    run.exit("a", TERMINATED, at(1));
+    let actions = run.event(Event::Shutdown { signal: 2 }, at(2));
+    assert_eq!(signals(&actions), [(102, StopSignal::Kill)]);
+    assert!(
+        run.event(Event::Shutdown { signal: 2 }, at(2)).is_empty(),
+        "only once"
+    );
+}
+
+#[test]
+fn shutdown_with_nothing_running_exits_at_once() {
+    let mut run = Run::new(config("job {\n name a\n cmd /bin/true\n disable\n}"));
+    run.event(Event::Start, at(0));
+    let actions = run.event(Event::Shutdown { signal: 15 }, at(0));
+    assert_eq!(actions.last(), Some(&Action::Exit));
+}
+
+#[test]
+fn shutdown_waits_for_leftovers_of_a_job_that_already_exited() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    run.event(
+        Event::Reaped {
+            pid: 101,
+            status: ExitStatus::Code(0),
+        },
+        at(20),
+    );
+    run.event(
+        Event::Probed {
+            pgid: 101,
+            alive: true,
+        },
+        at(20),
+    );
+    let actions = run.event(Event::Shutdown { signal: 15 }, at(21));
+    assert!(!actions.contains(&Action::Exit));
+    let actions = run.event(
+        Event::Probed {
+            pgid: 101,
+            alive: false,
+        },
+        at(22),
+    );
+    assert_eq!(actions, [Action::Exit]);
+}
+
+#[test]
+fn orphans_are_reaped_quietly() {
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(0));
+    let actions = run.event(
+        Event::Reaped {
+            pid: 999,
+            status: ExitStatus::Code(0),
+        },
+        at(1),
+    );
+    assert_eq!(
+        actions,
+        [Action::Log {
+            level: Level::Debug,
+            message: "reaped orphan [999]: exit status 0".into()
+        }]
+    );
+    assert_eq!(run.pid("a"), Some(101));
+}
+
+#[test]
+fn five_hundred_jobs_dying_at_once_all_come_back() {
+    let names: Vec<String> = (0..500).map(|i| format!("j{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut run = Run::new(jobs(&refs));
+    run.event(Event::Start, at(0));
+    let mut respawned = 0;
+    for name in &names {
+        let actions = run.exit(name, KILLED, at(60));
+        respawned += spawned_names(&run, &actions).len();
+    }
+    assert_eq!(respawned, 500);
+    let pids: std::collections::HashSet<Pid> = names.iter().filter_map(|n| run.pid(n)).collect();
+    assert_eq!(
+        pids.len(),
+        500,
+        "one instance each, none lost, none doubled"
+    );
+}
+
+#[test]
+fn the_wall_clock_does_not_exist_here() {
+    // Every time is a Mono handed in by the shell; a deadline only depends
+    // on the monotonic times of events, so a wall-clock jump cannot move it.
+    let mut run = Run::new(jobs(&["a"]));
+    run.event(Event::Start, at(1000));
+    run.exit("a", ExitStatus::Code(1), at(1001));
+    assert_eq!(run.sup.next_deadline(), Some(at(1011)));
+}
