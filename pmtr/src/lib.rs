@@ -5,5 +5,7 @@
 pub mod check;
 pub mod cli;
 pub mod config_file;
+pub mod daemon;
 pub mod preflight;
 pub mod reason;
+pub mod sys;

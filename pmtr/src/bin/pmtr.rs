@@ -1,5 +1,4 @@
-//! `pmtr`: the supervisor daemon's entry point. Maps start-up errors to
-//! exit codes; everything after start-up lives in the library.
+//! `pmtr`: the supervisor daemon's entry point.
 
 use std::process::ExitCode;
 
@@ -17,6 +16,5 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    eprintln!("pmtr: running jobs is not built yet; use -t to check a configuration");
-    ExitCode::FAILURE
+    pmtr::daemon::run(&args)
 }

@@ -1,0 +1,115 @@
+//! pmtr's log: syslog (ident `pmtr` with its pid, facility local0 as the
+//! original) and, in the foreground, standard error. Without a syslog
+//! socket, standard error alone. Sending never blocks the event loop.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+
+use pmtr_core::supervise::event::Level;
+
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// LOG_LOCAL0, as the original pmtr's `openlog`.
+const FACILITY: u8 = 16;
+/// Longest message sent; syslog daemons cut long datagrams anyway.
+const MAX_MESSAGE: usize = 4096;
+
+pub struct Logger {
+    syslog: Option<UnixDatagram>,
+    to_stderr: bool,
+    verbosity: u8,
+    pid: u32,
+    /// Messages the syslog socket refused because it was full.
+    dropped: u64,
+}
+
+impl Logger {
+    pub fn new(to_stderr: bool, verbosity: u8) -> Logger {
+        Logger {
+            syslog: connect(),
+            to_stderr,
+            verbosity,
+            pid: std::process::id(),
+            dropped: 0,
+        }
+    }
+
+    pub fn log(&mut self, level: Level, message: &str) {
+        if level == Level::Debug && self.verbosity == 0 {
+            return;
+        }
+        let message = truncate(message, MAX_MESSAGE);
+        if self.to_stderr || self.syslog.is_none() {
+            let _ = writeln!(std::io::stderr().lock(), "pmtr[{}]: {message}", self.pid);
+        }
+        self.send(level, message);
+    }
+
+    fn send(&mut self, level: Level, message: &str) {
+        let severity = match level {
+            Level::Error => 3,
+            Level::Warning => 4,
+            Level::Info => 6,
+            Level::Debug => 7,
+        };
+        let datagram = format!("<{}>pmtr[{}]: {message}", FACILITY * 8 + severity, self.pid);
+        let Some(socket) = &self.syslog else {
+            return;
+        };
+        match socket.send(datagram.as_bytes()) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => self.dropped += 1,
+            Err(_) => {
+                // The syslog daemon restarted: reconnect once, then give up
+                // on this message.
+                self.syslog = connect();
+                if let Some(socket) = &self.syslog {
+                    let _ = socket.send(datagram.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+fn connect() -> Option<UnixDatagram> {
+    let socket = UnixDatagram::unbound().ok()?;
+    socket.connect(SYSLOG_SOCKET).ok()?;
+    socket.set_nonblocking(true).ok()?;
+    Some(socket)
+}
+
+fn truncate(message: &str, max: usize) -> &str {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+/// Job output made safe for a log line: invalid UTF-8 replaced, control
+/// characters (but tab) shown as `?`, as the original pmtr does.
+pub fn sanitize(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_made_harmless() {
+        assert_eq!(sanitize(b"a\x1b[31mred\x07\tok\r"), "a?[31mred?\tok?");
+        assert_eq!(sanitize(b"caf\xe9"), "caf\u{fffd}");
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,111 @@
+//! Running pmtr: the start-up sequence from a parsed command line to the
+//! event loop, and the mapping of start-up errors to exit codes. Once the
+//! loop runs, pmtr does not exit until it is told to.
+
+pub mod log;
+pub mod looper;
+pub mod output;
+pub mod pidfile;
+
+use std::process::ExitCode;
+
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::getpid;
+use pmtr_core::supervise::event::Level;
+
+use crate::cli::Args;
+use crate::config_file;
+use crate::sys::daemonize::{daemonize, detach_stdio, ensure_stdio_open, Readiness};
+use crate::sys::plan::PlanContext;
+use crate::sys::{process, signals};
+use log::Logger;
+use looper::Daemon;
+use pidfile::Pidfile;
+
+/// Most configuration errors printed when pmtr refuses to start.
+const SHOWN_ERRORS: usize = 100;
+
+pub fn run(args: &Args) -> ExitCode {
+    let is_init = getpid().as_raw() == 1;
+    let foreground = args.foreground || is_init;
+    let config = match config_file::load(&args.config) {
+        Ok((_, config)) => config,
+        Err(error) => {
+            if let config_file::LoadError::Invalid { .. } = error {
+                eprint!("{}", error.render(SHOWN_ERRORS));
+            }
+            eprintln!("pmtr: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    ensure_stdio_open();
+    let readiness = if foreground {
+        None
+    } else {
+        match daemonize() {
+            Ok(readiness) => Some(readiness),
+            Err(errno) => {
+                eprintln!("pmtr: unable to become a daemon: {}", errno.desc());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match start(args, &config, foreground, is_init) {
+        Err(message) => {
+            match readiness {
+                Some(readiness) => readiness.failed(&message),
+                None => eprintln!("{message}"),
+            }
+            ExitCode::FAILURE
+        }
+        Ok((mut daemon, pidfile)) => {
+            if let Some(readiness) = readiness {
+                let _ = detach_stdio();
+                Readiness::ready(readiness);
+            }
+            daemon.run();
+            drop(pidfile);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Everything between a valid configuration and a running loop; an error
+/// here is reported to whoever started pmtr.
+fn start(
+    args: &Args,
+    config: &pmtr_core::config::Config,
+    foreground: bool,
+    is_init: bool,
+) -> Result<(Daemon, Option<Pidfile>), String> {
+    let pidfile = match &args.pidfile {
+        Some(path) => Some(Pidfile::create(path).map_err(|e| format!("pmtr: {e}"))?),
+        None => None,
+    };
+    // Jobs' output files are created 0644 whatever umask pmtr was given.
+    umask(Mode::from_bits_truncate(0o022));
+    let mut logger = Logger::new(foreground, args.verbose);
+    let open_files = match process::raise_open_file_limit() {
+        Ok(limits) => Some(limits),
+        Err(errno) => {
+            logger.log(
+                Level::Warning,
+                &format!("unable to raise the open-file limit: {}", errno.desc()),
+            );
+            None
+        }
+    };
+    if !is_init {
+        if let Err(errno) = process::become_subreaper() {
+            logger.log(
+                Level::Warning,
+                &format!("unable to become the child subreaper: {}", errno.desc()),
+            );
+        }
+    }
+    let signals = signals::take_signals()
+        .map_err(|e| format!("pmtr: unable to set up signals: {}", e.desc()))?;
+    let context = PlanContext::capture(open_files);
+    let daemon = Daemon::new(config, signals, logger, context).map_err(|e| format!("pmtr: {e}"))?;
+    Ok((daemon, pidfile))
+}

@@ -1,0 +1,397 @@
+//! `ExecPlan`: everything a job's child process needs, resolved in the
+//! parent before `fork` — C strings, pointer arrays, the user's ids and
+//! groups, limits, CPU set — so that the child only interprets it.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use nix::unistd::{getgrouplist, User};
+use pmtr_core::config::{CpuSet, Job, Limit, Output, Resource};
+
+/// Where the child points one of its standard streams.
+pub enum Stream {
+    /// Open this file (input read-only; output appended, created 0644).
+    File(CString),
+    /// Duplicate this descriptor (the write end of pmtr's capture pipe).
+    Fd(RawFd),
+}
+
+/// The user a job runs as, resolved.
+pub struct Identity {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+}
+
+/// The prebuilt plan of one start. Holds raw pointers into its own
+/// strings: keep it alive and unmoved until the fork has happened.
+pub struct ExecPlan {
+    pub program: CString,
+    _argv: Vec<CString>,
+    pub argv: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    pub envp: Vec<*const libc::c_char>,
+    pub dir: CString,
+    pub nice: Option<libc::c_int>,
+    pub cpu: Option<libc::cpu_set_t>,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    pub identity: Option<Identity>,
+    pub stdin: Stream,
+    pub stdout: Stream,
+    pub stderr: Stream,
+}
+
+/// Why a plan could not be made: the job cannot start as defined.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    #[error("unable to look up user {user}: {reason}")]
+    UserLookup {
+        user: String,
+        reason: nix::errno::Errno,
+    },
+    #[error("unable to look up the groups of {user}: {reason}")]
+    GroupLookup {
+        user: String,
+        reason: nix::errno::Errno,
+    },
+    #[error("{0:?} holds a NUL byte")]
+    Nul(String),
+}
+
+/// What every plan starts from, captured once when pmtr starts.
+pub struct PlanContext {
+    /// pmtr's own environment.
+    pub environment: Vec<(OsString, OsString)>,
+    /// The CPUs pmtr may run on; a job's CPUs outside them are left out.
+    pub available_cpus: Option<CpuSet>,
+    /// The open-file limit pmtr was started with (soft, hard): pmtr raises
+    /// its own, and gives jobs this one back unless their `ulimit -n` says
+    /// otherwise.
+    pub open_files: Option<(u64, u64)>,
+}
+
+impl PlanContext {
+    pub fn capture(open_files: Option<(u64, u64)>) -> PlanContext {
+        PlanContext {
+            environment: std::env::vars_os().collect(),
+            available_cpus: available_cpus(),
+            open_files,
+        }
+    }
+}
+
+/// The CPUs this process may run on, to leave out CPUs a job names that
+/// the machine does not have.
+pub fn available_cpus() -> Option<CpuSet> {
+    let mask = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let mut set = CpuSet::default();
+    for cpu in 0..nix::sched::CpuSet::count() {
+        if mask.is_set(cpu).unwrap_or(false) {
+            set.insert(cpu);
+        }
+    }
+    Some(set)
+}
+
+fn c_string(text: impl Into<Vec<u8>>) -> Result<CString, PlanError> {
+    CString::new(text).map_err(|e| Nul(String::from_utf8_lossy(&e.into_vec()).into_owned()))
+}
+
+use PlanError::Nul;
+
+impl ExecPlan {
+    /// Resolves `job` into a plan. `capture` is the write end of the pipe
+    /// for `syslog` streams, if the job has any.
+    pub fn build(
+        job: &Job,
+        context: &PlanContext,
+        capture: Option<RawFd>,
+    ) -> Result<ExecPlan, PlanError> {
+        let program = c_string(job.cmd.first().map_or("", String::as_str))?;
+        let argv_strings = job
+            .cmd
+            .iter()
+            .map(|arg| c_string(arg.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let user = match &job.user {
+            None => None,
+            Some(name) => match User::from_name(name) {
+                Ok(Some(user)) => Some(user),
+                Ok(None) => return Err(PlanError::UnknownUser(name.clone())),
+                Err(reason) => {
+                    return Err(PlanError::UserLookup {
+                        user: name.clone(),
+                        reason,
+                    })
+                }
+            },
+        };
+        let env_strings = environment_of(job, &context.environment, user.as_ref())?;
+        let identity = match &user {
+            None => None,
+            Some(user) => {
+                let name = c_string(user.name.as_str())?;
+                let groups =
+                    getgrouplist(&name, user.gid).map_err(|reason| PlanError::GroupLookup {
+                        user: user.name.clone(),
+                        reason,
+                    })?;
+                Some(Identity {
+                    uid: user.uid.as_raw(),
+                    gid: user.gid.as_raw(),
+                    groups: groups.iter().map(|g| g.as_raw()).collect(),
+                })
+            }
+        };
+        let stream = |output: &Output| -> Result<Stream, PlanError> {
+            Ok(match output {
+                Output::Syslog => match capture {
+                    Some(fd) => Stream::Fd(fd),
+                    None => Stream::File(c_string("/dev/null")?),
+                },
+                Output::File(path) => Stream::File(c_string(job.resolve(path))?),
+            })
+        };
+        // The pointer arrays point into the strings' heap buffers, which do
+        // not move when the strings are moved into the plan.
+        Ok(ExecPlan {
+            program,
+            argv: null_terminated(&argv_strings),
+            _argv: argv_strings,
+            envp: null_terminated(&env_strings),
+            _envp: env_strings,
+            dir: c_string(job.working_dir())?,
+            nice: job.nice,
+            cpu: job
+                .cpu
+                .as_ref()
+                .and_then(|set| cpu_mask(set, context.available_cpus.as_ref())),
+            rlimits: rlimits(job, context.open_files),
+            identity,
+            stdin: Stream::File(c_string(job.stdin_path())?),
+            stdout: stream(&job.stdout)?,
+            stderr: stream(&job.stderr)?,
+        })
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// pmtr's environment, then `HOME`, `USER`, `LOGNAME` of the job's user,
+/// then the job's `env`: later entries replace earlier ones.
+fn environment_of(
+    job: &Job,
+    environment: &[(OsString, OsString)],
+    user: Option<&User>,
+) -> Result<Vec<CString>, PlanError> {
+    let mut vars: Vec<(OsString, OsString)> = environment.to_vec();
+    let mut set = |name: &OsStr, value: &OsStr| match vars.iter_mut().find(|(n, _)| n == name) {
+        Some(entry) => entry.1 = value.to_os_string(),
+        None => vars.push((name.to_os_string(), value.to_os_string())),
+    };
+    if let Some(user) = user {
+        set(OsStr::new("HOME"), user.dir.as_os_str());
+        set(OsStr::new("USER"), OsStr::new(&user.name));
+        set(OsStr::new("LOGNAME"), OsStr::new(&user.name));
+    }
+    for var in &job.env {
+        set(OsStr::new(&var.name), OsStr::new(&var.value));
+    }
+    vars.into_iter()
+        .map(|(name, value)| {
+            let mut entry = name.into_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            c_string(entry)
+        })
+        .collect()
+}
+
+fn cpu_mask(set: &CpuSet, available: Option<&CpuSet>) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let mut any = false;
+    for cpu in set.cpus() {
+        if cpu < CpuSet::LIMIT && available.is_none_or(|a| a.contains(cpu)) {
+            // SAFETY: `cpu` is below CPU_SETSIZE (CpuSet::LIMIT), the size
+            // of the mask, so CPU_SET writes inside it.
+            unsafe { libc::CPU_SET(cpu, &mut mask) };
+            any = true;
+        }
+    }
+    // Only CPUs the machine lacks: run where pmtr runs rather than fail.
+    any.then_some(mask)
+}
+
+fn rlimits(
+    job: &Job,
+    open_files: Option<(u64, u64)>,
+) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+    let mut limits: Vec<_> = job
+        .ulimits
+        .iter()
+        .map(|u| (resource(u.resource), limit(u.value)))
+        .collect();
+    let sets_open_files = job.ulimits.iter().any(|u| u.resource == Resource::Nofile);
+    if let (false, Some((soft, hard))) = (sets_open_files, open_files) {
+        let inherited = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        limits.push((libc::RLIMIT_NOFILE, inherited));
+    }
+    limits
+}
+
+fn resource(resource: Resource) -> libc::__rlimit_resource_t {
+    match resource {
+        Resource::Core => libc::RLIMIT_CORE,
+        Resource::Data => libc::RLIMIT_DATA,
+        Resource::Nice => libc::RLIMIT_NICE,
+        Resource::Fsize => libc::RLIMIT_FSIZE,
+        Resource::Sigpending => libc::RLIMIT_SIGPENDING,
+        Resource::Memlock => libc::RLIMIT_MEMLOCK,
+        Resource::Rss => libc::RLIMIT_RSS,
+        Resource::Nofile => libc::RLIMIT_NOFILE,
+        Resource::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        Resource::Rtprio => libc::RLIMIT_RTPRIO,
+        Resource::Stack => libc::RLIMIT_STACK,
+        Resource::Cpu => libc::RLIMIT_CPU,
+        Resource::Nproc => libc::RLIMIT_NPROC,
+        Resource::As => libc::RLIMIT_AS,
+    }
+}
+
+fn limit(value: Limit) -> libc::rlimit {
+    let value = match value {
+        Limit::Value(v) => v as libc::rlim_t,
+        Limit::Infinity => libc::RLIM_INFINITY,
+    };
+    libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn job(text: &str) -> Job {
+        pmtr_core::config::parse(text.as_bytes())
+            .unwrap()
+            .jobs
+            .remove(0)
+    }
+
+    fn context(environment: Vec<(OsString, OsString)>) -> PlanContext {
+        PlanContext {
+            environment,
+            available_cpus: None,
+            open_files: None,
+        }
+    }
+
+    #[test]
+    fn jobs_get_the_inherited_open_file_limit_back() {
+        let job = job("job {\n name t\n cmd /bin/true\n}");
+        let mut context = context(vec![]);
+        context.open_files = Some((1024, 4096));
+        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        assert_eq!(plan.rlimits.len(), 1);
+        assert_eq!(
+            (plan.rlimits[0].1.rlim_cur, plan.rlimits[0].1.rlim_max),
+            (1024, 4096)
+        );
+        let job = self::job("job {\n name t\n cmd /bin/true\n ulimit -n 50\n}");
+        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        assert_eq!((plan.rlimits[0].1.rlim_cur, plan.rlimits.len()), (50, 1));
+    }
+
+    fn env_of(plan: &ExecPlan) -> Vec<String> {
+        plan.envp
+            .iter()
+            .take_while(|p| !p.is_null())
+            // SAFETY: each pointer comes from a CString the plan owns.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn argv_and_environment() {
+        let context = context(vec![
+            ("PATH".into(), "/bin".into()),
+            ("MODE".into(), "a".into()),
+        ]);
+        let job =
+            job("job {\n name t\n cmd /bin/echo \"a b\" c\n env MODE=b\n env NEW=1\n dir /tmp\n}");
+        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        assert_eq!(plan.argv.len(), 4);
+        assert!(plan.argv[3].is_null());
+        // SAFETY: argv[1] points into a CString of the plan.
+        assert_eq!(
+            unsafe { CStr::from_ptr(plan.argv[1]) }.to_str().unwrap(),
+            "a b"
+        );
+        assert_eq!(env_of(&plan), ["PATH=/bin", "MODE=b", "NEW=1"]);
+        assert_eq!(plan.dir.to_str().unwrap(), "/tmp");
+        assert!(plan.identity.is_none());
+    }
+
+    #[test]
+    fn a_user_brings_home_user_and_logname_unless_env_sets_them() {
+        let context = context(vec![("HOME".into(), "/root".into())]);
+        let job = job("job {\n name t\n cmd /bin/true\n user root\n env LOGNAME=custom\n}");
+        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let identity = plan.identity.as_ref().unwrap();
+        assert_eq!((identity.uid, identity.gid), (0, 0));
+        assert!(identity.groups.contains(&0));
+        let env = env_of(&plan);
+        assert!(env.contains(&"HOME=/root".to_string()), "{env:?}");
+        assert!(env.contains(&"USER=root".to_string()));
+        assert!(env.contains(&"LOGNAME=custom".to_string()));
+    }
+
+    #[test]
+    fn an_unknown_user_is_a_plan_error() {
+        let job = job("job {\n name t\n cmd /bin/true\n user no-such-user-pmtr\n}");
+        let error = ExecPlan::build(&job, &context(vec![]), None).err().unwrap();
+        assert_eq!(error.to_string(), "unknown user no-such-user-pmtr");
+    }
+
+    #[test]
+    fn absent_cpus_are_left_out() {
+        let mut available = CpuSet::default();
+        available.insert(0);
+        available.insert(1);
+        let job = job("job {\n name t\n cmd /bin/true\n cpu 1,7\n}");
+        let mut context = context(vec![]);
+        context.available_cpus = Some(available);
+        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let mask = plan.cpu.unwrap();
+        // SAFETY: 1 and 7 are below CPU_SETSIZE.
+        assert!(unsafe { libc::CPU_ISSET(1, &mask) } && !unsafe { libc::CPU_ISSET(7, &mask) });
+        let job = self::job("job {\n name t\n cmd /bin/true\n cpu 7\n}");
+        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        assert!(plan.cpu.is_none());
+    }
+
+    #[test]
+    fn relative_streams_are_under_dir_and_syslog_uses_the_pipe() {
+        let job = job("job {\n name t\n cmd /bin/true\n dir /srv\n out o.log\n in i.txt\n}");
+        let plan = ExecPlan::build(&job, &context(vec![]), Some(9)).unwrap();
+        assert!(matches!(&plan.stdout, Stream::File(p) if p.to_str().unwrap() == "/srv/o.log"));
+        assert!(matches!(&plan.stdin, Stream::File(p) if p.to_str().unwrap() == "/srv/i.txt"));
+        assert!(matches!(plan.stderr, Stream::Fd(9)));
+    }
+}

@@ -1,0 +1,68 @@
+//! Processes as the kernel sees them: reaping children, signalling and
+//! probing process groups, and the process-wide settings of a supervisor.
+
+use nix::errno::Errno;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use pmtr_core::supervise::event::{ExitStatus, StopSignal};
+
+/// Reaps every child that has exited, without blocking. Signals coalesce,
+/// so one SIGCHLD may stand for many children.
+pub fn reap_all() -> Vec<(libc::pid_t, ExitStatus)> {
+    let mut reaped = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => {
+                reaped.push((pid.as_raw(), ExitStatus::Code(code)))
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _core)) => reaped.push((
+                pid.as_raw(),
+                ExitStatus::Signal {
+                    number: signal as i32,
+                    name: signal.as_str(),
+                },
+            )),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    reaped
+}
+
+/// Sends `signal` to process group `pgid`. A group already gone is not an
+/// error.
+pub fn signal_group(pgid: libc::pid_t, signal: StopSignal) -> Result<(), Errno> {
+    let signal = match signal {
+        StopSignal::Term => Signal::SIGTERM,
+        StopSignal::Kill => Signal::SIGKILL,
+    };
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// True while process group `pgid` has a member (zombies included).
+pub fn group_alive(pgid: libc::pid_t) -> bool {
+    !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+/// Makes pmtr the reaper of what its jobs leave behind.
+pub fn become_subreaper() -> Result<(), Errno> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Raises the open-file limit to its hard limit: each running job holds a
+/// pipe or two in pmtr. Jobs get the original soft limit back unless
+/// their `ulimit` says otherwise.
+pub fn raise_open_file_limit() -> Result<(u64, u64), Errno> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok((soft, hard))
+}

@@ -1,0 +1,46 @@
+//! The parent side of a job's start: makes the status pipe, forks, and
+//! hands the child its plan.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+
+use super::child;
+use super::plan::ExecPlan;
+
+/// A forked child: its pid and the read end of its status pipe, which
+/// reads end-of-file once `execve` succeeded, or the failed step.
+pub struct Forked {
+    pub pid: libc::pid_t,
+    pub status: OwnedFd,
+}
+
+/// Forks a child that runs `plan`. Fails only for want of a system
+/// resource (fork EAGAIN/ENOMEM, a pipe at EMFILE): the job is not at fault.
+pub fn spawn(plan: &ExecPlan) -> Result<Forked, Errno> {
+    let (status_read, status_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    // The child's end must block: it writes at most 5 bytes, far below the
+    // pipe's capacity, but a blocking descriptor keeps that simple.
+    nix::fcntl::fcntl(&status_write, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+    // SAFETY: pmtr is single-threaded, so the child may run any code; it
+    // runs only `child::run`, which is async-signal-safe and never returns.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(Errno::last()),
+        0 => child::run(plan, status_write.as_raw_fd()),
+        pid => {
+            drop(status_write);
+            // Also set in the child: whichever runs first, the group exists
+            // before pmtr ever signals it. The child may already have
+            // exec'd (EACCES) or died (ESRCH): both are fine.
+            // SAFETY: setpgid on our own child.
+            unsafe { libc::setpgid(pid, pid) };
+            Ok(Forked {
+                pid,
+                status: status_read,
+            })
+        }
+    }
+}
