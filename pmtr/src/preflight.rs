@@ -10,7 +10,7 @@ use std::path::Path;
 use nix::unistd::{access, AccessFlags, User};
 use pmtr_core::config::{Config, Diagnostic, Location, Origin};
 
-use crate::reason::Reason;
+use crate::reason::{Reason, Text};
 
 /// Warnings about `config` on this machine, in file order.
 pub fn warnings(config: &Config) -> Vec<Diagnostic> {
@@ -95,7 +95,7 @@ fn not_executable(program: &Path) -> Option<String> {
         Ok(meta) if !meta.is_file() => Some("is not a regular file".into()),
         Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Some("is not executable".into()),
         Ok(_) => match access(program, AccessFlags::X_OK) {
-            Err(error) => Some(format!("cannot be run by pmtr's user: {}", error.desc())),
+            Err(error) => Some(format!("cannot be run by pmtr's user: {}", Text(error))),
             Ok(()) => None,
         },
     }

@@ -13,9 +13,27 @@ pub struct Reason<'a>(pub &'a io::Error);
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.raw_os_error() {
-            Some(code) => f.write_str(Errno::from_raw(code).desc()),
+            Some(code) => f.write_str(&strerror(code)),
             None => write!(f, "{}", self.0),
         }
+    }
+}
+
+/// The C library's text for an errno: `Resource temporarily unavailable`.
+pub fn strerror(code: i32) -> String {
+    let text = io::Error::from_raw_os_error(code).to_string();
+    match text.rfind(" (os error ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+/// Displays an `Errno` as `strerror` text.
+pub struct Text(pub Errno);
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&strerror(self.0 as i32))
     }
 }
 
@@ -29,5 +47,9 @@ mod tests {
         assert_eq!(Reason(&error).to_string(), "No such file or directory");
         let other = io::Error::other("custom");
         assert_eq!(Reason(&other).to_string(), "custom");
+        assert_eq!(
+            Text(Errno::EAGAIN).to_string(),
+            "Resource temporarily unavailable"
+        );
     }
 }

@@ -6,3 +6,9 @@
 mod harness;
 
 mod check;
+mod daemonize;
+mod faults;
+mod pid1;
+mod restart;
+mod shutdown;
+mod start;

@@ -4,6 +4,7 @@
 //! order: signals, reaping, pipes, due timers; each event goes to the
 //! supervisor and the actions it returns are executed here.
 
+use crate::reason::{strerror, Text};
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
@@ -55,7 +56,7 @@ pub struct Daemon {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unable to {what}: {}", .errno.desc())]
+#[error("unable to {what}: {}", Text(*.errno))]
 pub struct LoopError {
     what: &'static str,
     errno: Errno,
@@ -106,7 +107,7 @@ impl Daemon {
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
                     self.logger
-                        .log(Level::Error, &format!("epoll_wait: {}", errno.desc()));
+                        .log(Level::Error, &format!("epoll_wait: {}", Text(errno)));
                     continue;
                 }
             };
@@ -196,7 +197,7 @@ impl Daemon {
         self.forget_setup(fd);
         if let Ok(n) = read {
             if let Some((step, errno)) = decode_failure(&message[..n]) {
-                let reason = Errno::from_raw(errno).desc().to_string();
+                let reason = strerror(errno);
                 self.apply(Event::SetupFailed { pid, step, reason });
             }
         }
@@ -233,7 +234,7 @@ impl Daemon {
                         if let Err(errno) = process::signal_group(pgid, signal) {
                             self.logger.log(
                                 Level::Error,
-                                &format!("unable to signal process group {pgid}: {}", errno.desc()),
+                                &format!("unable to signal process group {pgid}: {}", Text(errno)),
                             );
                         }
                     }
@@ -259,7 +260,7 @@ impl Daemon {
         };
         let transient = |what: &str, errno: Errno| Event::SpawnFailed {
             job: id,
-            failure: SpawnFailure::Transient(format!("{what}: {}", errno.desc())),
+            failure: SpawnFailure::Transient(format!("{what}: {}", Text(errno))),
         };
         let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
         let capture = if wants_capture {
@@ -317,7 +318,7 @@ impl Daemon {
             }
             Err(errno) => self.logger.log(
                 Level::Error,
-                &format!("unable to watch job output: {}", errno.desc()),
+                &format!("unable to watch job output: {}", Text(errno)),
             ),
         }
     }

@@ -7,6 +7,7 @@ pub mod looper;
 pub mod output;
 pub mod pidfile;
 
+use crate::reason::Text;
 use std::process::ExitCode;
 
 use nix::sys::stat::{umask, Mode};
@@ -45,7 +46,7 @@ pub fn run(args: &Args) -> ExitCode {
         match daemonize() {
             Ok(readiness) => Some(readiness),
             Err(errno) => {
-                eprintln!("pmtr: unable to become a daemon: {}", errno.desc());
+                eprintln!("pmtr: unable to become a daemon: {}", Text(errno));
                 return ExitCode::FAILURE;
             }
         }
@@ -90,7 +91,7 @@ fn start(
         Err(errno) => {
             logger.log(
                 Level::Warning,
-                &format!("unable to raise the open-file limit: {}", errno.desc()),
+                &format!("unable to raise the open-file limit: {}", Text(errno)),
             );
             None
         }
@@ -99,12 +100,12 @@ fn start(
         if let Err(errno) = process::become_subreaper() {
             logger.log(
                 Level::Warning,
-                &format!("unable to become the child subreaper: {}", errno.desc()),
+                &format!("unable to become the child subreaper: {}", Text(errno)),
             );
         }
     }
     let signals = signals::take_signals()
-        .map_err(|e| format!("pmtr: unable to set up signals: {}", e.desc()))?;
+        .map_err(|e| format!("pmtr: unable to set up signals: {}", Text(e)))?;
     let context = PlanContext::capture(open_files);
     let daemon = Daemon::new(config, signals, logger, context).map_err(|e| format!("pmtr: {e}"))?;
     Ok((daemon, pidfile))

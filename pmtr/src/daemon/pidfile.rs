@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::reason::Reason;
+use crate::reason::{Reason, Text};
 
 pub struct Pidfile {
     path: PathBuf,
@@ -25,7 +25,7 @@ pub enum PidfileError {
     },
     #[error("pidfile {} is locked by another pmtr{}", .path.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Held { path: PathBuf, pid: Option<u32> },
-    #[error("unable to lock pidfile {}: {}", .path.display(), .errno.desc())]
+    #[error("unable to lock pidfile {}: {}", .path.display(), Text(*.errno))]
     Lock { path: PathBuf, errno: Errno },
     #[error("unable to write pidfile {}: {}", .path.display(), Reason(.source))]
     Write {

@@ -74,10 +74,13 @@ fn apply(plan: &ExecPlan) -> Result<(), SetupStep> {
     // pointer passed is to a live C string, struct or array of the plan, or
     // to a local. None allocates or takes a lock.
     unsafe {
-        // pmtr ignores SIGPIPE, and an ignored signal stays ignored across
-        // execve; handled ones are reset by execve itself. pmtr blocks the
-        // signals it reads from its signalfd: the job starts with none.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // An ignored signal stays ignored across execve (handled ones are
+        // reset by execve itself): reset those pmtr ignores or inherited
+        // ignored. pmtr blocks the signals it reads from its signalfd: the
+        // job starts with none blocked.
+        for &signal in &plan.ignored_signals {
+            super::signals::reset_to_default(signal);
+        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

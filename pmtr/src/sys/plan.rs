@@ -33,6 +33,8 @@ pub struct ExecPlan {
     _envp: Vec<CString>,
     pub envp: Vec<*const libc::c_char>,
     pub dir: CString,
+    /// Signals to set back to their default action (ignored in pmtr).
+    pub ignored_signals: Vec<libc::c_int>,
     pub nice: Option<libc::c_int>,
     pub cpu: Option<libc::cpu_set_t>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
@@ -71,6 +73,8 @@ pub struct PlanContext {
     /// its own, and gives jobs this one back unless their `ulimit -n` says
     /// otherwise.
     pub open_files: Option<(u64, u64)>,
+    /// Signals pmtr ignores, which jobs must not inherit ignored.
+    pub ignored_signals: Vec<libc::c_int>,
 }
 
 impl PlanContext {
@@ -79,6 +83,7 @@ impl PlanContext {
             environment: std::env::vars_os().collect(),
             available_cpus: available_cpus(),
             open_files,
+            ignored_signals: super::signals::ignored_signals(),
         }
     }
 }
@@ -164,6 +169,7 @@ impl ExecPlan {
             envp: null_terminated(&env_strings),
             _envp: env_strings,
             dir: c_string(job.working_dir())?,
+            ignored_signals: context.ignored_signals.clone(),
             nice: job.nice,
             cpu: job
                 .cpu
@@ -299,6 +305,7 @@ mod tests {
             environment,
             available_cpus: None,
             open_files: None,
+            ignored_signals: Vec::new(),
         }
     }
 

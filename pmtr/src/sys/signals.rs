@@ -2,7 +2,7 @@
 //! signalfd on the event loop; none has a handler.
 
 use nix::errno::Errno;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// The signals pmtr reads: a child's end, shutdown, and reload.
@@ -29,8 +29,54 @@ pub fn take_signals() -> Result<SignalFd, Errno> {
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
-/// Undoes `take_signals` for a process that is about to become something
-/// else (the daemonizing parent does not need it).
-pub fn restore_mask() -> Result<(), Errno> {
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+/// Highest signal number on Linux (`_NSIG - 1`).
+const MAX_SIGNAL: libc::c_int = 64;
+
+/// The kernel's `struct sigaction`, as raw storage: all zeroes is SIG_DFL
+/// with no flags and an empty mask on every architecture.
+type RawSigaction = [u64; 8];
+
+/// Size of the kernel's signal set, as `rt_sigaction` wants it.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// The signals this process ignores. An ignored signal stays ignored
+/// across `execve`, so each job's child resets exactly these. Asked of the
+/// kernel directly: glibc refuses its own internal signals (32, 33), which
+/// a parent of pmtr may still have ignored.
+pub fn ignored_signals() -> Vec<libc::c_int> {
+    (1..=MAX_SIGNAL)
+        .filter(|&signal| {
+            let mut old: RawSigaction = [0; 8];
+            // SAFETY: a query (no new action); `old` is large enough for
+            // the kernel's struct sigaction.
+            let result = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    std::ptr::null::<RawSigaction>(),
+                    &mut old,
+                    KERNEL_SIGSET_SIZE,
+                )
+            };
+            // The handler is the struct's first field.
+            result == 0 && old[0] == libc::SIG_IGN as u64
+        })
+        .collect()
+}
+
+/// Sets `signal` back to its default action. Async-signal-safe: for use in
+/// a job's child before `execve`.
+pub fn reset_to_default(signal: libc::c_int) {
+    let default: RawSigaction = [0; 8];
+    // SAFETY: an all-zero kernel sigaction is SIG_DFL; the syscall reads
+    // only `default`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &default,
+            std::ptr::null_mut::<RawSigaction>(),
+            KERNEL_SIGSET_SIZE,
+        )
+    };
 }

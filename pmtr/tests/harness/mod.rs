@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+pub use nix::sys::signal::Signal;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -69,3 +71,225 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// A pmtr run in the foreground on a configuration of the sandbox, its
+/// stderr log collected line by line. Dropping it stops pmtr (SIGTERM,
+/// then SIGKILL) and kills the process groups of the jobs it started.
+pub struct Pmtr {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    pub config: PathBuf,
+}
+
+impl Pmtr {
+    /// Starts `pmtr -F -c pmtr.conf` with `text` as the configuration.
+    pub fn start(sandbox: &Sandbox, text: &str) -> Pmtr {
+        Pmtr::start_with(sandbox, text, &[], None)
+    }
+
+    /// As `start`, with extra arguments and optionally a wrapper command
+    /// (`strace ...`, `prlimit ...`) in front of pmtr.
+    pub fn start_with(
+        sandbox: &Sandbox,
+        text: &str,
+        args: &[&str],
+        wrapper: Option<&[&str]>,
+    ) -> Pmtr {
+        let config = sandbox.write("pmtr.conf", text);
+        let mut argv: Vec<String> = wrapper
+            .unwrap_or(&[])
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.push(PMTR.to_string());
+        argv.extend(["-F", "-c", config.to_str().unwrap()].map(String::from));
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(sandbox.root())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start pmtr");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Pmtr {
+            child,
+            log,
+            reader: Some(reader),
+            config,
+        }
+    }
+
+    /// pmtr's pid, as it logs it (`pmtr[PID]: ...`): with a wrapper such
+    /// as strace, pmtr is not the process the harness started.
+    pub fn pid(&self) -> i32 {
+        let logged = |line: &String| {
+            line.strip_prefix("pmtr[")
+                .and_then(|rest| rest.split_once(']'))
+                .and_then(|(pid, _)| pid.parse().ok())
+        };
+        wait_until(SHORT, || !self.lines().is_empty());
+        match self.lines().first().and_then(logged) {
+            // PID 1 of its own namespace: from here, the wrapper's child.
+            Some(1) => children_of(self.child.id() as i32)
+                .first()
+                .copied()
+                .unwrap_or(-1),
+            Some(pid) => pid,
+            None => self.child.id() as i32,
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Every log line, joined, for assertion messages.
+    pub fn transcript(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until `count` lines contain `needle`; panics with the log if
+    /// that does not happen within `timeout`.
+    pub fn expect_count(&self, needle: &str, count: usize, timeout: Duration) {
+        if !wait_until(timeout, || self.count(needle) >= count) {
+            panic!(
+                "waited {timeout:?} for {count} line(s) with {needle:?}, saw {}:\n{}",
+                self.count(needle),
+                self.transcript()
+            );
+        }
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    pub fn expect(&self, needle: &str, timeout: Duration) -> String {
+        self.expect_count(needle, 1, timeout);
+        self.lines()
+            .into_iter()
+            .find(|l| l.contains(needle))
+            .unwrap()
+    }
+
+    /// The pid of the latest start of job `name`, from `started job NAME [PID]`.
+    pub fn job_pid(&self, name: &str) -> Option<i32> {
+        let prefix = format!("started job {name} [");
+        self.lines().iter().rev().find_map(|l| {
+            l.split_once(&prefix)
+                .and_then(|(_, rest)| rest.trim_end_matches(']').parse().ok())
+        })
+    }
+
+    /// Waits for job `name` to have started `starts` times; returns its pid.
+    pub fn expect_started(&self, name: &str, starts: usize, timeout: Duration) -> i32 {
+        self.expect_count(&format!("started job {name} ["), starts, timeout);
+        self.job_pid(name).unwrap()
+    }
+
+    /// Every pid pmtr logged as a job start.
+    pub fn started_pids(&self) -> Vec<i32> {
+        self.lines()
+            .iter()
+            .filter_map(|l| l.split_once("started job ").map(|(_, rest)| rest))
+            .filter_map(|rest| {
+                rest.rsplit_once('[')
+                    .and_then(|(_, pid)| pid.trim_end_matches(']').parse().ok())
+            })
+            .collect()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal);
+    }
+
+    /// Waits for pmtr to exit; its exit code, or None on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Pmtr {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(Signal::SIGTERM);
+            if self.wait_exit(Duration::from_secs(15)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        // Whatever pmtr could not stop: only the groups of jobs it started.
+        for pid in self.started_pids() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// One field of /proc/PID/status (`SigBlk`, `voluntary_ctxt_switches`, ...).
+pub fn proc_status(pid: i32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+}
+
+/// The pids whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some((_, rest)) = stat.rsplit_once(')') {
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
+                    children.push(pid);
+                }
+            }
+        }
+    }
+    children
+}
+
+pub const SHORT: Duration = Duration::from_secs(5);
+/// Long enough for the 10 s rapid-restart guard or kill grace, with room
+/// for a loaded machine.
+pub const GUARD: Duration = Duration::from_secs(25);

@@ -1,0 +1,44 @@
+//! pmtr as PID 1 (a container's entrypoint), tested without a container
+//! engine: in a new PID namespace made by `unshare`.
+
+use std::time::Duration;
+
+use crate::harness::{alive, children_of, wait_until, Pmtr, Sandbox, Signal, SHORT};
+use crate::start::is_root;
+
+#[test]
+fn as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly() {
+    if !is_root() {
+        return; // a new PID namespace needs root; CI is root
+    }
+    let sandbox = Sandbox::new();
+    let wrapper = ["unshare", "--fork", "--pid", "--mount-proc"];
+    let mut pmtr = Pmtr::start_with(
+        &sandbox,
+        "job {\n name orphaner\n cmd /bin/sh -c \"(sleep 0.2 &); (sleep 0.3 &); exec sleep 1000\"\n}\n\
+         job {\n name tree\n cmd /bin/sh -c \"sleep 1000 & sleep 1000 & wait\"\n}\n",
+        &[],
+        Some(&wrapper),
+    );
+    pmtr.expect("pmtr[1]: pmtr: starting", SHORT);
+    pmtr.expect_started("orphaner", 1, SHORT);
+    pmtr.expect_started("tree", 1, SHORT);
+    let host_pid = pmtr.pid();
+    // The orphans are re-parented to PID 1 and reaped when they end.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        wait_until(SHORT, || children_of(host_pid).len() == 2
+            && children_of(host_pid).into_iter().all(alive)),
+        "pmtr's children: {:?}",
+        children_of(host_pid)
+    );
+    let jobs = children_of(host_pid);
+    let grandchildren: Vec<i32> = jobs.iter().flat_map(|&j| children_of(j)).collect();
+    assert_eq!(grandchildren.len(), 2, "the tree job's two sleeps");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), Signal::SIGTERM);
+    let status = pmtr.wait_exit(SHORT).expect("pmtr exits");
+    assert_eq!(status.code(), Some(0), "{}", pmtr.transcript());
+    for pid in jobs.into_iter().chain(grandchildren) {
+        assert!(!alive(pid), "{pid} left behind");
+    }
+}

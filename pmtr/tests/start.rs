@@ -1,0 +1,232 @@
+//! Starting jobs: order, `wait`, `disable`, `once`, the clean context of
+//! SPEC 4.1, and output capture.
+
+use std::time::Duration;
+
+use crate::harness::{alive, children_of, proc_status, wait_until, Pmtr, Sandbox, SHORT};
+
+#[test]
+fn jobs_start_in_order_then_file_order() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name c\n cmd /bin/sleep 100\n order 2\n}\n\
+         job {\n name a\n cmd /bin/sleep 100\n}\n\
+         job {\n name b\n cmd /bin/sleep 100\n order -1\n}\n",
+    );
+    pmtr.expect_count("started job", 3, SHORT);
+    let order: Vec<String> = pmtr
+        .lines()
+        .iter()
+        .filter_map(|l| {
+            l.split_once("started job ")
+                .map(|(_, r)| r.split(' ').next().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(order, ["b", "a", "c"]);
+    assert!(pmtr.lines()[0].ends_with("pmtr: starting"));
+    assert!(pmtr.lines()[1].ends_with("managing 3 jobs"));
+}
+
+#[test]
+fn wait_gates_later_jobs_and_once_is_not_restarted() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name setup\n cmd /bin/sh -c \"sleep 1; echo done > setup.flag\"\n dir DIR\n wait\n once\n}\n\
+         job {\n name web\n cmd /bin/sh -c \"test -f setup.flag && exec sleep 100\"\n dir DIR\n}\n"
+            .replace("DIR", sandbox.root().to_str().unwrap())
+            .as_str(),
+    );
+    pmtr.expect("pausing for job setup to finish", SHORT);
+    let web = pmtr.expect_started("web", 1, SHORT);
+    let lines = pmtr.lines();
+    let exited = lines
+        .iter()
+        .position(|l| l.contains("job setup ["))
+        .unwrap();
+    let started = lines
+        .iter()
+        .position(|l| l.contains("started job web"))
+        .unwrap();
+    assert!(exited < started, "{}", pmtr.transcript());
+    // web found the flag: it runs, it did not exit.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(web), "{}", pmtr.transcript());
+    assert!(pmtr
+        .transcript()
+        .contains("job setup will not be restarted (once)"));
+    assert_eq!(pmtr.count("started job setup"), 1);
+}
+
+#[test]
+fn a_disabled_job_does_not_run() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name off\n cmd /bin/sleep 100\n disable\n}\njob {\n name on\n cmd /bin/sleep 100\n}\n",
+    );
+    pmtr.expect_started("on", 1, SHORT);
+    assert_eq!(pmtr.count("started job off"), 0);
+}
+
+/// SPEC 4.1: only fds 0-2, empty mask, default dispositions, own process
+/// group, then dir, env, nice, cpu, ulimit.
+#[test]
+fn a_job_starts_in_a_clean_context() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        &format!(
+            "job {{\n name clean\n cmd /bin/sleep 100\n dir {}\n env GREETING=\"hello world\"\n nice 7\n cpu 0\n ulimit {{ -n 77 -c 0 }}\n}}\n",
+            sandbox.root().display()
+        ),
+    );
+    let pid = pmtr.expect_started("clean", 1, SHORT);
+    assert!(wait_until(SHORT, || std::fs::read_link(format!(
+        "/proc/{pid}/exe"
+    ))
+    .is_ok_and(|exe| exe.ends_with("sleep"))));
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    assert_eq!(proc_status(pid, "SigBlk").unwrap(), "0000000000000000");
+    assert_eq!(proc_status(pid, "SigIgn").unwrap(), "0000000000000000");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        fields[2].parse::<i32>().unwrap(),
+        pid,
+        "its own process group"
+    );
+    assert_eq!(fields[16], "7", "nice");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        sandbox.root()
+    );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ
+        .split(|&b| b == 0)
+        .any(|v| v == b"GREETING=hello world"));
+    assert_eq!(proc_status(pid, "Cpus_allowed_list").unwrap(), "0");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 77 ")),
+        "{limits}"
+    );
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max core file size") && l.contains(" 0 ")),
+        "{limits}"
+    );
+    // stdin is /dev/null, stdout and stderr the capture pipe.
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/0"))
+            .unwrap()
+            .to_str(),
+        Some("/dev/null")
+    );
+    assert!(std::fs::read_link(format!("/proc/{pid}/fd/1"))
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("pipe:"));
+}
+
+#[test]
+fn output_is_captured_line_by_line_and_made_harmless() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name talker\n cmd /bin/sh -c \"printf 'one\\ntwo\\033[31m\\n'; echo err >&2; printf partial; exec sleep 100\"\n}\n",
+    );
+    let pid = pmtr.expect_started("talker", 1, SHORT);
+    pmtr.expect(&format!("talker[{pid}]: one"), SHORT);
+    pmtr.expect(&format!("talker[{pid}]: two?[31m"), SHORT);
+    pmtr.expect(&format!("talker[{pid}]: err"), SHORT);
+    drop(pmtr);
+}
+
+#[test]
+fn out_and_err_files_are_appended_and_relative_to_dir() {
+    let sandbox = Sandbox::new();
+    sandbox.write("out.log", "before\n");
+    let pmtr = Pmtr::start(
+        &sandbox,
+        &format!(
+            "job {{\n name files\n cmd /bin/sh -c \"echo out; echo err >&2\"\n dir {}\n out out.log\n err err.log\n once\n}}\n",
+            sandbox.root().display()
+        ),
+    );
+    pmtr.expect("job files will not be restarted", SHORT);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("out.log")).unwrap(),
+        "before\nout\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("err.log")).unwrap(),
+        "err\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sandbox.path("err.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+}
+
+#[test]
+fn a_user_job_runs_with_that_users_ids_and_home() {
+    if !is_root() {
+        return; // runs in CI, which is root
+    }
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name nobody\n cmd /bin/sleep 100\n user nobody\n}\n",
+    );
+    let pid = pmtr.expect_started("nobody", 1, SHORT);
+    assert!(wait_until(SHORT, || proc_status(pid, "Uid")
+        .is_some_and(|u| u.starts_with("65534"))));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+    assert!(vars.contains(&&b"USER=nobody"[..]));
+    assert!(vars.contains(&&b"LOGNAME=nobody"[..]));
+    assert!(vars.iter().any(|v| v.starts_with(b"HOME=")));
+}
+
+#[test]
+fn pmtr_reaps_what_jobs_leave_behind() {
+    let sandbox = Sandbox::new();
+    // The job leaves a grandchild in a new session (out of the job's
+    // group) whose parent exits at once: it is re-parented to pmtr, the
+    // subreaper, which must reap it when it ends.
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name parent\n cmd /bin/sh -c \"(setsid sleep 1 &); exec sleep 100\"\n}\n",
+    );
+    let job = pmtr.expect_started("parent", 1, SHORT);
+    assert!(
+        wait_until(SHORT, || children_of(pmtr.pid()).len() == 2),
+        "the grandchild was not re-parented to pmtr"
+    );
+    assert!(
+        wait_until(SHORT, || children_of(pmtr.pid()) == [job]),
+        "left under pmtr: {:?}",
+        children_of(pmtr.pid())
+    );
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
