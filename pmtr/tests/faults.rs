@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::harness::{alive, children_of, wait_until, Pmtr, Sandbox, Signal, SHORT};
 use crate::start::is_root;
 
-fn have(program: &str) -> bool {
+pub fn have(program: &str) -> bool {
     std::process::Command::new(program)
         .arg("--version")
         .stdout(std::process::Stdio::null())

@@ -9,6 +9,7 @@ mod check;
 mod daemonize;
 mod faults;
 mod pid1;
+mod reload;
 mod restart;
 mod shutdown;
 mod start;

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::config::Config;
+
 /// A process id, as the kernel gives it.
 pub type Pid = i32;
 
@@ -103,6 +105,26 @@ pub enum Event {
     Shutdown {
         signal: i32,
     },
+    /// Something happened to the configuration file (a write, a rename
+    /// over it, a delete): read it once the burst settles.
+    ConfigTouched,
+    /// SIGHUP or `pmtr-ctl reload`: read the file now, even if unchanged.
+    ReloadRequested,
+    /// Answer to [`Action::ReadConfig`]: the file's content hash, and the
+    /// configuration or the rendered errors.
+    ConfigRead {
+        hash: u64,
+        forced: bool,
+        result: Result<Box<Config>, String>,
+    },
+    /// Something happened to a dependency file (resolved path).
+    DependencyTouched {
+        path: String,
+    },
+    /// Content hashes of dependency files; `None` for a missing file.
+    FilesHashed {
+        hashes: Vec<(String, Option<u64>)>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,6 +155,19 @@ pub enum Action {
     Log {
         level: Level,
         message: String,
+    },
+    /// Read and validate the configuration file; answer with `ConfigRead`.
+    ReadConfig {
+        forced: bool,
+    },
+    /// Watch these dependency files (replacing the previous set), and
+    /// answer with `FilesHashed` for all of them.
+    WatchFiles {
+        paths: Vec<String>,
+    },
+    /// Hash these files; answer with `FilesHashed`.
+    HashFiles {
+        paths: Vec<String>,
     },
     /// Everything is stopped: remove the pidfile and exit 0.
     Exit,

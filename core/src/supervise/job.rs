@@ -15,6 +15,11 @@ pub struct JobState {
     pub next: Next,
     /// Why pmtr is stopping the instance, if it is.
     pub stop: Option<StopReason>,
+    /// The definition to start with once the instance is gone (a reload
+    /// changed the job while it ran).
+    pub pending: Option<Job>,
+    /// A missing dependency was logged (once per wait).
+    pub missing_logged: bool,
     /// For a `wait` job: it has exited since pmtr started, so the jobs
     /// after it may start.
     pub gate_open: bool,
@@ -46,6 +51,13 @@ pub enum Rest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
     Shutdown,
+    /// Start it again at once when it is gone (changed, bounced, a
+    /// dependency changed).
+    Restart,
+    /// Keep it stopped (disabled in the file).
+    Disable,
+    /// Forget it (deleted from the file).
+    Remove,
 }
 
 /// A started job: its process group, led by `pid`.
@@ -99,6 +111,8 @@ impl JobState {
             instance: None,
             next,
             stop: None,
+            pending: None,
+            missing_logged: false,
             gate_open: false,
             starts: 0,
             last_exit: None,
@@ -114,6 +128,27 @@ impl JobState {
     /// True while this job keeps the jobs after it from starting.
     pub fn gates(&self) -> bool {
         self.def.wait && !self.def.disabled && !self.gate_open
+    }
+
+    /// The definition that counts: the pending one if a restart will bring
+    /// it in.
+    pub fn effective(&self) -> &Job {
+        self.pending.as_ref().unwrap_or(&self.def)
+    }
+
+    /// Dependency files, resolved under `dir`.
+    pub fn dependencies(&self) -> impl Iterator<Item = String> + '_ {
+        let def = self.effective();
+        def.depends.iter().map(move |path| def.resolve(path))
+    }
+
+    /// Running and not being stopped: what a bounce or a dependency change
+    /// may restart.
+    pub fn running_undisturbed(&self) -> bool {
+        self.stop.is_none()
+            && self
+                .instance
+                .is_some_and(|i| i.leader_alive && i.term_sent.is_none())
     }
 
     /// The leader's pid, while the leader lives.

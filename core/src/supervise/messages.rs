@@ -56,6 +56,45 @@ pub fn spawn_failed(name: &str, reason: &str) -> String {
     format!("unable to start job {name}: {reason}")
 }
 
+pub fn rescanning() -> String {
+    "rescanning job configuration".into()
+}
+
+pub fn config_unchanged() -> String {
+    "configuration unchanged: nothing to do".into()
+}
+
+pub fn reload_failed(errors: &str) -> String {
+    format!(
+        "FAILED to parse the configuration; using the PREVIOUS job config:\n{}",
+        errors.trim_end()
+    )
+}
+
+pub fn job_added(name: &str) -> String {
+    format!("job {name} added")
+}
+
+pub fn job_changed(name: &str) -> String {
+    format!("job {name} changed: restarting it with its new definition")
+}
+
+pub fn job_removed(name: &str) -> String {
+    format!("job {name} deleted: it will not be restarted")
+}
+
+pub fn bouncing(name: &str, pid: Pid, secs: u64) -> String {
+    format!("bouncing job {name} [{pid}] after {secs} sec")
+}
+
+pub fn dependency_changed(name: &str, path: &str) -> String {
+    format!("dependency {path} of job {name} changed: restarting it")
+}
+
+pub fn dependency_missing(name: &str, path: &str) -> String {
+    format!("job {name}: dependency {path} is missing; the job starts when it appears")
+}
+
 pub fn orphan(pid: Pid, status: ExitStatus) -> String {
     format!("reaped orphan [{pid}]: {status}")
 }

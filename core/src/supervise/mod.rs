@@ -4,9 +4,11 @@
 //! `next_deadline` is the only timer the shell may wait for.
 
 pub mod event;
+mod files;
 pub mod job;
 pub mod messages;
 pub mod policy;
+pub mod reload;
 
 #[cfg(test)]
 mod tests;
@@ -15,17 +17,30 @@ use event::{Action, Event, ExitStatus, JobId, Level, Pid, SetupStep, SpawnFailur
 use job::{Instance, JobState, Next, Rest, StopReason};
 use policy::AfterExit;
 
+use std::collections::{BTreeSet, HashMap};
+
 use crate::config::{Config, Job};
 use crate::time::Mono;
 
 #[derive(Debug)]
 pub struct Supervisor {
-    /// In start order: by `order`, file order breaking ties.
+    /// In start order: by `order`, file order breaking ties; jobs deleted
+    /// from the file but still stopping come last.
     jobs: Vec<JobState>,
     next_id: u32,
     started: bool,
     shutdown: Option<Shutdown>,
     exit_sent: bool,
+    /// Content hash of the configuration last read.
+    config_hash: u64,
+    /// When to read the configuration file after it was touched.
+    reload_due: Option<files::Settle>,
+    /// When to hash the dependency files in `touched`.
+    hash_due: Option<files::Settle>,
+    touched: BTreeSet<String>,
+    /// Content hash of each dependency file (resolved path); `None`: the
+    /// file is missing. A path not known yet holds its jobs back.
+    dependencies: HashMap<String, Option<u64>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -35,13 +50,20 @@ struct Shutdown {
 }
 
 impl Supervisor {
-    pub fn new(config: &Config) -> Supervisor {
+    /// A supervisor for `config`, whose file content hashes to
+    /// `config_hash` (a later read of the same content changes nothing).
+    pub fn new(config: &Config, config_hash: u64) -> Supervisor {
         let mut supervisor = Supervisor {
             jobs: Vec::with_capacity(config.jobs.len()),
             next_id: 0,
             started: false,
             shutdown: None,
             exit_sent: false,
+            config_hash,
+            reload_due: None,
+            hash_due: None,
+            touched: BTreeSet::new(),
+            dependencies: HashMap::new(),
         };
         for index in config.start_order() {
             let id = supervisor.new_id();
@@ -70,6 +92,13 @@ impl Supervisor {
         self.shutdown.is_some()
     }
 
+    /// Every dependency file of every job, resolved, without repeats: what
+    /// the shell watches and hashes before the first `Start`.
+    pub fn dependency_paths(&self) -> Vec<String> {
+        let paths: BTreeSet<String> = self.jobs.iter().flat_map(|j| j.dependencies()).collect();
+        paths.into_iter().collect()
+    }
+
     /// Applies one event at `now` and returns what the shell must do, in
     /// order.
     pub fn handle(&mut self, event: Event, now: Mono) -> Vec<Action> {
@@ -87,6 +116,15 @@ impl Supervisor {
             Event::Probed { pgid, alive } => self.on_probed(pgid, alive, now, &mut out),
             Event::Timer => self.on_timer(now, &mut out),
             Event::Shutdown { signal } => self.on_shutdown(signal, now, &mut out),
+            Event::ConfigTouched => self.on_config_touched(now),
+            Event::ReloadRequested => self.on_reload_requested(&mut out),
+            Event::ConfigRead {
+                hash,
+                forced,
+                result,
+            } => self.on_config_read(hash, forced, result, now, &mut out),
+            Event::DependencyTouched { path } => self.on_dependency_touched(path, now),
+            Event::FilesHashed { hashes } => self.on_files_hashed(hashes, now, &mut out),
         }
         self.start_due(now, &mut out);
         self.exit_if_done(&mut out);
@@ -101,22 +139,48 @@ impl Supervisor {
         if self.started && self.shutdown.is_none() {
             for job in &self.jobs {
                 if let (None, Next::StartAt(t)) = (job.instance, job.next) {
-                    consider(t);
+                    // A job waiting for a dependency file waits for an event.
+                    if job
+                        .dependencies()
+                        .all(|p| matches!(self.dependencies.get(&p), Some(Some(_))))
+                    {
+                        consider(t);
+                    }
                 }
                 if job.gates() {
                     break;
                 }
             }
         }
-        for instance in self.jobs.iter().filter_map(|j| j.instance) {
+        for job in &self.jobs {
+            let Some(instance) = job.instance else {
+                continue;
+            };
             if let Some(t) = instance.kill_due(policy::KILL_AFTER_SECS) {
                 consider(t);
             }
             if let Some(t) = instance.probe_at {
                 consider(t);
             }
+            if let Some(t) = self.bounce_due(job) {
+                consider(t);
+            }
+        }
+        if self.shutdown.is_none() {
+            for settle in [self.reload_due, self.hash_due].into_iter().flatten() {
+                consider(settle.due);
+            }
         }
         earliest
+    }
+
+    /// When a running job's `bounce every` comes, if it has one.
+    fn bounce_due(&self, job: &JobState) -> Option<Mono> {
+        if self.shutdown.is_some() || !job.running_undisturbed() {
+            return None;
+        }
+        let secs = job.def.bounce_every_secs?;
+        Some(job.instance?.started.plus_secs(secs))
     }
 
     fn on_start(&mut self, out: &mut Actions) {
@@ -243,17 +307,14 @@ impl Supervisor {
         else {
             return;
         };
+        if !alive {
+            self.on_gone(index, now);
+            return;
+        }
         let job = &mut self.jobs[index];
         let Some(instance) = &mut job.instance else {
             return;
         };
-        if !alive {
-            job.instance = None;
-            // Shutdown and self-exits need nothing more: `next` already says
-            // what follows.
-            job.stop = None;
-            return;
-        }
         if instance.term_sent.is_none() {
             out.log(Level::Info, messages::leftovers(&job.def.name, pgid));
             out.push(Action::Signal {
@@ -267,6 +328,18 @@ impl Supervisor {
     }
 
     fn on_timer(&mut self, now: Mono, out: &mut Actions) {
+        for index in 0..self.jobs.len() {
+            if self.bounce_due(&self.jobs[index]).is_some_and(|t| t <= now) {
+                let job = &mut self.jobs[index];
+                let (pid, secs) = (
+                    job.leader().unwrap_or(0),
+                    job.def.bounce_every_secs.unwrap_or(0),
+                );
+                out.log(Level::Info, messages::bouncing(&job.def.name, pid, secs));
+                self.stop(index, StopReason::Restart, now, out);
+            }
+        }
+        self.files_due(now, out);
         for job in &mut self.jobs {
             let Some(instance) = &mut job.instance else {
                 continue;
@@ -326,14 +399,60 @@ impl Supervisor {
         }
         for job in &mut self.jobs {
             if let (None, Next::StartAt(t)) = (job.instance, job.next) {
-                if t <= now {
+                if t <= now && dependencies_ready(&self.dependencies, job, out) {
                     job.next = Next::Spawning;
+                    job.missing_logged = false;
                     out.push(Action::Spawn { job: job.id });
                 }
             }
             if job.gates() {
                 break;
             }
+        }
+    }
+
+    /// Stops job `index` for `reason`: SIGTERM to its group (SIGKILL
+    /// follows from `on_timer`), or at once if it has no instance.
+    fn stop(&mut self, index: usize, reason: StopReason, now: Mono, out: &mut Actions) {
+        let job = &mut self.jobs[index];
+        job.stop = Some(reason);
+        let Some(instance) = &mut job.instance else {
+            self.on_gone(index, now);
+            return;
+        };
+        if instance.term_sent.is_none() {
+            out.log(
+                Level::Info,
+                messages::sending_term(&job.def.name, instance.pid),
+            );
+            out.push(Action::Signal {
+                pgid: instance.pid,
+                signal: StopSignal::Term,
+            });
+            instance.term_sent = Some(now);
+        }
+    }
+
+    /// Job `index` has no process left: do what its stop was for.
+    fn on_gone(&mut self, index: usize, now: Mono) {
+        let job = &mut self.jobs[index];
+        job.instance = None;
+        match job.stop.take() {
+            Some(StopReason::Remove) => {
+                self.jobs.remove(index);
+            }
+            Some(StopReason::Restart | StopReason::Disable) => {
+                if let Some(def) = job.pending.take() {
+                    job.def = def;
+                }
+                job.next = if job.def.disabled {
+                    Next::Rest(Rest::Disabled)
+                } else {
+                    Next::StartAt(now)
+                };
+            }
+            // Shutdown and exits of their own: `next` says what follows.
+            Some(StopReason::Shutdown) | None => {}
         }
     }
 
@@ -346,6 +465,34 @@ impl Supervisor {
             out.push(Action::Exit);
         }
     }
+}
+
+/// True when every dependency of `job` is known to exist; logs the first
+/// missing one, once per wait.
+fn dependencies_ready(
+    known: &HashMap<String, Option<u64>>,
+    job: &mut JobState,
+    out: &mut Actions,
+) -> bool {
+    let paths: Vec<String> = job.dependencies().collect();
+    for path in paths {
+        match known.get(&path) {
+            Some(Some(_)) => {}
+            // Not hashed yet: the shell answers before anything else runs.
+            None => return false,
+            Some(None) => {
+                if !job.missing_logged {
+                    out.log(
+                        Level::Warning,
+                        messages::dependency_missing(&job.def.name, &path),
+                    );
+                    job.missing_logged = true;
+                }
+                return false;
+            }
+        }
+    }
+    true
 }
 
 fn kill(name: &str, instance: &mut Instance, now: Mono, out: &mut Actions) {

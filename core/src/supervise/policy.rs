@@ -20,6 +20,14 @@ pub const SPAWN_RETRY_SECS: u64 = 1;
 /// members are not pmtr's children (their death sends pmtr no SIGCHLD).
 pub const REPROBE_MILLIS: u64 = 1000;
 
+/// A watched file is read this long after the last event of a burst of
+/// writes, so that a burst is applied once...
+pub const SETTLE_MILLIS: u64 = 250;
+
+/// ...but no later than this after the first: a save is applied within 1 s
+/// even while something keeps writing.
+pub const SETTLE_MAX_MILLIS: u64 = 900;
+
 /// A job that exits with this status is not restarted.
 pub const NO_RESTART_STATUS: i32 = 33;
 

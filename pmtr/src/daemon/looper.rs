@@ -4,9 +4,9 @@
 //! order: signals, reaping, pipes, due timers; each event goes to the
 //! supervisor and the actions it returns are executed here.
 
-use crate::reason::{strerror, Text};
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -22,10 +22,13 @@ use pmtr_core::time::Mono;
 
 use super::log::Logger;
 use super::output::{Capture, Drained};
+use super::watch::{self, Touched, Watcher};
+use crate::config_file;
+use crate::reason::{strerror, Text};
 use crate::sys::child::decode_failure;
 use crate::sys::plan::{ExecPlan, PlanContext};
 use crate::sys::process;
-use crate::sys::spawn::spawn;
+use crate::sys::spawn::{spawn, status_pipe, Forked};
 
 /// The monotonic clock, in the core's units.
 struct Clock(Instant);
@@ -34,6 +37,21 @@ impl Clock {
     fn now(&self) -> Mono {
         Mono::from_millis(self.0.elapsed().as_millis().try_into().unwrap_or(u64::MAX))
     }
+}
+
+/// Most starts prepared before their forks run back to back; bounds the
+/// descriptors held at once (two pipes per start).
+const SPAWN_BATCH: usize = 64;
+
+/// A start with everything resolved, waiting for its fork.
+struct Prepared {
+    job: JobId,
+    name: String,
+    plan: ExecPlan,
+    /// The capture pipe (read end, write end), for `syslog` streams.
+    capture: Option<(OwnedFd, OwnedFd)>,
+    /// The status pipe, until the fork takes it.
+    status: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// The status pipe of a child that has not exec'd yet.
@@ -46,6 +64,8 @@ pub struct Daemon {
     supervisor: Supervisor,
     epoll: Epoll,
     signals: SignalFd,
+    watcher: Watcher,
+    config_path: PathBuf,
     logger: Logger,
     clock: Clock,
     context: PlanContext,
@@ -63,10 +83,14 @@ pub struct LoopError {
 }
 
 impl Daemon {
+    /// A daemon for `config`, read from `config_path` with content hash
+    /// `config_hash`.
     pub fn new(
         config: &Config,
+        config_hash: u64,
+        config_path: &Path,
         signals: SignalFd,
-        logger: Logger,
+        mut logger: Logger,
         context: PlanContext,
     ) -> Result<Daemon, LoopError> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| LoopError {
@@ -82,10 +106,29 @@ impl Daemon {
                 what: "watch signals",
                 errno,
             })?;
+        let supervisor = Supervisor::new(config, config_hash);
+        let (mut watcher, mut errors) = Watcher::new(config_path);
+        errors.extend(watcher.set_dependencies(&supervisor.dependency_paths()));
+        for error in errors {
+            logger.log(Level::Warning, &error.to_string());
+        }
+        if let Some(fd) = watcher.fd() {
+            if let Err(errno) = epoll.add(
+                fd,
+                EpollEvent::new(EpollFlags::EPOLLIN, token(fd.as_raw_fd())),
+            ) {
+                logger.log(
+                    Level::Warning,
+                    &format!("unable to watch files: {}; reload with SIGHUP", Text(errno)),
+                );
+            }
+        }
         Ok(Daemon {
-            supervisor: Supervisor::new(config),
+            supervisor,
             epoll,
             signals,
+            watcher,
+            config_path: config_path.to_path_buf(),
             logger,
             clock: Clock(Instant::now()),
             context,
@@ -98,6 +141,10 @@ impl Daemon {
 
     /// Runs until the supervisor says everything is stopped.
     pub fn run(&mut self) {
+        // Dependencies are known before the first start: a job whose file
+        // is missing waits for it.
+        let paths = self.supervisor.dependency_paths();
+        self.apply(hash_files(paths));
         self.apply(Event::Start);
         let mut ready = vec![EpollEvent::empty(); 64];
         let signal_fd = self.signals.as_fd().as_raw_fd();
@@ -115,7 +162,19 @@ impl Daemon {
             if fds.contains(&signal_fd) {
                 self.read_signals();
             }
-            for fd in fds.into_iter().filter(|&fd| fd != signal_fd) {
+            let watch_fd = self.watcher.fd().map(|fd| fd.as_raw_fd());
+            if watch_fd.is_some_and(|fd| fds.contains(&fd)) {
+                for touched in self.watcher.read() {
+                    self.apply(match touched {
+                        Touched::Config => Event::ConfigTouched,
+                        Touched::Dependency(path) => Event::DependencyTouched { path },
+                    });
+                }
+            }
+            for fd in fds
+                .into_iter()
+                .filter(|&fd| fd != signal_fd && Some(fd) != watch_fd)
+            {
                 if self.setups.contains_key(&fd) {
                     self.read_setup(fd);
                 } else if self.captures.contains_key(&fd) {
@@ -146,6 +205,7 @@ impl Daemon {
 
     fn read_signals(&mut self) {
         let mut child_exited = false;
+        let mut reload = false;
         let mut shutdown = Vec::new();
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
@@ -153,12 +213,7 @@ impl Daemon {
                 Ok(signal @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)) => {
                     shutdown.push(signal as i32)
                 }
-                Ok(Signal::SIGHUP) => {
-                    self.logger.log(
-                        Level::Info,
-                        "SIGHUP: reloading is not supported yet; ignored",
-                    );
-                }
+                Ok(Signal::SIGHUP) => reload = true,
                 _ => {}
             }
         }
@@ -166,6 +221,9 @@ impl Daemon {
         // signalled again.
         if child_exited {
             self.reap();
+        }
+        if reload {
+            self.apply(Event::ReloadRequested);
         }
         for signal in shutdown {
             self.apply(Event::Shutdown { signal });
@@ -227,15 +285,15 @@ impl Daemon {
         let mut queue = VecDeque::from([first]);
         while let Some(event) = queue.pop_front() {
             let now = self.clock.now();
+            let mut spawns = Vec::new();
             for action in self.supervisor.handle(event, now) {
                 match action {
-                    Action::Spawn { job } => queue.push_back(self.spawn(job)),
+                    Action::Spawn { job } => spawns.push(job),
                     Action::Signal { pgid, signal } => {
                         if let Err(errno) = process::signal_group(pgid, signal) {
-                            self.logger.log(
-                                Level::Error,
-                                &format!("unable to signal process group {pgid}: {}", Text(errno)),
-                            );
+                            let message =
+                                format!("unable to signal process group {pgid}: {}", Text(errno));
+                            self.logger.log(Level::Error, &message);
                         }
                     }
                     Action::Probe { pgid } => queue.push_back(Event::Probed {
@@ -243,57 +301,157 @@ impl Daemon {
                         alive: process::group_alive(pgid),
                     }),
                     Action::Log { level, message } => self.logger.log(level, &message),
+                    Action::ReadConfig { forced } => queue.push_back(self.read_config(forced)),
+                    Action::WatchFiles { paths } => {
+                        for error in self.watcher.set_dependencies(&paths) {
+                            self.logger.log(Level::Warning, &error.to_string());
+                        }
+                        queue.push_back(hash_files(paths));
+                    }
+                    Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
                     Action::Exit => self.exit = true,
                 }
             }
+            queue.extend(self.spawn_all(&spawns));
         }
     }
 
-    /// Starts a job: capture pipe, plan, fork. Every failure comes back as
-    /// an event for the supervisor to decide on.
-    fn spawn(&mut self, id: JobId) -> Event {
-        let Some(job) = self.supervisor.job(id) else {
-            return Event::SpawnFailed {
-                job: id,
-                failure: SpawnFailure::Job("unknown job".into()),
-            };
+    /// Reads and checks the configuration file for a reload.
+    fn read_config(&mut self, forced: bool) -> Event {
+        let result = match config_file::read(&self.config_path) {
+            Err(error) => {
+                let text = error.to_string();
+                return Event::ConfigRead {
+                    hash: watch::content_hash(text.as_bytes()),
+                    forced,
+                    result: Err(text),
+                };
+            }
+            Ok(bytes) => (watch::content_hash(&bytes), bytes),
         };
-        let transient = |what: &str, errno: Errno| Event::SpawnFailed {
-            job: id,
-            failure: SpawnFailure::Transient(format!("{what}: {}", Text(errno))),
+        let (hash, bytes) = result;
+        let result = match pmtr_core::config::parse(&bytes) {
+            Ok(config) => Ok(Box::new(config)),
+            Err(diagnostics) => {
+                let shown = self.config_path.to_string_lossy();
+                Err(pmtr_core::config::render_all(
+                    &diagnostics,
+                    &shown,
+                    &bytes,
+                    SHOWN_ERRORS,
+                ))
+            }
         };
+        // A symlinked file may point elsewhere now.
+        let dependencies = self.supervisor.dependency_paths();
+        for error in self.watcher.set_dependencies(&dependencies) {
+            self.logger.log(Level::Warning, &error.to_string());
+        }
+        Event::ConfigRead {
+            hash,
+            forced,
+            result,
+        }
+    }
+
+    /// Starts jobs in batches: every plan of a batch is built first, then
+    /// the forks run back to back. Each page pmtr writes after a fork is a
+    /// copy-on-write fault, so writing little between forks is most of the
+    /// cost of a start that pmtr controls.
+    ///
+    /// A batch that runs short of a resource (descriptors) stops growing and
+    /// forks what it holds: the descriptors come back, and the starts that
+    /// failed are retried, instead of every start holding a part and none
+    /// getting all.
+    fn spawn_all(&mut self, jobs: &[JobId]) -> Vec<Event> {
+        let mut events = Vec::with_capacity(jobs.len());
+        let mut pending = jobs.iter().copied();
+        let mut more = true;
+        while more {
+            let mut prepared = Vec::with_capacity(SPAWN_BATCH.min(jobs.len()));
+            while prepared.len() < SPAWN_BATCH {
+                let Some(job) = pending.next() else {
+                    more = false;
+                    break;
+                };
+                match self.prepare(job) {
+                    Ok(start) => prepared.push(start),
+                    Err(failure) => {
+                        let short = matches!(failure, SpawnFailure::Transient(_));
+                        events.push(Event::SpawnFailed { job, failure });
+                        if short && !prepared.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let mut forked = Vec::with_capacity(prepared.len());
+            for start in &mut prepared {
+                forked.push(match start.status.take() {
+                    Some(status) => spawn(&start.plan, status),
+                    None => Err(Errno::EBADF),
+                });
+            }
+            for (start, result) in prepared.into_iter().zip(forked) {
+                events.push(self.finish(start, result));
+            }
+        }
+        events
+    }
+
+    /// Everything a start needs before the fork: its pipes and its plan.
+    fn prepare(&self, id: JobId) -> Result<Prepared, SpawnFailure> {
+        let short =
+            |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
+        let job = self
+            .supervisor
+            .job(id)
+            .ok_or_else(|| SpawnFailure::Job("unknown job".into()))?;
         let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
         let capture = if wants_capture {
-            match pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
-                Ok(pipe) => Some(pipe),
-                Err(errno) => return transient("pipe", errno),
-            }
+            // The read end is pmtr's and never blocks; the write end is the
+            // job's stdout and blocks like any.
+            let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
+            let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+            Some((read, write))
         } else {
             None
         };
-        let plan = match ExecPlan::build(
+        let status = status_pipe().map_err(|errno| short("pipe", errno))?;
+        let plan = ExecPlan::build(
             job,
             &self.context,
             capture.as_ref().map(|(_, w)| w.as_raw_fd()),
-        ) {
-            Ok(plan) => plan,
-            Err(error) => {
+        )
+        .map_err(|error| SpawnFailure::Job(error.to_string()))?;
+        Ok(Prepared {
+            job: id,
+            name: job.name.clone(),
+            plan,
+            capture,
+            status: Some(status),
+        })
+    }
+
+    /// After the fork: keep the pipes, or report why the fork failed.
+    fn finish(&mut self, start: Prepared, result: Result<Forked, Errno>) -> Event {
+        let Prepared {
+            job,
+            name,
+            plan,
+            capture,
+            ..
+        } = start;
+        drop(plan);
+        let forked = match result {
+            Ok(forked) => forked,
+            Err(errno) => {
                 return Event::SpawnFailed {
-                    job: id,
-                    failure: SpawnFailure::Job(error.to_string()),
+                    job,
+                    failure: SpawnFailure::Transient(format!("fork: {}", Text(errno))),
                 }
             }
         };
-        // The child's end of the capture must block like any stdout.
-        if let Some((_, write)) = &capture {
-            let _ = nix::fcntl::fcntl(write, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()));
-        }
-        let forked = match spawn(&plan) {
-            Ok(forked) => forked,
-            Err(errno) => return transient("fork", errno),
-        };
-        drop(plan);
-        let name = job.name.clone();
         if let Some((read, _write)) = capture {
             self.watch_capture(Capture::new(name, forked.pid, read));
         }
@@ -302,7 +460,7 @@ impl Daemon {
             pipe: forked.status,
         });
         Event::Spawned {
-            job: id,
+            job,
             pid: forked.pid,
         }
     }
@@ -332,6 +490,19 @@ impl Daemon {
         );
         self.setup_of_pid.insert(setup.pid, fd);
         self.setups.insert(fd, setup);
+    }
+}
+
+/// Most errors of a rejected configuration logged on reload.
+const SHOWN_ERRORS: usize = 50;
+
+fn hash_files(paths: Vec<String>) -> Event {
+    let hashes = paths.into_iter().map(|path| {
+        let hash = watch::file_hash(&path);
+        (path, hash)
+    });
+    Event::FilesHashed {
+        hashes: hashes.collect(),
     }
 }
 

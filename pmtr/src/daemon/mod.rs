@@ -6,6 +6,7 @@ pub mod log;
 pub mod looper;
 pub mod output;
 pub mod pidfile;
+pub mod watch;
 
 use crate::reason::Text;
 use std::process::ExitCode;
@@ -29,8 +30,8 @@ const SHOWN_ERRORS: usize = 100;
 pub fn run(args: &Args) -> ExitCode {
     let is_init = getpid().as_raw() == 1;
     let foreground = args.foreground || is_init;
-    let config = match config_file::load(&args.config) {
-        Ok((_, config)) => config,
+    let (config, config_hash) = match config_file::load(&args.config) {
+        Ok((bytes, config)) => (config, watch::content_hash(&bytes)),
         Err(error) => {
             if let config_file::LoadError::Invalid { .. } = error {
                 eprint!("{}", error.render(SHOWN_ERRORS));
@@ -51,7 +52,11 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     };
-    match start(args, &config, foreground, is_init) {
+    // The supervisor keeps its own copy of the jobs: the parsed file is
+    // not held for the daemon's life.
+    let started = start(args, &config, config_hash, foreground, is_init);
+    drop(config);
+    match started {
         Err(message) => {
             match readiness {
                 Some(readiness) => readiness.failed(&message),
@@ -76,6 +81,7 @@ pub fn run(args: &Args) -> ExitCode {
 fn start(
     args: &Args,
     config: &pmtr_core::config::Config,
+    config_hash: u64,
     foreground: bool,
     is_init: bool,
 ) -> Result<(Daemon, Option<Pidfile>), String> {
@@ -107,6 +113,7 @@ fn start(
     let signals = signals::take_signals()
         .map_err(|e| format!("pmtr: unable to set up signals: {}", Text(e)))?;
     let context = PlanContext::capture(open_files);
-    let daemon = Daemon::new(config, signals, logger, context).map_err(|e| format!("pmtr: {e}"))?;
+    let daemon = Daemon::new(config, config_hash, &args.config, signals, logger, context)
+        .map_err(|e| format!("pmtr: {e}"))?;
     Ok((daemon, pidfile))
 }

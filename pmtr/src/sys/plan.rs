@@ -2,7 +2,7 @@
 //! parent before `fork` — C strings, pointer arrays, the user's ids and
 //! groups, limits, CPU set — so that the child only interprets it.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -24,8 +24,9 @@ pub struct Identity {
     pub groups: Vec<libc::gid_t>,
 }
 
-/// The prebuilt plan of one start. Holds raw pointers into its own
-/// strings: keep it alive and unmoved until the fork has happened.
+/// The prebuilt plan of one start. Holds raw pointers into its own strings
+/// and into the `PlanContext`'s environment: build it, fork, drop it, while
+/// the context lives.
 pub struct ExecPlan {
     pub program: CString,
     _argv: Vec<CString>,
@@ -65,8 +66,8 @@ pub enum PlanError {
 
 /// What every plan starts from, captured once when pmtr starts.
 pub struct PlanContext {
-    /// pmtr's own environment.
-    pub environment: Vec<(OsString, OsString)>,
+    /// pmtr's own environment, as `NAME=VALUE` C strings.
+    pub environment: Vec<CString>,
     /// The CPUs pmtr may run on; a job's CPUs outside them are left out.
     pub available_cpus: Option<CpuSet>,
     /// The open-file limit pmtr was started with (soft, hard): pmtr raises
@@ -80,7 +81,14 @@ pub struct PlanContext {
 impl PlanContext {
     pub fn capture(open_files: Option<(u64, u64)>) -> PlanContext {
         PlanContext {
-            environment: std::env::vars_os().collect(),
+            environment: std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    let mut entry = name.into_vec();
+                    entry.push(b'=');
+                    entry.extend_from_slice(value.as_bytes());
+                    CString::new(entry).ok()
+                })
+                .collect(),
             available_cpus: available_cpus(),
             open_files,
             ignored_signals: super::signals::ignored_signals(),
@@ -134,7 +142,7 @@ impl ExecPlan {
                 }
             },
         };
-        let env_strings = environment_of(job, &context.environment, user.as_ref())?;
+        let (env_strings, envp) = environment_of(job, &context.environment, user.as_ref())?;
         let identity = match &user {
             None => None,
             Some(user) => {
@@ -166,7 +174,7 @@ impl ExecPlan {
             program,
             argv: null_terminated(&argv_strings),
             _argv: argv_strings,
-            envp: null_terminated(&env_strings),
+            envp,
             _envp: env_strings,
             dir: c_string(job.working_dir())?,
             ignored_signals: context.ignored_signals.clone(),
@@ -193,33 +201,50 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 /// pmtr's environment, then `HOME`, `USER`, `LOGNAME` of the job's user,
-/// then the job's `env`: later entries replace earlier ones.
+/// then the job's `env`: later entries replace earlier ones. Entries of
+/// the base environment are pointed at, not copied: most jobs add nothing,
+/// and every allocation between two forks costs a copy-on-write fault.
 fn environment_of(
     job: &Job,
-    environment: &[(OsString, OsString)],
+    base: &[CString],
     user: Option<&User>,
-) -> Result<Vec<CString>, PlanError> {
-    let mut vars: Vec<(OsString, OsString)> = environment.to_vec();
-    let mut set = |name: &OsStr, value: &OsStr| match vars.iter_mut().find(|(n, _)| n == name) {
-        Some(entry) => entry.1 = value.to_os_string(),
-        None => vars.push((name.to_os_string(), value.to_os_string())),
+) -> Result<(Vec<CString>, Vec<*const libc::c_char>), PlanError> {
+    let mut overrides: Vec<CString> = Vec::new();
+    let mut set = |name: &[u8], value: &[u8]| -> Result<(), PlanError> {
+        overrides.retain(|entry| variable_name(entry) != name);
+        let mut entry = Vec::with_capacity(name.len() + value.len() + 1);
+        entry.extend_from_slice(name);
+        entry.push(b'=');
+        entry.extend_from_slice(value);
+        overrides.push(c_string(entry)?);
+        Ok(())
     };
     if let Some(user) = user {
-        set(OsStr::new("HOME"), user.dir.as_os_str());
-        set(OsStr::new("USER"), OsStr::new(&user.name));
-        set(OsStr::new("LOGNAME"), OsStr::new(&user.name));
+        set(b"HOME", user.dir.as_os_str().as_bytes())?;
+        set(b"USER", user.name.as_bytes())?;
+        set(b"LOGNAME", user.name.as_bytes())?;
     }
     for var in &job.env {
-        set(OsStr::new(&var.name), OsStr::new(&var.value));
+        set(var.name.as_bytes(), var.value.as_bytes())?;
     }
-    vars.into_iter()
-        .map(|(name, value)| {
-            let mut entry = name.into_vec();
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            c_string(entry)
-        })
-        .collect()
+    let mut pointers: Vec<*const libc::c_char> =
+        Vec::with_capacity(base.len() + overrides.len() + 1);
+    for entry in base {
+        let name = variable_name(entry);
+        if !overrides.iter().any(|o| variable_name(o) == name) {
+            pointers.push(entry.as_ptr());
+        }
+    }
+    pointers.extend(overrides.iter().map(|entry| entry.as_ptr()));
+    pointers.push(std::ptr::null());
+    Ok((overrides, pointers))
+}
+
+/// `NAME` of a `NAME=VALUE` entry.
+fn variable_name(entry: &CString) -> &[u8] {
+    let bytes = entry.as_bytes();
+    let end = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+    &bytes[..end]
 }
 
 fn cpu_mask(set: &CpuSet, available: Option<&CpuSet>) -> Option<libc::cpu_set_t> {
@@ -300,9 +325,12 @@ mod tests {
             .remove(0)
     }
 
-    fn context(environment: Vec<(OsString, OsString)>) -> PlanContext {
+    fn context(environment: Vec<(&str, &str)>) -> PlanContext {
         PlanContext {
-            environment,
+            environment: environment
+                .into_iter()
+                .map(|(name, value)| CString::new(format!("{name}={value}")).unwrap())
+                .collect(),
             available_cpus: None,
             open_files: None,
             ignored_signals: Vec::new(),
@@ -336,10 +364,7 @@ mod tests {
 
     #[test]
     fn argv_and_environment() {
-        let context = context(vec![
-            ("PATH".into(), "/bin".into()),
-            ("MODE".into(), "a".into()),
-        ]);
+        let context = context(vec![("PATH", "/bin"), ("MODE", "a")]);
         let job =
             job("job {\n name t\n cmd /bin/echo \"a b\" c\n env MODE=b\n env NEW=1\n dir /tmp\n}");
         let plan = ExecPlan::build(&job, &context, None).unwrap();
@@ -357,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_user_brings_home_user_and_logname_unless_env_sets_them() {
-        let context = context(vec![("HOME".into(), "/root".into())]);
+        let context = context(vec![("HOME", "/root")]);
         let job = job("job {\n name t\n cmd /bin/true\n user root\n env LOGNAME=custom\n}");
         let plan = ExecPlan::build(&job, &context, None).unwrap();
         let identity = plan.identity.as_ref().unwrap();

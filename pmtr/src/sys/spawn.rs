@@ -17,13 +17,19 @@ pub struct Forked {
     pub status: OwnedFd,
 }
 
-/// Forks a child that runs `plan`. Fails only for want of a system
-/// resource (fork EAGAIN/ENOMEM, a pipe at EMFILE): the job is not at fault.
-pub fn spawn(plan: &ExecPlan) -> Result<Forked, Errno> {
-    let (status_read, status_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    // The child's end must block: it writes at most 5 bytes, far below the
-    // pipe's capacity, but a blocking descriptor keeps that simple.
-    nix::fcntl::fcntl(&status_write, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+/// The pipe on which a child reports a failed step: (read end, write
+/// end), both close-on-exec, the read end non-blocking.
+pub fn status_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+    nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok((read, write))
+}
+
+/// Forks a child that runs `plan` and reports on `status` (from
+/// [`status_pipe`]). Fails only for want of a system resource (fork
+/// EAGAIN/ENOMEM): the job is not at fault.
+pub fn spawn(plan: &ExecPlan, status: (OwnedFd, OwnedFd)) -> Result<Forked, Errno> {
+    let (status_read, status_write) = status;
     // SAFETY: pmtr is single-threaded, so the child may run any code; it
     // runs only `child::run`, which is async-signal-safe and never returns.
     let pid = unsafe { libc::fork() };

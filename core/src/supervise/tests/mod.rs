@@ -1,17 +1,19 @@
 //! The supervisor as a state machine, driven with a fake clock: no
 //! processes, no sleeps. Each test is a row of the behaviour contract.
 
+mod files;
+
 use super::event::*;
 use super::job::{Next, Rest};
 use super::Supervisor;
 use crate::config::{parse, Config};
 use crate::time::Mono;
 
-fn config(text: &str) -> Config {
+pub(super) fn config(text: &str) -> Config {
     parse(text.as_bytes()).unwrap()
 }
 
-fn jobs(names: &[&str]) -> Config {
+pub(super) fn jobs(names: &[&str]) -> Config {
     let text: String = names
         .iter()
         .map(|n| format!("job {{\n name {n}\n cmd /bin/sleep 100\n}}\n"))
@@ -19,7 +21,7 @@ fn jobs(names: &[&str]) -> Config {
     config(&text)
 }
 
-fn at(secs: u64) -> Mono {
+pub(super) fn at(secs: u64) -> Mono {
     Mono::from_secs(secs)
 }
 
@@ -27,28 +29,28 @@ const KILLED: ExitStatus = ExitStatus::Signal {
     number: 9,
     name: "SIGKILL",
 };
-const TERMINATED: ExitStatus = ExitStatus::Signal {
+pub(super) const TERMINATED: ExitStatus = ExitStatus::Signal {
     number: 15,
     name: "SIGTERM",
 };
 
 /// A supervisor with a script of events, recording what it asked for.
-struct Run {
-    sup: Supervisor,
+pub(super) struct Run {
+    pub(super) sup: Supervisor,
     next_pid: Pid,
 }
 
 impl Run {
-    fn new(config: Config) -> Run {
+    pub(super) fn new(config: Config) -> Run {
         Run {
-            sup: Supervisor::new(&config),
+            sup: Supervisor::new(&config, 0),
             next_pid: 100,
         }
     }
 
     /// Feeds an event; executes `Spawn` as a successful fork (feeding
     /// `Spawned`) and answers nothing else. Returns every action.
-    fn event(&mut self, event: Event, now: Mono) -> Vec<Action> {
+    pub(super) fn event(&mut self, event: Event, now: Mono) -> Vec<Action> {
         let mut all = Vec::new();
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
@@ -69,7 +71,7 @@ impl Run {
         all
     }
 
-    fn pid(&self, name: &str) -> Option<Pid> {
+    pub(super) fn pid(&self, name: &str) -> Option<Pid> {
         self.sup
             .jobs()
             .iter()
@@ -77,12 +79,12 @@ impl Run {
             .and_then(|j| j.leader())
     }
 
-    fn state(&self, name: &str) -> &super::job::JobState {
+    pub(super) fn state(&self, name: &str) -> &super::job::JobState {
         self.sup.jobs().iter().find(|j| j.def.name == name).unwrap()
     }
 
     /// The leader exits and its group is empty.
-    fn exit(&mut self, name: &str, status: ExitStatus, now: Mono) -> Vec<Action> {
+    pub(super) fn exit(&mut self, name: &str, status: ExitStatus, now: Mono) -> Vec<Action> {
         let pid = self.pid(name).unwrap();
         let mut actions = self.event(Event::Reaped { pid, status }, now);
         actions.extend(self.event(
@@ -96,7 +98,7 @@ impl Run {
     }
 }
 
-fn spawned_names(run: &Run, actions: &[Action]) -> Vec<String> {
+pub(super) fn spawned_names(run: &Run, actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -106,7 +108,7 @@ fn spawned_names(run: &Run, actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
-fn logs(actions: &[Action]) -> Vec<&str> {
+pub(super) fn logs(actions: &[Action]) -> Vec<&str> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -116,7 +118,7 @@ fn logs(actions: &[Action]) -> Vec<&str> {
         .collect()
 }
 
-fn signals(actions: &[Action]) -> Vec<(Pid, StopSignal)> {
+pub(super) fn signals(actions: &[Action]) -> Vec<(Pid, StopSignal)> {
     actions
         .iter()
         .filter_map(|a| match a {

@@ -1,0 +1,217 @@
+//! The supervisor's side of watched files: the configuration file (reload)
+//! and the dependency files of jobs. The shell reports that a file was
+//! touched; the supervisor lets a burst of writes settle, asks the shell to
+//! read or hash, and applies what changed.
+
+use std::collections::BTreeSet;
+
+use super::event::{Action, Level};
+use super::job::{JobState, Next, Rest, StopReason};
+use super::reload::{self, Change};
+use super::{messages, policy, Actions, Supervisor};
+use crate::config::{Config, Job};
+use crate::time::Mono;
+
+/// A pending read of touched files: due after the burst settles.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Settle {
+    first: Mono,
+    pub(super) due: Mono,
+}
+
+impl Settle {
+    /// Another touch at `now`: wait for quiet again, but not past the cap
+    /// counted from the first touch.
+    fn touched(previous: Option<Settle>, now: Mono) -> Settle {
+        let first = previous.map_or(now, |p| p.first);
+        let due = now
+            .plus_millis(policy::SETTLE_MILLIS)
+            .min(first.plus_millis(policy::SETTLE_MAX_MILLIS));
+        Settle { first, due }
+    }
+}
+
+impl Supervisor {
+    pub(super) fn on_config_touched(&mut self, now: Mono) {
+        if self.shutdown.is_none() {
+            self.reload_due = Some(Settle::touched(self.reload_due, now));
+        }
+    }
+
+    pub(super) fn on_reload_requested(&mut self, out: &mut Actions) {
+        if self.shutdown.is_none() {
+            self.reload_due = None;
+            out.push(Action::ReadConfig { forced: true });
+        }
+    }
+
+    pub(super) fn on_dependency_touched(&mut self, path: String, now: Mono) {
+        if self.shutdown.is_none() {
+            self.touched.insert(path);
+            self.hash_due = Some(Settle::touched(self.hash_due, now));
+        }
+    }
+
+    /// Reads or hashes what settled by `now`.
+    pub(super) fn files_due(&mut self, now: Mono, out: &mut Actions) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if self.reload_due.is_some_and(|s| s.due <= now) {
+            self.reload_due = None;
+            out.push(Action::ReadConfig { forced: false });
+        }
+        if self.hash_due.is_some_and(|s| s.due <= now) {
+            self.hash_due = None;
+            let paths = std::mem::take(&mut self.touched).into_iter().collect();
+            out.push(Action::HashFiles { paths });
+        }
+    }
+
+    pub(super) fn on_config_read(
+        &mut self,
+        hash: u64,
+        forced: bool,
+        result: Result<Box<Config>, String>,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if !forced && hash == self.config_hash {
+            out.log(Level::Debug, messages::config_unchanged());
+            return;
+        }
+        self.config_hash = hash;
+        out.log(Level::Info, messages::rescanning());
+        match result {
+            Err(errors) => out.log(Level::Error, messages::reload_failed(&errors)),
+            Ok(config) => self.apply_config(&config, now, out),
+        }
+    }
+
+    /// Applies a valid configuration minimally: new jobs start, deleted
+    /// jobs stop, changed jobs restart with their new definition, unchanged
+    /// jobs are not touched (same pid, same timers).
+    fn apply_config(&mut self, config: &Config, now: Mono, out: &mut Actions) {
+        let current: Vec<(&str, &Job)> = self
+            .jobs
+            .iter()
+            .map(|j| (j.def.name.as_str(), j.effective()))
+            .collect();
+        let changes = reload::diff(&current, config);
+        let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut take = |name: &str| {
+            old.iter_mut()
+                .find(|slot| slot.as_ref().is_some_and(|j| j.def.name == name))
+                .and_then(Option::take)
+        };
+        let mut next = Vec::with_capacity(config.jobs.len());
+        let mut leaving = Vec::new();
+        let mut stops = Vec::new();
+        for change in changes {
+            match change {
+                Change::Add(def) => {
+                    out.log(Level::Info, messages::job_added(&def.name));
+                    let id = self.new_id();
+                    next.push(JobState::new(id, def));
+                }
+                Change::Keep(name) => {
+                    let Some(mut job) = take(&name) else { continue };
+                    if job.stop == Some(StopReason::Remove) {
+                        // Deleted, then put back while still stopping.
+                        job.stop = Some(StopReason::Restart);
+                    }
+                    next.push(job);
+                }
+                Change::Replace(def) => {
+                    let Some(mut job) = take(&def.name) else {
+                        continue;
+                    };
+                    out.log(Level::Info, messages::job_changed(&def.name));
+                    if def.wait {
+                        job.gate_open = false;
+                    }
+                    job.start_failed = false;
+                    if job.instance.is_some() {
+                        let reason = if def.disabled {
+                            StopReason::Disable
+                        } else {
+                            StopReason::Restart
+                        };
+                        job.pending = Some(def);
+                        stops.push((next.len(), reason));
+                    } else {
+                        job.next = if def.disabled {
+                            Next::Rest(Rest::Disabled)
+                        } else {
+                            Next::StartAt(now)
+                        };
+                        job.def = def;
+                        job.pending = None;
+                    }
+                    next.push(job);
+                }
+                Change::Remove(name) => {
+                    let Some(job) = take(&name) else { continue };
+                    out.log(Level::Info, messages::job_removed(&name));
+                    if job.instance.is_some() {
+                        leaving.push(job);
+                    }
+                }
+            }
+        }
+        let first_leaving = next.len();
+        next.extend(leaving);
+        self.jobs = next;
+        for index in (first_leaving..self.jobs.len()).rev() {
+            self.stop(index, StopReason::Remove, now, out);
+        }
+        for (index, reason) in stops {
+            self.stop(index, reason, now, out);
+        }
+        out.push(Action::WatchFiles {
+            paths: self.dependency_paths(),
+        });
+    }
+
+    /// New content hashes: a job whose dependency's content changed is
+    /// restarted; a job waiting for a missing dependency may now start.
+    pub(super) fn on_files_hashed(
+        &mut self,
+        hashes: Vec<(String, Option<u64>)>,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let mut changed = BTreeSet::new();
+        for (path, hash) in hashes {
+            let before = self.dependencies.insert(path.clone(), hash);
+            if let (Some(Some(a)), Some(b)) = (before, hash) {
+                if a != b {
+                    changed.insert(path);
+                }
+            }
+        }
+        if changed.is_empty() || self.shutdown.is_some() {
+            return;
+        }
+        for index in 0..self.jobs.len() {
+            let job = &self.jobs[index];
+            if !job.running_undisturbed() {
+                continue;
+            }
+            let changed_path = job.dependencies().find(|p| changed.contains(p));
+            if let Some(path) = changed_path {
+                out.log(
+                    Level::Info,
+                    messages::dependency_changed(&job.def.name, &path),
+                );
+                self.stop(index, StopReason::Restart, now, out);
+            }
+        }
+    }
+}

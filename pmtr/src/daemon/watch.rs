@@ -1,0 +1,277 @@
+//! Watching the configuration file and the jobs' dependency files with
+//! inotify — on their directories, so that every way of saving works:
+//! writing in place, renaming a temporary file over (vim, `sed -i`, `mv`),
+//! deleting and creating, swapping a symlink (`ln -sfn`, ConfigMaps).
+//! Also the content hashes that tell a real change from a rewrite.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::hash::Hasher;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+/// What a batch of inotify events touched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Touched {
+    Config,
+    Dependency(String),
+}
+
+/// A file to watch, seen from its directory.
+#[derive(Clone, Debug)]
+struct Target {
+    dir: PathBuf,
+    name: OsString,
+    /// The path is a symlink: any change in its directory may be a swap
+    /// of what it points to (`..data` in a Kubernetes ConfigMap).
+    any_name: bool,
+    what: What,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum What {
+    Config,
+    Dependency(String),
+}
+
+pub struct Watcher {
+    inotify: Option<Inotify>,
+    config: PathBuf,
+    targets: Vec<Target>,
+    dirs: HashMap<PathBuf, WatchDescriptor>,
+    by_descriptor: HashMap<WatchDescriptor, PathBuf>,
+}
+
+/// Why watching does not work; pmtr keeps running and reloads on SIGHUP.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("unable to watch files (inotify): {}; reload with SIGHUP", crate::reason::Text(*.0))]
+    Init(Errno),
+    #[error("unable to watch {}: {}", .0.display(), crate::reason::Text(*.1))]
+    Directory(PathBuf, Errno),
+}
+
+const EVENTS: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_MOVED_FROM)
+    .union(AddWatchFlags::IN_CREATE)
+    .union(AddWatchFlags::IN_DELETE)
+    .union(AddWatchFlags::IN_ATTRIB);
+
+impl Watcher {
+    /// A watcher of the configuration file. Without inotify, it watches
+    /// nothing and says why.
+    pub fn new(config: &Path) -> (Watcher, Vec<WatchError>) {
+        let (inotify, mut errors) =
+            match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+                Ok(inotify) => (Some(inotify), Vec::new()),
+                Err(errno) => (None, vec![WatchError::Init(errno)]),
+            };
+        let mut watcher = Watcher {
+            inotify,
+            config: config.to_path_buf(),
+            targets: Vec::new(),
+            dirs: HashMap::new(),
+            by_descriptor: HashMap::new(),
+        };
+        errors.extend(watcher.set_dependencies(&[]));
+        (watcher, errors)
+    }
+
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inotify.as_ref().map(|i| i.as_fd())
+    }
+
+    /// Watches the configuration file and these dependency files (in place
+    /// of the previous ones). Also picks up where a symlinked configuration
+    /// now points.
+    pub fn set_dependencies(&mut self, dependencies: &[String]) -> Vec<WatchError> {
+        let mut targets = targets_of(&self.config, What::Config);
+        for path in dependencies {
+            targets.extend(targets_of(Path::new(path), What::Dependency(path.clone())));
+        }
+        self.targets = targets;
+        self.sync_directories()
+    }
+
+    fn sync_directories(&mut self) -> Vec<WatchError> {
+        let Some(inotify) = &self.inotify else {
+            return Vec::new();
+        };
+        let wanted: Vec<PathBuf> = self.targets.iter().map(|t| t.dir.clone()).collect();
+        let mut errors = Vec::new();
+        let stale: Vec<PathBuf> = self
+            .dirs
+            .keys()
+            .filter(|d| !wanted.contains(d))
+            .cloned()
+            .collect();
+        for dir in stale {
+            if let Some(wd) = self.dirs.remove(&dir) {
+                self.by_descriptor.remove(&wd);
+                let _ = inotify.rm_watch(wd);
+            }
+        }
+        for dir in wanted {
+            if self.dirs.contains_key(&dir) {
+                continue;
+            }
+            match inotify.add_watch(&dir, EVENTS) {
+                Ok(wd) => {
+                    self.dirs.insert(dir.clone(), wd);
+                    self.by_descriptor.insert(wd, dir);
+                }
+                // A missing directory is a missing dependency, reported
+                // by the supervisor; it is watched again at the next reload.
+                Err(Errno::ENOENT) => {}
+                Err(errno) => errors.push(WatchError::Directory(dir, errno)),
+            }
+        }
+        errors
+    }
+
+    /// Reads the pending events and says what they touched.
+    pub fn read(&mut self) -> Vec<Touched> {
+        let Some(inotify) = &self.inotify else {
+            return Vec::new();
+        };
+        let mut touched = Vec::new();
+        let mut push = |t: Touched| {
+            if !touched.contains(&t) {
+                touched.push(t);
+            }
+        };
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    // Events were lost: anything may have changed.
+                    for target in &self.targets {
+                        push(target.what.touched());
+                    }
+                    continue;
+                }
+                let Some(dir) = self.by_descriptor.get(&event.wd) else {
+                    continue;
+                };
+                for target in self.targets.iter().filter(|t| &t.dir == dir) {
+                    if target.any_name || event.name.as_ref() == Some(&target.name) {
+                        push(target.what.touched());
+                    }
+                }
+            }
+        }
+        touched
+    }
+}
+
+impl What {
+    fn touched(&self) -> Touched {
+        match self {
+            What::Config => Touched::Config,
+            What::Dependency(path) => Touched::Dependency(path.clone()),
+        }
+    }
+}
+
+/// The directory entries that stand for `path`: its own, and where it
+/// points if it is a symlink.
+fn targets_of(path: &Path, what: What) -> Vec<Target> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut targets = Vec::new();
+    let is_symlink = std::fs::symlink_metadata(&absolute).is_ok_and(|m| m.file_type().is_symlink());
+    if let (Some(dir), Some(name)) = (absolute.parent(), absolute.file_name()) {
+        targets.push(Target {
+            dir: dir.to_path_buf(),
+            name: name.to_os_string(),
+            any_name: is_symlink,
+            what: what.clone(),
+        });
+    }
+    if is_symlink {
+        if let Ok(real) = std::fs::canonicalize(&absolute) {
+            if let (Some(dir), Some(name)) = (real.parent(), real.file_name()) {
+                targets.push(Target {
+                    dir: dir.to_path_buf(),
+                    name: name.to_os_string(),
+                    any_name: false,
+                    what,
+                });
+            }
+        }
+    }
+    targets
+}
+
+/// A hash of `bytes`, to tell a changed file from a rewritten one.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(bytes);
+    hasher.finish()
+}
+
+/// The content hash of a file, read in pieces; `None` if it cannot be read
+/// (missing, or not readable by pmtr).
+pub fn file_hash(path: &str) -> Option<u64> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Some(hasher.finish()),
+            Ok(n) => hasher.write(&buffer[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_tell_content_apart() {
+        assert_eq!(content_hash(b"a"), content_hash(b"a"));
+        assert_ne!(content_hash(b"a"), content_hash(b"b"));
+        assert_eq!(file_hash("/no/such/file"), None);
+    }
+
+    #[test]
+    fn a_symlink_is_watched_where_it_is_and_where_it_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("data");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("pmtr.conf"), "").unwrap();
+        let link = dir.path().join("pmtr.conf");
+        std::os::unix::fs::symlink(real.join("pmtr.conf"), &link).unwrap();
+        let targets = targets_of(&link, What::Config);
+        assert_eq!(targets.len(), 2);
+        assert!(targets[0].any_name);
+        assert_eq!(targets[1].dir, std::fs::canonicalize(&real).unwrap());
+    }
+
+    #[test]
+    fn a_rename_over_the_file_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pmtr.conf");
+        std::fs::write(&config, "a").unwrap();
+        let (mut watcher, errors) = Watcher::new(&config);
+        assert!(errors.is_empty());
+        std::fs::write(dir.path().join("other"), "x").unwrap();
+        assert!(watcher.read().is_empty(), "another file is not the config");
+        std::fs::write(dir.path().join(".pmtr.conf.swp"), "b").unwrap();
+        std::fs::rename(dir.path().join(".pmtr.conf.swp"), &config).unwrap();
+        assert_eq!(watcher.read(), [Touched::Config]);
+    }
+}

@@ -1,0 +1,320 @@
+//! Live reload (SPEC 4.5): every way an editor saves, minimal application,
+//! bad files, SIGHUP, inotify unavailable, `depends`, `bounce every`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::{alive, wait_until, Pmtr, Sandbox, Signal, GUARD, SHORT};
+
+fn job(name: &str, cmd: &str) -> String {
+    format!("job {{\n name {name}\n cmd {cmd}\n}}\n")
+}
+
+/// Saves `text` the way vim, `sed -i` and `mv` do: a new file renamed over.
+fn save_by_rename(path: &Path, text: &str) {
+    let temporary = path.with_extension("swp");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+/// A save is applied within a second; the test allows for a loaded machine.
+const APPLIED: Duration = Duration::from_secs(3);
+
+#[test]
+fn every_way_of_saving_is_applied() {
+    let sandbox = Sandbox::new();
+    let base = job("steady", "/bin/sleep 1000");
+    let pmtr = Pmtr::start(&sandbox, &base);
+    let steady = pmtr.expect_started("steady", 1, SHORT);
+    let path = pmtr.config.clone();
+
+    // Written in place.
+    std::fs::write(&path, format!("{base}{}", job("one", "/bin/sleep 1001"))).unwrap();
+    let saved = Instant::now();
+    pmtr.expect_started("one", 1, APPLIED);
+    let first = saved.elapsed();
+
+    // A temporary file renamed over it.
+    save_by_rename(&path, &format!("{base}{}", job("two", "/bin/sleep 1002")));
+    pmtr.expect_started("two", 1, APPLIED);
+
+    // Deleted, then created again.
+    std::fs::remove_file(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(&path, format!("{base}{}", job("three", "/bin/sleep 1003"))).unwrap();
+    pmtr.expect_started("three", 1, APPLIED);
+
+    assert_eq!(
+        pmtr.job_pid("steady"),
+        Some(steady),
+        "the unchanged job was never touched"
+    );
+    assert!(alive(steady));
+    assert_eq!(pmtr.count("started job steady"), 1);
+    for gone in ["one", "two"] {
+        assert!(pmtr
+            .transcript()
+            .contains(&format!("job {gone} deleted: it will not be restarted")));
+    }
+    assert!(first < APPLIED, "applied after {first:?}");
+}
+
+#[test]
+fn a_swapped_symlink_is_applied() {
+    let sandbox = Sandbox::new();
+    let v1 = sandbox.write("v1.conf", job("a", "/bin/sleep 1000"));
+    let v2 = sandbox.write(
+        "v2.conf",
+        format!(
+            "{}{}",
+            job("a", "/bin/sleep 1000"),
+            job("b", "/bin/sleep 1001")
+        ),
+    );
+    let pmtr = Pmtr::start(&sandbox, "");
+    let link = pmtr.config.clone();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&v1, &link).unwrap();
+    pmtr.signal(Signal::SIGHUP);
+    pmtr.expect_started("a", 1, APPLIED);
+    // As `ln -sfn v2.conf pmtr.conf` does it: a new link renamed over.
+    let temporary = sandbox.path("pmtr.conf.tmp");
+    std::os::unix::fs::symlink(&v2, &temporary).unwrap();
+    std::fs::rename(&temporary, &link).unwrap();
+    pmtr.expect_started("b", 1, APPLIED);
+    // And an edit of the file the link points to.
+    std::fs::write(&v2, job("c", "/bin/sleep 1002")).unwrap();
+    pmtr.expect_started("c", 1, APPLIED);
+}
+
+#[test]
+fn a_burst_is_applied_once_and_an_unchanged_save_does_nothing() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(&sandbox, &job("a", "/bin/sleep 1000"));
+    pmtr.expect_started("a", 1, SHORT);
+    let path = pmtr.config.clone();
+    for i in 0..20 {
+        std::fs::write(
+            &path,
+            format!("{}# save {i}\n", job("a", "/bin/sleep 1000")),
+        )
+        .unwrap();
+    }
+    pmtr.expect("rescanning job configuration", APPLIED);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pmtr.count("rescanning job configuration"),
+        1,
+        "{}",
+        pmtr.transcript()
+    );
+    // The same bytes again: nothing.
+    let same = std::fs::read(&path).unwrap();
+    std::fs::write(&path, same).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pmtr.count("rescanning job configuration"), 1);
+}
+
+#[test]
+fn a_bad_file_between_good_ones_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(&sandbox, &job("a", "/bin/sleep 1000"));
+    let a = pmtr.expect_started("a", 1, SHORT);
+    let path = pmtr.config.clone();
+    std::fs::write(
+        &path,
+        "job {\n name a\n cmd /bin/sleep 1000\n onse\n}\njob {\n name b\n",
+    )
+    .unwrap();
+    let failed = pmtr.expect(
+        "FAILED to parse the configuration; using the PREVIOUS job config",
+        APPLIED,
+    );
+    let transcript = pmtr.transcript();
+    assert!(
+        transcript.contains("pmtr.conf:4:2: error: unknown option `onse`; did you mean `once`?"),
+        "{failed}\n{transcript}"
+    );
+    assert!(transcript.contains("has no closing `}`"));
+    assert!(alive(a));
+    // The next good save is applied against the running set.
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            job("a", "/bin/sleep 1000"),
+            job("b", "/bin/sleep 1001")
+        ),
+    )
+    .unwrap();
+    pmtr.expect_started("b", 1, APPLIED);
+    assert_eq!(pmtr.job_pid("a"), Some(a));
+    assert_eq!(pmtr.count("sending SIGTERM"), 0);
+}
+
+#[test]
+fn a_changed_job_restarts_at_once_and_a_deleted_one_stays_down() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        &format!(
+            "{}{}",
+            job("edit", "/bin/sleep 1000"),
+            job("drop", "/bin/sleep 1001")
+        ),
+    );
+    let edit = pmtr.expect_started("edit", 1, SHORT);
+    let dropped = pmtr.expect_started("drop", 1, SHORT);
+    std::fs::write(&pmtr.config, job("edit", "/bin/sleep 2000")).unwrap();
+    pmtr.expect(
+        "job edit changed: restarting it with its new definition",
+        APPLIED,
+    );
+    let new = pmtr.expect_started("edit", 2, SHORT);
+    assert_ne!(new, edit);
+    assert!(wait_until(SHORT, || !alive(edit) && !alive(dropped)));
+    let cmdline = std::fs::read_to_string(format!("/proc/{new}/cmdline")).unwrap();
+    assert!(cmdline.contains("2000"), "{cmdline:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pmtr.count("started job drop"), 1);
+}
+
+#[test]
+fn a_reload_during_the_guard_starts_a_changed_job_at_once() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(&sandbox, &job("flaky", "/bin/false"));
+    pmtr.expect("restarting it in 10 sec", SHORT);
+    let saved = Instant::now();
+    std::fs::write(&pmtr.config, job("flaky", "/bin/sleep 1000")).unwrap();
+    let pid = pmtr.expect_started("flaky", 2, APPLIED);
+    assert!(saved.elapsed() < APPLIED);
+    assert!(wait_until(SHORT, || std::fs::read_link(format!(
+        "/proc/{pid}/exe"
+    ))
+    .is_ok_and(|e| e.ends_with("sleep"))));
+}
+
+#[test]
+fn a_reload_while_a_job_is_still_stopping_uses_the_latest_definition() {
+    let sandbox = Sandbox::new();
+    let stubborn = "/bin/sh -c \"trap '' TERM; while true; do sleep 1; done\"";
+    let pmtr = Pmtr::start(&sandbox, &job("s", stubborn));
+    let first = pmtr.expect_started("s", 1, SHORT);
+    std::fs::write(&pmtr.config, job("s", "/bin/sleep 1001")).unwrap();
+    pmtr.expect(&format!("sending SIGTERM to job s [{first}]"), APPLIED);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&pmtr.config, job("s", "/bin/sleep 1002")).unwrap();
+    pmtr.expect_count("rescanning job configuration", 2, APPLIED);
+    let second = pmtr.expect_started("s", 2, GUARD);
+    assert!(pmtr
+        .transcript()
+        .contains(&format!("sending SIGKILL to job s [{first}]")));
+    let cmdline = std::fs::read_to_string(format!("/proc/{second}/cmdline")).unwrap();
+    assert!(cmdline.contains("1002"), "{cmdline:?}");
+}
+
+#[test]
+fn sighup_forces_a_reload() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(&sandbox, &job("a", "/bin/sleep 1000"));
+    let a = pmtr.expect_started("a", 1, SHORT);
+    pmtr.signal(Signal::SIGHUP);
+    pmtr.expect("rescanning job configuration", SHORT);
+    assert_eq!(pmtr.job_pid("a"), Some(a));
+}
+
+/// With inotify unavailable pmtr says so and keeps working with SIGHUP.
+#[test]
+fn without_inotify_sighup_still_reloads() {
+    if !crate::faults::have("strace") {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let wrapper = [
+        "strace",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=inotify_init1",
+        "-e",
+        "inject=inotify_init1:error=EMFILE",
+    ];
+    let pmtr = Pmtr::start_with(&sandbox, &job("a", "/bin/sleep 1000"), &[], Some(&wrapper));
+    pmtr.expect(
+        "unable to watch files (inotify): Too many open files; reload with SIGHUP",
+        SHORT,
+    );
+    pmtr.expect_started("a", 1, SHORT);
+    std::fs::write(
+        &pmtr.config,
+        format!(
+            "{}{}",
+            job("a", "/bin/sleep 1000"),
+            job("b", "/bin/sleep 1001")
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pmtr.count("started job b"),
+        0,
+        "no watching without inotify"
+    );
+    pmtr.signal(Signal::SIGHUP);
+    pmtr.expect_started("b", 1, SHORT);
+}
+
+#[test]
+fn a_dependency_change_restarts_and_an_unchanged_rewrite_does_not() {
+    let sandbox = Sandbox::new();
+    sandbox.write("app.conf", "v1");
+    let text = format!(
+        "job {{\n name d\n cmd /bin/sleep 1000\n dir {}\n depends {{ app.conf }}\n}}\n",
+        sandbox.root().display()
+    );
+    let pmtr = Pmtr::start(&sandbox, &text);
+    let first = pmtr.expect_started("d", 1, SHORT);
+    sandbox.write("app.conf", "v1");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pmtr.count("started job d"), 1, "same content: no restart");
+    save_by_rename(&sandbox.path("app.conf"), "v2");
+    pmtr.expect("app.conf of job d changed: restarting it", APPLIED);
+    let second = pmtr.expect_started("d", 2, SHORT);
+    assert_ne!(first, second);
+}
+
+#[test]
+fn a_missing_dependency_holds_the_job_until_it_appears() {
+    let sandbox = Sandbox::new();
+    let text = format!(
+        "job {{\n name d\n cmd /bin/sleep 1000\n depends {{ {} }}\n}}\njob {{\n name other\n cmd /bin/sleep 1001\n}}\n",
+        sandbox.path("later.conf").display()
+    );
+    let pmtr = Pmtr::start(&sandbox, &text);
+    pmtr.expect("dependency", SHORT);
+    assert!(pmtr
+        .transcript()
+        .contains("later.conf is missing; the job starts when it appears"));
+    pmtr.expect_started("other", 1, SHORT);
+    assert_eq!(pmtr.count("started job d"), 0);
+    sandbox.write("later.conf", "here");
+    pmtr.expect_started("d", 1, APPLIED);
+}
+
+#[test]
+fn bounce_every_restarts_the_job_when_it_has_run_that_long() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name b\n cmd /bin/sleep 1000\n bounce every 2s\n}\n",
+    );
+    let first = pmtr.expect_started("b", 1, SHORT);
+    let started = Instant::now();
+    pmtr.expect(&format!("bouncing job b [{first}] after 2 sec"), SHORT);
+    let bounced = started.elapsed();
+    assert!(
+        bounced >= Duration::from_millis(1800) && bounced < Duration::from_secs(4),
+        "{bounced:?}"
+    );
+    pmtr.expect_started("b", 2, SHORT);
+}
