@@ -125,6 +125,11 @@ pub enum Event {
     FilesHashed {
         hashes: Vec<(String, Option<u64>)>,
     },
+    /// A control request: enable or disable a job until the next reload.
+    SetEnabled {
+        name: String,
+        enabled: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -113,6 +113,7 @@ impl Supervisor {
         let mut next = Vec::with_capacity(config.jobs.len());
         let mut leaving = Vec::new();
         let mut stops = Vec::new();
+        let mut overridden = Vec::new();
         for change in changes {
             match change {
                 Change::Add(def) => {
@@ -126,6 +127,14 @@ impl Supervisor {
                         // Deleted, then put back while still stopping.
                         job.stop = Some(StopReason::Restart);
                     }
+                    // The file rules again: an override ends here.
+                    if job
+                        .enabled_override
+                        .take()
+                        .is_some_and(|o| o == job.def.disabled)
+                    {
+                        overridden.push(next.len());
+                    }
                     next.push(job);
                 }
                 Change::Replace(def) => {
@@ -137,6 +146,7 @@ impl Supervisor {
                         job.gate_open = false;
                     }
                     job.start_failed = false;
+                    job.enabled_override = None;
                     if job.instance.is_some() {
                         let reason = if def.disabled {
                             StopReason::Disable
@@ -173,6 +183,10 @@ impl Supervisor {
         }
         for (index, reason) in stops {
             self.stop(index, reason, now, out);
+        }
+        for index in overridden {
+            let enabled = !self.jobs[index].def.disabled;
+            self.apply_enabled(index, enabled, now, out);
         }
         out.push(Action::WatchFiles {
             paths: self.dependency_paths(),

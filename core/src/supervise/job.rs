@@ -20,6 +20,8 @@ pub struct JobState {
     pub pending: Option<Job>,
     /// A missing dependency was logged (once per wait).
     pub missing_logged: bool,
+    /// Enabled or disabled by a control request, until the next reload.
+    pub enabled_override: Option<bool>,
     /// For a `wait` job: it has exited since pmtr started, so the jobs
     /// after it may start.
     pub gate_open: bool,
@@ -113,11 +115,17 @@ impl JobState {
             stop: None,
             pending: None,
             missing_logged: false,
+            enabled_override: None,
             gate_open: false,
             starts: 0,
             last_exit: None,
             start_failed: false,
         }
+    }
+
+    /// Enabled by the file, unless a control request said otherwise.
+    pub fn enabled(&self) -> bool {
+        self.enabled_override.unwrap_or(!self.def.disabled)
     }
 
     /// Starts after the first one.
@@ -127,7 +135,7 @@ impl JobState {
 
     /// True while this job keeps the jobs after it from starting.
     pub fn gates(&self) -> bool {
-        self.def.wait && !self.def.disabled && !self.gate_open
+        self.def.wait && self.enabled() && !self.gate_open
     }
 
     /// The definition that counts: the pending one if a restart will bring

@@ -95,6 +95,15 @@ pub fn dependency_missing(name: &str, path: &str) -> String {
     format!("job {name}: dependency {path} is missing; the job starts when it appears")
 }
 
+pub fn unknown_job(name: &str) -> String {
+    format!("no job named {name}: request ignored")
+}
+
+pub fn overridden(name: &str, enabled: bool) -> String {
+    let what = if enabled { "enabling" } else { "disabling" };
+    format!("{what} job {name} until the next reload")
+}
+
 pub fn orphan(pid: Pid, status: ExitStatus) -> String {
     format!("reaped orphan [{pid}]: {status}")
 }

@@ -3,6 +3,7 @@
 //! `now`. The shell feeds it events and executes the actions it returns;
 //! `next_deadline` is the only timer the shell may wait for.
 
+mod control;
 pub mod event;
 mod files;
 pub mod job;
@@ -125,6 +126,7 @@ impl Supervisor {
             } => self.on_config_read(hash, forced, result, now, &mut out),
             Event::DependencyTouched { path } => self.on_dependency_touched(path, now),
             Event::FilesHashed { hashes } => self.on_files_hashed(hashes, now, &mut out),
+            Event::SetEnabled { name, enabled } => self.on_override(&name, enabled, now, &mut out),
         }
         self.start_due(now, &mut out);
         self.exit_if_done(&mut out);
@@ -445,10 +447,10 @@ impl Supervisor {
                 if let Some(def) = job.pending.take() {
                     job.def = def;
                 }
-                job.next = if job.def.disabled {
-                    Next::Rest(Rest::Disabled)
-                } else {
+                job.next = if job.enabled() {
                     Next::StartAt(now)
+                } else {
+                    Next::Rest(Rest::Disabled)
                 };
             }
             // Shutdown and exits of their own: `next` says what follows.

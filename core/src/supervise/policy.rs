@@ -21,8 +21,10 @@ pub const SPAWN_RETRY_SECS: u64 = 1;
 pub const REPROBE_MILLIS: u64 = 1000;
 
 /// A watched file is read this long after the last event of a burst of
-/// writes, so that a burst is applied once...
-pub const SETTLE_MILLIS: u64 = 250;
+/// writes, so that a burst is applied once. The events of one save (an
+/// editor's create, write, rename) come within a millisecond or two; a
+/// script rewriting a file in a loop is quicker still...
+pub const SETTLE_MILLIS: u64 = 30;
 
 /// ...but no later than this after the first: a save is applied within 1 s
 /// even while something keeps writing.

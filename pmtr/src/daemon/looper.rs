@@ -5,30 +5,27 @@
 //! supervisor and the actions it returns are executed here.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use nix::unistd::pipe2;
-use pmtr_core::config::{Config, Output};
-use pmtr_core::supervise::event::{Action, Event, JobId, Level, Pid, SpawnFailure};
+use pmtr_core::config::Config;
+use pmtr_core::supervise::event::{Action, Event, Level, Pid};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
 use super::log::Logger;
 use super::output::{Capture, Drained};
+use super::spawner::Setup;
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
-use crate::reason::{strerror, Text};
-use crate::sys::child::decode_failure;
-use crate::sys::plan::{ExecPlan, PlanContext};
+use crate::reason::Text;
+use crate::sys::plan::PlanContext;
 use crate::sys::process;
-use crate::sys::spawn::{spawn, status_pipe, Forked};
 
 /// The monotonic clock, in the core's units.
 struct Clock(Instant);
@@ -39,39 +36,18 @@ impl Clock {
     }
 }
 
-/// Most starts prepared before their forks run back to back; bounds the
-/// descriptors held at once (two pipes per start).
-const SPAWN_BATCH: usize = 64;
-
-/// A start with everything resolved, waiting for its fork.
-struct Prepared {
-    job: JobId,
-    name: String,
-    plan: ExecPlan,
-    /// The capture pipe (read end, write end), for `syslog` streams.
-    capture: Option<(OwnedFd, OwnedFd)>,
-    /// The status pipe, until the fork takes it.
-    status: Option<(OwnedFd, OwnedFd)>,
-}
-
-/// The status pipe of a child that has not exec'd yet.
-struct Setup {
-    pid: Pid,
-    pipe: OwnedFd,
-}
-
 pub struct Daemon {
-    supervisor: Supervisor,
-    epoll: Epoll,
+    pub(super) supervisor: Supervisor,
+    pub(super) epoll: Epoll,
     signals: SignalFd,
     watcher: Watcher,
     config_path: PathBuf,
-    logger: Logger,
+    pub(super) logger: Logger,
     clock: Clock,
-    context: PlanContext,
-    captures: HashMap<RawFd, Capture>,
-    setups: HashMap<RawFd, Setup>,
-    setup_of_pid: HashMap<Pid, RawFd>,
+    pub(super) context: PlanContext,
+    pub(super) captures: HashMap<RawFd, Capture>,
+    pub(super) setups: HashMap<RawFd, Setup>,
+    pub(super) setup_of_pid: HashMap<Pid, RawFd>,
     exit: bool,
 }
 
@@ -231,40 +207,22 @@ impl Daemon {
     }
 
     fn reap(&mut self) {
+        let mut events = Vec::new();
         for (pid, status) in process::reap_all() {
-            // A child that failed before exec wrote why, then exited: read
-            // the reason before the exit so that the exit is not logged as
-            // the job's own.
+            // A child that failed before exec wrote why, then exited: its
+            // reason comes before its exit, so that the exit is not logged
+            // as the job's own.
             if let Some(fd) = self.setup_of_pid.get(&pid).copied() {
-                self.read_setup(fd);
+                events.extend(self.take_setup(fd));
             }
-            self.apply(Event::Reaped { pid, status });
+            events.push(Event::Reaped { pid, status });
         }
+        self.apply_all(events);
     }
 
     fn read_setup(&mut self, fd: RawFd) {
-        let Some(setup) = self.setups.get(&fd) else {
-            return;
-        };
-        let mut message = [0u8; 8];
-        let read = nix::unistd::read(&setup.pipe, &mut message);
-        if read == Err(Errno::EAGAIN) || read == Err(Errno::EINTR) {
-            return;
-        }
-        let pid = setup.pid;
-        self.forget_setup(fd);
-        if let Ok(n) = read {
-            if let Some((step, errno)) = decode_failure(&message[..n]) {
-                let reason = strerror(errno);
-                self.apply(Event::SetupFailed { pid, step, reason });
-            }
-        }
-    }
-
-    fn forget_setup(&mut self, fd: RawFd) {
-        if let Some(setup) = self.setups.remove(&fd) {
-            self.setup_of_pid.remove(&setup.pid);
-            let _ = self.epoll.delete(setup.pipe.as_fd());
+        if let Some(event) = self.take_setup(fd) {
+            self.apply(event);
         }
     }
 
@@ -282,10 +240,24 @@ impl Daemon {
     /// Hands an event to the supervisor and executes what it decides;
     /// actions that produce events (a spawn, a probe) feed them back.
     fn apply(&mut self, first: Event) {
-        let mut queue = VecDeque::from([first]);
-        while let Some(event) = queue.pop_front() {
+        self.apply_all(vec![first]);
+    }
+
+    /// Applies events in order. Starts are gathered until every event
+    /// (and every event they led to) is handled, then forked together: 500
+    /// jobs that die at once come back in batches, not one by one.
+    fn apply_all(&mut self, events: Vec<Event>) {
+        let mut queue = VecDeque::from(events);
+        let mut spawns = Vec::new();
+        loop {
+            let Some(event) = queue.pop_front() else {
+                if spawns.is_empty() {
+                    return;
+                }
+                queue.extend(self.spawn_all(&std::mem::take(&mut spawns)));
+                continue;
+            };
             let now = self.clock.now();
-            let mut spawns = Vec::new();
             for action in self.supervisor.handle(event, now) {
                 match action {
                     Action::Spawn { job } => spawns.push(job),
@@ -312,7 +284,6 @@ impl Daemon {
                     Action::Exit => self.exit = true,
                 }
             }
-            queue.extend(self.spawn_all(&spawns));
         }
     }
 
@@ -353,144 +324,6 @@ impl Daemon {
             result,
         }
     }
-
-    /// Starts jobs in batches: every plan of a batch is built first, then
-    /// the forks run back to back. Each page pmtr writes after a fork is a
-    /// copy-on-write fault, so writing little between forks is most of the
-    /// cost of a start that pmtr controls.
-    ///
-    /// A batch that runs short of a resource (descriptors) stops growing and
-    /// forks what it holds: the descriptors come back, and the starts that
-    /// failed are retried, instead of every start holding a part and none
-    /// getting all.
-    fn spawn_all(&mut self, jobs: &[JobId]) -> Vec<Event> {
-        let mut events = Vec::with_capacity(jobs.len());
-        let mut pending = jobs.iter().copied();
-        let mut more = true;
-        while more {
-            let mut prepared = Vec::with_capacity(SPAWN_BATCH.min(jobs.len()));
-            while prepared.len() < SPAWN_BATCH {
-                let Some(job) = pending.next() else {
-                    more = false;
-                    break;
-                };
-                match self.prepare(job) {
-                    Ok(start) => prepared.push(start),
-                    Err(failure) => {
-                        let short = matches!(failure, SpawnFailure::Transient(_));
-                        events.push(Event::SpawnFailed { job, failure });
-                        if short && !prepared.is_empty() {
-                            break;
-                        }
-                    }
-                }
-            }
-            let mut forked = Vec::with_capacity(prepared.len());
-            for start in &mut prepared {
-                forked.push(match start.status.take() {
-                    Some(status) => spawn(&start.plan, status),
-                    None => Err(Errno::EBADF),
-                });
-            }
-            for (start, result) in prepared.into_iter().zip(forked) {
-                events.push(self.finish(start, result));
-            }
-        }
-        events
-    }
-
-    /// Everything a start needs before the fork: its pipes and its plan.
-    fn prepare(&self, id: JobId) -> Result<Prepared, SpawnFailure> {
-        let short =
-            |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
-        let job = self
-            .supervisor
-            .job(id)
-            .ok_or_else(|| SpawnFailure::Job("unknown job".into()))?;
-        let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
-        let capture = if wants_capture {
-            // The read end is pmtr's and never blocks; the write end is the
-            // job's stdout and blocks like any.
-            let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
-            let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-            Some((read, write))
-        } else {
-            None
-        };
-        let status = status_pipe().map_err(|errno| short("pipe", errno))?;
-        let plan = ExecPlan::build(
-            job,
-            &self.context,
-            capture.as_ref().map(|(_, w)| w.as_raw_fd()),
-        )
-        .map_err(|error| SpawnFailure::Job(error.to_string()))?;
-        Ok(Prepared {
-            job: id,
-            name: job.name.clone(),
-            plan,
-            capture,
-            status: Some(status),
-        })
-    }
-
-    /// After the fork: keep the pipes, or report why the fork failed.
-    fn finish(&mut self, start: Prepared, result: Result<Forked, Errno>) -> Event {
-        let Prepared {
-            job,
-            name,
-            plan,
-            capture,
-            ..
-        } = start;
-        drop(plan);
-        let forked = match result {
-            Ok(forked) => forked,
-            Err(errno) => {
-                return Event::SpawnFailed {
-                    job,
-                    failure: SpawnFailure::Transient(format!("fork: {}", Text(errno))),
-                }
-            }
-        };
-        if let Some((read, _write)) = capture {
-            self.watch_capture(Capture::new(name, forked.pid, read));
-        }
-        self.watch_setup(Setup {
-            pid: forked.pid,
-            pipe: forked.status,
-        });
-        Event::Spawned {
-            job,
-            pid: forked.pid,
-        }
-    }
-
-    fn watch_capture(&mut self, capture: Capture) {
-        let fd = capture.fd().as_raw_fd();
-        match self.epoll.add(
-            capture.fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
-        ) {
-            Ok(()) => {
-                self.captures.insert(fd, capture);
-            }
-            Err(errno) => self.logger.log(
-                Level::Error,
-                &format!("unable to watch job output: {}", Text(errno)),
-            ),
-        }
-    }
-
-    fn watch_setup(&mut self, setup: Setup) {
-        let fd = setup.pipe.as_raw_fd();
-        // Unwatched, the pipe is still read when the child is reaped.
-        let _ = self.epoll.add(
-            setup.pipe.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
-        );
-        self.setup_of_pid.insert(setup.pid, fd);
-        self.setups.insert(fd, setup);
-    }
 }
 
 /// Most errors of a rejected configuration logged on reload.
@@ -506,6 +339,6 @@ fn hash_files(paths: Vec<String>) -> Event {
     }
 }
 
-fn token(fd: RawFd) -> u64 {
+pub(super) fn token(fd: RawFd) -> u64 {
     fd as u64
 }

@@ -6,6 +6,7 @@ pub mod log;
 pub mod looper;
 pub mod output;
 pub mod pidfile;
+mod spawner;
 pub mod watch;
 
 use crate::reason::Text;

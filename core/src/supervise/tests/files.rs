@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::supervise::job::StopReason;
+use crate::supervise::policy;
 
 fn read(text: &str, hash: u64) -> Event {
     Event::ConfigRead {
@@ -142,15 +143,18 @@ fn a_burst_of_touches_is_read_once_after_it_settles() {
     let text = job("a", "/bin/a", "");
     let mut run = Run::new(config(&text));
     started(&mut run, &text);
-    for ms in [0, 100, 200, 300] {
+    for ms in [0, 10, 20, 25] {
         assert!(run
             .event(Event::ConfigTouched, Mono::from_millis(1000 + ms))
             .is_empty());
     }
-    assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(1550)));
-    assert!(run.event(Event::Timer, Mono::from_millis(1549)).is_empty());
+    let due = Mono::from_millis(1025 + policy::SETTLE_MILLIS);
+    assert_eq!(run.sup.next_deadline(), Some(due));
+    assert!(run
+        .event(Event::Timer, Mono::from_millis(due.millis() - 1))
+        .is_empty());
     assert_eq!(
-        run.event(Event::Timer, Mono::from_millis(1550)),
+        run.event(Event::Timer, due),
         [Action::ReadConfig { forced: false }]
     );
     assert_eq!(run.sup.next_deadline(), None);
@@ -161,14 +165,15 @@ fn an_endless_burst_is_still_read_within_a_second() {
     let text = job("a", "/bin/a", "");
     let mut run = Run::new(config(&text));
     started(&mut run, &text);
-    for ms in (0..2000).step_by(100) {
+    let step = policy::SETTLE_MILLIS / 2;
+    for ms in (0..2000).step_by(step as usize) {
         let actions = run.event(Event::ConfigTouched, Mono::from_millis(ms));
-        if ms < 900 {
+        if ms < policy::SETTLE_MAX_MILLIS {
             assert!(actions.is_empty());
         }
         let due = run.sup.next_deadline().unwrap();
-        if due <= Mono::from_millis(ms + 99) {
-            assert_eq!(due, Mono::from_millis(900));
+        if due < Mono::from_millis(ms + step) {
+            assert_eq!(due, Mono::from_millis(policy::SETTLE_MAX_MILLIS));
             assert_eq!(
                 run.event(Event::Timer, due),
                 [Action::ReadConfig { forced: false }]
@@ -311,7 +316,10 @@ fn a_dependency_whose_content_changes_restarts_the_job() {
         },
         at(20),
     );
-    let actions = run.event(Event::Timer, Mono::from_millis(20_250));
+    let actions = run.event(
+        Event::Timer,
+        Mono::from_millis(20_000 + policy::SETTLE_MILLIS),
+    );
     assert_eq!(
         actions,
         [Action::HashFiles {
@@ -361,4 +369,63 @@ fn nothing_is_reloaded_during_shutdown() {
     assert!(run
         .event(read(&job("b", "/bin/b", ""), 5), at(2))
         .is_empty());
+}
+
+fn set(name: &str, enabled: bool) -> Event {
+    Event::SetEnabled {
+        name: name.into(),
+        enabled,
+    }
+}
+
+#[test]
+fn a_disable_request_lasts_until_the_next_reload() {
+    let text = job("a", "/bin/a", "");
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    let pid = run.pid("a").unwrap();
+    let actions = run.event(set("a", false), at(5));
+    assert_eq!(logs(&actions)[0], "disabling job a until the next reload");
+    assert_eq!(signals(&actions), [(pid, StopSignal::Term)]);
+    let actions = run.exit("a", TERMINATED, at(5));
+    assert!(spawned_names(&run, &actions).is_empty());
+    assert!(!run.state("a").enabled());
+    // The file rules again after a reload, even an unchanged one.
+    let actions = run.event(
+        Event::ConfigRead {
+            hash: 0,
+            forced: true,
+            result: Ok(Box::new(config(&text))),
+        },
+        at(9),
+    );
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(run.state("a").enabled_override, None);
+}
+
+#[test]
+fn an_enable_request_starts_a_disabled_job_and_can_be_taken_back() {
+    let text = job("a", "/bin/a", "disable");
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    let actions = run.event(set("a", true), at(1));
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    // Disabled again while running, then enabled again while stopping: it
+    // comes back once gone.
+    run.event(set("a", false), at(2));
+    run.event(set("a", true), at(2));
+    let actions = run.exit("a", TERMINATED, at(3));
+    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    // A reload puts the file's `disable` back.
+    let pid = run.pid("a").unwrap();
+    let actions = run.event(read(&text, 4), at(4));
+    assert_eq!(signals(&actions), [(pid, StopSignal::Term)]);
+}
+
+#[test]
+fn a_request_for_an_unknown_job_is_logged_and_skipped() {
+    let mut run = Run::new(config(""));
+    run.event(Event::Start, at(0));
+    let actions = run.event(set("ghost", false), at(1));
+    assert_eq!(logs(&actions), ["no job named ghost: request ignored"]);
 }

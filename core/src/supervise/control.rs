@@ -1,0 +1,57 @@
+//! Enabling and disabling jobs on request (UDP control, `pmtr-ctl`): an
+//! override of the file's `disable` that lasts until the next reload.
+
+use super::event::Level;
+use super::job::{Next, Rest, StopReason};
+use super::{messages, Actions, Supervisor};
+use crate::time::Mono;
+
+impl Supervisor {
+    /// Enables or disables job `name` until the next reload. Unknown names
+    /// are logged and skipped.
+    pub(super) fn on_override(&mut self, name: &str, enabled: bool, now: Mono, out: &mut Actions) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let Some(index) = self
+            .jobs
+            .iter()
+            .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove))
+        else {
+            out.log(Level::Warning, messages::unknown_job(name));
+            return;
+        };
+        let job = &mut self.jobs[index];
+        job.enabled_override = Some(enabled);
+        out.log(Level::Info, messages::overridden(name, enabled));
+        self.apply_enabled(index, enabled, now, out);
+    }
+
+    /// Brings job `index` to the enabled state given: stop a running job
+    /// being disabled, start a stopped job being enabled.
+    pub(super) fn apply_enabled(
+        &mut self,
+        index: usize,
+        enabled: bool,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let job = &mut self.jobs[index];
+        if enabled {
+            match (job.instance, job.stop) {
+                // Being stopped to stay down: come back once gone.
+                (Some(_), Some(StopReason::Disable)) => job.stop = Some(StopReason::Restart),
+                (None, _) if job.next == Next::Rest(Rest::Disabled) => {
+                    job.next = Next::StartAt(now)
+                }
+                _ => {}
+            }
+        } else if job.instance.is_some() {
+            if job.stop != Some(StopReason::Remove) {
+                self.stop(index, StopReason::Disable, now, out);
+            }
+        } else {
+            job.next = Next::Rest(Rest::Disabled);
+        }
+    }
+}
