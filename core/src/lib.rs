@@ -4,5 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod metrics;
+pub mod proto;
+pub mod status;
 pub mod supervise;
 pub mod time;

@@ -7,6 +7,9 @@ use clap::{ArgAction, Parser};
 
 pub const DEFAULT_CONFIG: &str = "/etc/pmtr.conf";
 
+/// Where pmtr serves `pmtr-ctl`, and where `pmtr-ctl` looks for it.
+pub const DEFAULT_SOCKET: &str = "/run/pmtr/pmtr.sock";
+
 /// pmtr: starts the jobs listed in one configuration file, keeps them
 /// running, and applies edits to the file as soon as they are saved.
 #[derive(Debug, Parser)]
@@ -31,6 +34,10 @@ pub struct Args {
     /// Write a pidfile (locked while pmtr runs; removed on exit)
     #[arg(short = 'p', long = "pidfile", value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+
+    /// Control socket for pmtr-ctl (mode 0600 in a 0700 directory)
+    #[arg(long = "socket", value_name = "PATH", env = "PMTR_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
 
     /// Accepted for compatibility with the original pmtr; has no effect
     #[arg(short = 'I', hide = true)]

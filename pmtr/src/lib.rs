@@ -5,6 +5,8 @@
 pub mod check;
 pub mod cli;
 pub mod config_file;
+pub mod ctl;
+pub mod ctl_cli;
 pub mod daemon;
 pub mod preflight;
 pub mod reason;

@@ -30,6 +30,7 @@ fn without_f_pmtr_daemonizes_after_the_config_parsed() {
     let conf = sandbox.write("pmtr.conf", "job {\n name bg\n cmd /bin/sleep 1000\n}\n");
     let pidfile = sandbox.path("pmtr.pid");
     let output = Command::new(PMTR)
+        .env("PMTR_SOCKET", sandbox.socket())
         .args([
             "-c",
             conf.to_str().unwrap(),
@@ -68,6 +69,7 @@ fn without_f_pmtr_daemonizes_after_the_config_parsed() {
 
     // A second pmtr on the same pidfile refuses to start.
     let second = Command::new(PMTR)
+        .env("PMTR_SOCKET", sandbox.socket())
         .args([
             "-F",
             "-c",
@@ -100,7 +102,11 @@ fn a_bad_config_at_start_is_an_error_exit_with_the_errors() {
         vec!["-c", conf.to_str().unwrap()],
         vec!["-F", "-c", conf.to_str().unwrap()],
     ] {
-        let output = Command::new(PMTR).args(&args).output().unwrap();
+        let output = Command::new(PMTR)
+            .env("PMTR_SOCKET", sandbox.socket())
+            .args(&args)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let stderr = text(&output.stderr);
         assert!(
@@ -110,6 +116,7 @@ fn a_bad_config_at_start_is_an_error_exit_with_the_errors() {
         assert!(stderr.ends_with("1 error in configuration\n"), "{stderr}");
     }
     let missing = Command::new(PMTR)
+        .env("PMTR_SOCKET", sandbox.socket())
         .args(["-c", "/no/such.conf"])
         .output()
         .unwrap();
@@ -125,6 +132,7 @@ fn a_pidfile_in_a_missing_directory_fails_the_start() {
     let sandbox = Sandbox::new();
     let conf = sandbox.write("pmtr.conf", "");
     let output = Command::new(PMTR)
+        .env("PMTR_SOCKET", sandbox.socket())
         .args(["-c", conf.to_str().unwrap(), "-p", "/no/such/dir/pmtr.pid"])
         .output()
         .unwrap();

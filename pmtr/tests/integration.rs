@@ -6,6 +6,7 @@
 mod harness;
 
 mod check;
+mod control;
 mod daemonize;
 mod faults;
 mod pid1;

@@ -27,6 +27,33 @@ impl Supervisor {
         self.apply_enabled(index, enabled, now, out);
     }
 
+    /// Restarts job `name` now: stops it if it runs (then starts it at
+    /// once), or starts it if it waits to restart or is done. A disabled
+    /// job stays disabled.
+    pub(super) fn on_restart(&mut self, name: &str, now: Mono, out: &mut Actions) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let Some(index) = self
+            .jobs
+            .iter()
+            .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove))
+        else {
+            out.log(Level::Warning, messages::unknown_job(name));
+            return;
+        };
+        let job = &mut self.jobs[index];
+        if !job.enabled() {
+            return;
+        }
+        out.log(Level::Info, messages::restart_requested(name));
+        if job.instance.is_some() {
+            self.stop(index, StopReason::Restart, now, out);
+        } else if job.next != Next::Spawning {
+            job.next = Next::StartAt(now);
+        }
+    }
+
     /// Brings job `index` to the enabled state given: stop a running job
     /// being disabled, start a stopped job being enabled.
     pub(super) fn apply_enabled(

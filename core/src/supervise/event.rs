@@ -130,6 +130,10 @@ pub enum Event {
         name: String,
         enabled: bool,
     },
+    /// A control request: restart a job now.
+    Restart {
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

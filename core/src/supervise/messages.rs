@@ -104,6 +104,10 @@ pub fn overridden(name: &str, enabled: bool) -> String {
     format!("{what} job {name} until the next reload")
 }
 
+pub fn restart_requested(name: &str) -> String {
+    format!("restarting job {name} on request")
+}
+
 pub fn orphan(pid: Pid, status: ExitStatus) -> String {
     format!("reaped orphan [{pid}]: {status}")
 }

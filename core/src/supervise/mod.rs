@@ -127,6 +127,7 @@ impl Supervisor {
             Event::DependencyTouched { path } => self.on_dependency_touched(path, now),
             Event::FilesHashed { hashes } => self.on_files_hashed(hashes, now, &mut out),
             Event::SetEnabled { name, enabled } => self.on_override(&name, enabled, now, &mut out),
+            Event::Restart { name } => self.on_restart(&name, now, &mut out),
         }
         self.start_due(now, &mut out);
         self.exit_if_done(&mut out);

@@ -14,12 +14,16 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::Config;
+use pmtr_core::status::job_status;
 use pmtr_core::supervise::event::{Action, Event, Level, Pid};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
+use super::control::ControlServer;
 use super::log::Logger;
+use super::metrics::MetricsFile;
 use super::output::{Capture, Drained};
+use super::rings::Rings;
 use super::spawner::Setup;
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
@@ -28,10 +32,10 @@ use crate::sys::plan::PlanContext;
 use crate::sys::process;
 
 /// The monotonic clock, in the core's units.
-struct Clock(Instant);
+pub(super) struct Clock(Instant);
 
 impl Clock {
-    fn now(&self) -> Mono {
+    pub(super) fn now(&self) -> Mono {
         Mono::from_millis(self.0.elapsed().as_millis().try_into().unwrap_or(u64::MAX))
     }
 }
@@ -43,9 +47,16 @@ pub struct Daemon {
     watcher: Watcher,
     config_path: PathBuf,
     pub(super) logger: Logger,
-    clock: Clock,
+    pub(super) clock: Clock,
     pub(super) context: PlanContext,
     pub(super) captures: HashMap<RawFd, Capture>,
+    pub(super) control: Option<ControlServer>,
+    pub(super) rings: Rings,
+    metrics: Option<MetricsFile>,
+    /// Wall-clock time (Unix seconds) at monotonic zero, for metrics.
+    wall_offset: f64,
+    /// How the last read of the configuration went, for `pmtr-ctl reload`.
+    pub(super) last_reload: Option<Result<(), String>>,
     pub(super) setups: HashMap<RawFd, Setup>,
     pub(super) setup_of_pid: HashMap<Pid, RawFd>,
     exit: bool,
@@ -60,11 +71,12 @@ pub struct LoopError {
 
 impl Daemon {
     /// A daemon for `config`, read from `config_path` with content hash
-    /// `config_hash`.
+    /// `config_hash`, serving local control on `socket`.
     pub fn new(
         config: &Config,
         config_hash: u64,
         config_path: &Path,
+        socket: Option<&Path>,
         signals: SignalFd,
         mut logger: Logger,
         context: PlanContext,
@@ -99,6 +111,31 @@ impl Daemon {
                 );
             }
         }
+        let control = socket.and_then(|path| match ControlServer::bind(path) {
+            Ok(server) => {
+                let fd = server.listener_fd();
+                match epoll.add(
+                    server.listener(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
+                ) {
+                    Ok(()) => Some(server),
+                    Err(errno) => {
+                        logger.log(
+                            Level::Warning,
+                            &format!("unable to serve the control socket: {}", Text(errno)),
+                        );
+                        None
+                    }
+                }
+            }
+            Err(error) => {
+                logger.log(
+                    Level::Warning,
+                    &format!("{error}; pmtr-ctl will not reach this pmtr"),
+                );
+                None
+            }
+        });
         Ok(Daemon {
             supervisor,
             epoll,
@@ -109,6 +146,17 @@ impl Daemon {
             clock: Clock(Instant::now()),
             context,
             captures: HashMap::new(),
+            control,
+            rings: Rings::default(),
+            metrics: config
+                .globals
+                .metrics_to
+                .as_deref()
+                .map(|p| MetricsFile::new(Path::new(p))),
+            wall_offset: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            last_reload: None,
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             exit: false,
@@ -147,21 +195,27 @@ impl Daemon {
                     });
                 }
             }
-            for fd in fds
+            let others: Vec<RawFd> = fds
                 .into_iter()
                 .filter(|&fd| fd != signal_fd && Some(fd) != watch_fd)
-            {
+                .collect();
+            for &fd in &others {
+                if self.control.as_ref().is_some_and(|c| c.owns(fd)) {
+                    self.serve(fd);
+                }
+            }
+            for fd in others {
                 if self.setups.contains_key(&fd) {
                     self.read_setup(fd);
                 } else if self.captures.contains_key(&fd) {
                     self.read_capture(fd);
                 }
             }
-            if self
-                .supervisor
-                .next_deadline()
-                .is_some_and(|t| t <= self.clock.now())
-            {
+            let now = self.clock.now();
+            if let Some(control) = &mut self.control {
+                control.expire(&self.epoll, now);
+            }
+            if self.supervisor.next_deadline().is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
             }
         }
@@ -170,7 +224,12 @@ impl Daemon {
     /// Milliseconds until the next deadline, rounded up; none: wait for
     /// events only.
     fn timeout(&self) -> EpollTimeout {
-        match self.supervisor.next_deadline() {
+        let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
+        let deadline = match (self.supervisor.next_deadline(), clients) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline {
             None => EpollTimeout::NONE,
             Some(deadline) => {
                 let millis = deadline.millis_since(self.clock.now());
@@ -226,20 +285,68 @@ impl Daemon {
         }
     }
 
+    /// Job output: logged, kept in the job's ring, sent to followers.
     fn read_capture(&mut self, fd: RawFd) {
-        let Some(capture) = self.captures.get_mut(&fd) else {
+        let Daemon {
+            captures,
+            logger,
+            rings,
+            control,
+            epoll,
+            clock,
+            ..
+        } = self;
+        let Some(capture) = captures.get_mut(&fd) else {
             return;
         };
-        if capture.drain(&mut self.logger) == Drained::Closed {
+        let now = clock.now();
+        let drained = capture.drain(&mut |job: &str, pid: i32, line: &str| {
+            logger.log(Level::Info, &format!("{job}[{pid}]: {line}"));
+            rings.push(job, pid, line);
+            if let Some(control) = control.as_mut() {
+                control.broadcast(epoll, job, pid, line, now);
+            }
+        });
+        if drained == Drained::Closed {
             if let Some(capture) = self.captures.remove(&fd) {
                 let _ = self.epoll.delete(capture.fd());
             }
         }
     }
 
+    /// Drops the output rings of jobs a reload deleted.
+    fn forget_deleted_jobs_output(&mut self) {
+        let names: std::collections::HashSet<&str> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .map(|j| j.def.name.as_str())
+            .collect();
+        self.rings.retain(|name| names.contains(name));
+    }
+
+    /// Rewrites the metrics file if its text changed.
+    fn update_metrics(&mut self) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let now = self.clock.now();
+        let statuses: Vec<_> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .map(|j| job_status(j, now))
+            .collect();
+        if let Err(message) =
+            metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
+        {
+            self.logger.log(Level::Warning, &message);
+        }
+    }
+
     /// Hands an event to the supervisor and executes what it decides;
     /// actions that produce events (a spawn, a probe) feed them back.
-    fn apply(&mut self, first: Event) {
+    pub(super) fn apply(&mut self, first: Event) {
         self.apply_all(vec![first]);
     }
 
@@ -249,9 +356,14 @@ impl Daemon {
     fn apply_all(&mut self, events: Vec<Event>) {
         let mut queue = VecDeque::from(events);
         let mut spawns = Vec::new();
+        let mut reloaded = false;
         loop {
             let Some(event) = queue.pop_front() else {
                 if spawns.is_empty() {
+                    if reloaded {
+                        self.forget_deleted_jobs_output();
+                    }
+                    self.update_metrics();
                     return;
                 }
                 queue.extend(self.spawn_all(&std::mem::take(&mut spawns)));
@@ -273,7 +385,10 @@ impl Daemon {
                         alive: process::group_alive(pgid),
                     }),
                     Action::Log { level, message } => self.logger.log(level, &message),
-                    Action::ReadConfig { forced } => queue.push_back(self.read_config(forced)),
+                    Action::ReadConfig { forced } => {
+                        reloaded = true;
+                        queue.push_back(self.read_config(forced));
+                    }
                     Action::WatchFiles { paths } => {
                         for error in self.watcher.set_dependencies(&paths) {
                             self.logger.log(Level::Warning, &error.to_string());
@@ -292,6 +407,7 @@ impl Daemon {
         let result = match config_file::read(&self.config_path) {
             Err(error) => {
                 let text = error.to_string();
+                self.last_reload = Some(Err(text.clone()));
                 return Event::ConfigRead {
                     hash: watch::content_hash(text.as_bytes()),
                     forced,
@@ -302,7 +418,13 @@ impl Daemon {
         };
         let (hash, bytes) = result;
         let result = match pmtr_core::config::parse(&bytes) {
-            Ok(config) => Ok(Box::new(config)),
+            Ok(config) => {
+                let path = config.globals.metrics_to.as_deref().map(Path::new);
+                if path != self.metrics.as_ref().map(|m| m.path()) {
+                    self.metrics = path.map(MetricsFile::new);
+                }
+                Ok(Box::new(config))
+            }
             Err(diagnostics) => {
                 let shown = self.config_path.to_string_lossy();
                 Err(pmtr_core::config::render_all(
@@ -318,6 +440,7 @@ impl Daemon {
         for error in self.watcher.set_dependencies(&dependencies) {
             self.logger.log(Level::Warning, &error.to_string());
         }
+        self.last_reload = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
         Event::ConfigRead {
             hash,
             forced,

@@ -2,10 +2,14 @@
 //! event loop, and the mapping of start-up errors to exit codes. Once the
 //! loop runs, pmtr does not exit until it is told to.
 
+mod control;
 pub mod log;
 pub mod looper;
+mod metrics;
 pub mod output;
 pub mod pidfile;
+mod requests;
+mod rings;
 mod spawner;
 pub mod watch;
 
@@ -114,7 +118,15 @@ fn start(
     let signals = signals::take_signals()
         .map_err(|e| format!("pmtr: unable to set up signals: {}", Text(e)))?;
     let context = PlanContext::capture(open_files);
-    let daemon = Daemon::new(config, config_hash, &args.config, signals, logger, context)
-        .map_err(|e| format!("pmtr: {e}"))?;
+    let daemon = Daemon::new(
+        config,
+        config_hash,
+        &args.config,
+        Some(&args.socket),
+        signals,
+        logger,
+        context,
+    )
+    .map_err(|e| format!("pmtr: {e}"))?;
     Ok((daemon, pidfile))
 }

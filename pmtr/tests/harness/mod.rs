@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const PMTR: &str = env!("CARGO_BIN_EXE_pmtr");
+pub const PMTR_CTL: &str = env!("CARGO_BIN_EXE_pmtr-ctl");
 
 /// A directory of the test's own, removed when the test ends.
 pub struct Sandbox {
@@ -42,6 +43,21 @@ impl Sandbox {
         }
         std::fs::write(&path, contents).expect("write file");
         path
+    }
+
+    /// The control socket of the sandbox's pmtr.
+    pub fn socket(&self) -> PathBuf {
+        self.path("pmtr.sock")
+    }
+
+    /// `pmtr-ctl` with these arguments, talking to the sandbox's pmtr.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(PMTR_CTL)
+            .args(args)
+            .env("PMTR_SOCKET", self.socket())
+            .current_dir(self.root())
+            .output()
+            .expect("run pmtr-ctl")
     }
 
     /// `pmtr` with these arguments, run in the sandbox.
@@ -104,6 +120,12 @@ impl Pmtr {
             .collect();
         argv.push(PMTR.to_string());
         argv.extend(["-F", "-c", config.to_str().unwrap()].map(String::from));
+        if !args.contains(&"--socket") {
+            argv.extend([
+                "--socket".to_string(),
+                sandbox.socket().to_string_lossy().into_owned(),
+            ]);
+        }
         argv.extend(args.iter().map(|s| s.to_string()));
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])

@@ -429,3 +429,58 @@ fn a_request_for_an_unknown_job_is_logged_and_skipped() {
     let actions = run.event(set("ghost", false), at(1));
     assert_eq!(logs(&actions), ["no job named ghost: request ignored"]);
 }
+
+#[test]
+fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
+    let text = format!(
+        "{}{}{}",
+        job("run", "/bin/a", ""),
+        job("guarded", "/bin/b", ""),
+        job("off", "/bin/c", "disable")
+    );
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    let pid = run.pid("run").unwrap();
+    let actions = run.event(Event::Restart { name: "run".into() }, at(30));
+    assert_eq!(logs(&actions)[0], "restarting job run on request");
+    assert_eq!(signals(&actions), [(pid, StopSignal::Term)]);
+    let actions = run.exit("run", TERMINATED, at(30));
+    assert_eq!(spawned_names(&run, &actions), ["run"]);
+    // In its 10 s guard: started now.
+    let pid = run.pid("guarded").unwrap();
+    run.event(
+        Event::Reaped {
+            pid,
+            status: ExitStatus::Code(1),
+        },
+        Mono::from_millis(30_500),
+    );
+    run.event(
+        Event::Probed {
+            pgid: pid,
+            alive: false,
+        },
+        Mono::from_millis(30_500),
+    );
+    let restarted = run
+        .sup
+        .jobs()
+        .iter()
+        .find(|j| j.def.name == "guarded")
+        .unwrap()
+        .starts;
+    assert_eq!(restarted, 2, "ran 30 s: restarted at once by itself");
+    run.exit("guarded", ExitStatus::Code(1), at(31));
+    assert_eq!(run.sup.next_deadline(), Some(at(41)), "under the guard now");
+    let actions = run.event(
+        Event::Restart {
+            name: "guarded".into(),
+        },
+        at(32),
+    );
+    assert_eq!(spawned_names(&run, &actions), ["guarded"]);
+    // Disabled: stays so.
+    assert!(run
+        .event(Event::Restart { name: "off".into() }, at(33))
+        .is_empty());
+}

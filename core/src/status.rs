@@ -1,0 +1,244 @@
+//! What `pmtr-ctl status` shows of a job: its state, pid, uptime,
+//! restarts and last exit, derived from the supervisor's state at `now`.
+//! The field names are part of the `--json` interface: keep them stable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::supervise::event::ExitStatus;
+use crate::supervise::job::{JobState, Next, Rest};
+use crate::time::Mono;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Running,
+    /// Exited; restarts at a deadline (the 10 s guard, a retry).
+    WaitingToRestart,
+    /// Not started yet: held by a `wait` job or a missing dependency.
+    Waiting,
+    Stopping,
+    Disabled,
+    /// Exited and not restarted (`once`, exit status 33).
+    Done,
+    /// The last start failed before the program ran.
+    FailedToStart,
+}
+
+impl State {
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::WaitingToRestart => "waiting to restart",
+            State::Waiting => "waiting",
+            State::Stopping => "stopping",
+            State::Disabled => "disabled",
+            State::Done => "done",
+            State::FailedToStart => "failed to start",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// Exit status, when the job exited.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<i32>,
+    /// Signal name, when a signal killed it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<String>,
+}
+
+impl LastExit {
+    pub fn describe(&self) -> String {
+        match (&self.code, &self.signal) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => signal.clone(),
+            (None, None) => "-".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub state: State,
+    pub enabled: bool,
+    pub pid: Option<i32>,
+    /// Seconds since the running instance started.
+    pub uptime_seconds: Option<u64>,
+    /// Seconds until a pending restart.
+    pub restart_in_seconds: Option<u64>,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    /// When the running instance started, on pmtr's monotonic clock (not
+    /// sent: for metrics, which turn it into wall-clock time).
+    #[serde(skip)]
+    pub started: Option<Mono>,
+}
+
+/// A duration as operators read it: `3d 4h 1m 9s`, leading zero units
+/// left out (`4m 0s`, `12s`).
+pub fn duration_text(secs: u64) -> String {
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    let mut parts = Vec::new();
+    for (value, unit) in [(days, "d"), (hours, "h"), (minutes, "m")] {
+        if value > 0 || !parts.is_empty() {
+            parts.push(format!("{value}{unit}"));
+        }
+    }
+    parts.push(format!("{seconds}s"));
+    parts.join(" ")
+}
+
+/// The status of one job at `now`.
+pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
+    let instance = job.instance;
+    let state = match (instance, job.stop, job.next) {
+        (Some(i), None, _) if i.leader_alive && i.term_sent.is_none() => State::Running,
+        (Some(_), _, _) => State::Stopping,
+        (None, _, Next::Rest(Rest::Disabled)) => State::Disabled,
+        (None, _, Next::Rest(Rest::Done)) => State::Done,
+        (None, _, _) if job.start_failed => State::FailedToStart,
+        (None, _, Next::StartAt(t)) if t > now => State::WaitingToRestart,
+        (None, _, _) if job.starts > 0 => State::WaitingToRestart,
+        (None, _, _) => State::Waiting,
+    };
+    let running = instance.filter(|i| i.leader_alive);
+    JobStatus {
+        name: job.def.name.clone(),
+        state,
+        enabled: job.enabled(),
+        pid: running.map(|i| i.pid),
+        uptime_seconds: running.map(|i| now.millis_since(i.started) / 1000),
+        restart_in_seconds: match (instance, job.next) {
+            (None, Next::StartAt(t)) if t > now => Some(t.millis_since(now).div_ceil(1000)),
+            _ => None,
+        },
+        restarts: job.restarts(),
+        started: running.map(|i| i.started),
+        last_exit: job.last_exit.map(|status| match status {
+            ExitStatus::Code(code) => LastExit {
+                code: Some(code),
+                signal: None,
+            },
+            ExitStatus::Signal { name, .. } => LastExit {
+                code: None,
+                signal: Some(name.to_string()),
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::supervise::event::{Event, JobId};
+    use crate::supervise::Supervisor;
+
+    fn statuses(sup: &Supervisor, now: Mono) -> Vec<(String, State, Option<i32>)> {
+        sup.jobs()
+            .iter()
+            .map(|j| job_status(j, now))
+            .map(|s| (s.name, s.state, s.pid))
+            .collect()
+    }
+
+    #[test]
+    fn states_through_a_life() {
+        let config = parse(
+            b"job {\n name a\n cmd /bin/a\n}\njob {\n name off\n cmd /bin/b\n disable\n}\njob {\n name one\n cmd /bin/c\n once\n}",
+        )
+        .unwrap();
+        let mut sup = Supervisor::new(&config, 0);
+        let t = Mono::from_secs;
+        assert_eq!(statuses(&sup, t(0))[0].1, State::Waiting);
+        sup.handle(Event::Start, t(0));
+        for (id, pid) in [(JobId(1), 10), (JobId(3), 30)] {
+            sup.handle(Event::Spawned { job: id, pid }, t(0));
+        }
+        assert_eq!(
+            statuses(&sup, t(5)),
+            [
+                ("a".into(), State::Running, Some(10)),
+                ("off".into(), State::Disabled, None),
+                ("one".into(), State::Running, Some(30))
+            ]
+        );
+        let status = job_status(&sup.jobs()[0], t(5));
+        assert_eq!(status.uptime_seconds, Some(5));
+        sup.handle(
+            Event::Reaped {
+                pid: 10,
+                status: ExitStatus::Code(1),
+            },
+            t(5),
+        );
+        sup.handle(
+            Event::Probed {
+                pgid: 10,
+                alive: false,
+            },
+            t(5),
+        );
+        sup.handle(
+            Event::Reaped {
+                pid: 30,
+                status: ExitStatus::Signal {
+                    number: 9,
+                    name: "SIGKILL",
+                },
+            },
+            t(5),
+        );
+        sup.handle(
+            Event::Probed {
+                pgid: 30,
+                alive: false,
+            },
+            t(5),
+        );
+        let a = job_status(&sup.jobs()[0], t(6));
+        assert_eq!(a.state, State::WaitingToRestart);
+        assert_eq!(a.restart_in_seconds, Some(9));
+        assert_eq!(a.last_exit.as_ref().unwrap().describe(), "exit 1");
+        let one = job_status(&sup.jobs()[2], t(6));
+        assert_eq!(one.state, State::Done);
+        assert_eq!(one.last_exit.unwrap().describe(), "SIGKILL");
+    }
+
+    #[test]
+    fn durations_leave_out_leading_zero_units() {
+        assert_eq!(duration_text(0), "0s");
+        assert_eq!(duration_text(59), "59s");
+        assert_eq!(duration_text(240), "4m 0s");
+        assert_eq!(
+            duration_text(3 * 86_400 + 4 * 3_600 + 60 + 9),
+            "3d 4h 1m 9s"
+        );
+        assert_eq!(duration_text(86_400), "1d 0h 0m 0s");
+    }
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let status = JobStatus {
+            name: "web".into(),
+            state: State::WaitingToRestart,
+            enabled: true,
+            pid: None,
+            uptime_seconds: None,
+            restart_in_seconds: Some(3),
+            restarts: 2,
+            last_exit: Some(LastExit {
+                code: Some(1),
+                signal: None,
+            }),
+            started: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            r#"{"name":"web","state":"waiting_to_restart","enabled":true,"pid":null,"uptime_seconds":null,"restart_in_seconds":3,"restarts":2,"last_exit":{"code":1}}"#
+        );
+    }
+}

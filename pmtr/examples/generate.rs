@@ -1,0 +1,63 @@
+//! Writes the man pages and shell completions of `pmtr` and `pmtr-ctl`,
+//! generated from their clap definitions, so that they cannot drift from
+//! `--help`:
+//!
+//!     cargo run --example generate -- OUTDIR
+//!
+//! gives OUTDIR/man/*.1 and OUTDIR/completions/{bash,zsh,fish} files.
+
+use std::fs::File;
+use std::path::Path;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use pmtr::cli::Args;
+use pmtr::ctl_cli::CtlArgs;
+
+fn main() -> std::io::Result<()> {
+    let out = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "target/generated".into());
+    generate(Path::new(&out))
+}
+
+fn generate(out: &Path) -> std::io::Result<()> {
+    let man = out.join("man");
+    let completions = out.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    for (command, name) in [(Args::command(), "pmtr"), (CtlArgs::command(), "pmtr-ctl")] {
+        let mut page = File::create(man.join(format!("{name}.1")))?;
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            clap_complete::generate_to(shell, &mut command.clone(), name, &completions)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_pages_and_completions_are_generated() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path()).unwrap();
+        let page = std::fs::read_to_string(dir.path().join("man/pmtr-ctl.1")).unwrap();
+        assert!(page.contains(".TH pmtr-ctl 1"), "{page}");
+        assert!(page.contains("status"));
+        let page = std::fs::read_to_string(dir.path().join("man/pmtr.1")).unwrap();
+        assert!(page.contains("\\-\\-config"));
+        for file in [
+            "pmtr.bash",
+            "_pmtr",
+            "pmtr.fish",
+            "pmtr-ctl.bash",
+            "_pmtr-ctl",
+            "pmtr-ctl.fish",
+        ] {
+            assert!(dir.path().join("completions").join(file).exists(), "{file}");
+        }
+    }
+}

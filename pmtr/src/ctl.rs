@@ -1,0 +1,286 @@
+//! `pmtr-ctl`: sends one request to pmtr and shows the answer. Locally it
+//! speaks the protocol of `pmtr_core::proto::local` over pmtr's socket;
+//! with `-s HOST` it sends the original UDP control datagram.
+//!
+//! Exit status: 0 done, 1 refused (unknown job, bad request, not
+//! allowed), 2 pmtr could not be reached.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::net::{ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pmtr_core::proto::local::{Request, Response};
+use pmtr_core::status::{duration_text, JobStatus, State};
+
+use crate::ctl_cli::{Command, CtlArgs};
+use crate::reason::Reason;
+
+const REFUSED: u8 = 1;
+const UNREACHABLE: u8 = 2;
+/// How long to wait for pmtr's answer (but for `logs --follow`).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(args: &CtlArgs) -> ExitCode {
+    if let Some(server) = &args.server {
+        return remote(args, server);
+    }
+    let request = match &args.command {
+        Command::Status { name, .. } => Request::Status { job: name.clone() },
+        Command::Enable { names } => Request::Enable {
+            jobs: names.clone(),
+        },
+        Command::Disable { names } => Request::Disable {
+            jobs: names.clone(),
+        },
+        Command::Restart { names } => Request::Restart {
+            jobs: names.clone(),
+        },
+        Command::Reload => Request::Reload,
+        Command::Logs {
+            name,
+            lines,
+            follow,
+        } => Request::Logs {
+            job: name.clone(),
+            lines: *lines,
+            follow: *follow,
+        },
+    };
+    let json = matches!(args.command, Command::Status { json: true, .. });
+    let follow = matches!(args.command, Command::Logs { follow: true, .. });
+    let mut stream = match UnixStream::connect(&args.socket) {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!(
+                "pmtr-ctl: cannot reach pmtr at {}: {} (is pmtr running? see --socket)",
+                args.socket.display(),
+                Reason(&error)
+            );
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    if args.verbose {
+        eprint!("pmtr-ctl: sending {}", request.encode());
+    }
+    // pmtr may answer (a refusal) and close before reading the request:
+    // read its answer before reporting a failed send.
+    let sent = stream.write_all(request.encode().as_bytes());
+    if !follow {
+        let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+    }
+    let mut answered = false;
+    let mut refused = false;
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stream).lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(_) if answered => break,
+            Err(error) => {
+                eprintln!("pmtr-ctl: reading pmtr's answer: {}", Reason(&error));
+                return ExitCode::from(UNREACHABLE);
+            }
+        };
+        answered = true;
+        match Response::decode(&line) {
+            Err(error) => {
+                eprintln!("pmtr-ctl: unreadable answer from pmtr: {error}");
+                return ExitCode::from(UNREACHABLE);
+            }
+            Ok(Response::Error { message }) => {
+                eprintln!("pmtr-ctl: {message}");
+                refused = true;
+            }
+            Ok(Response::Status { jobs }) => {
+                let shown = if json {
+                    serde_json::to_string_pretty(&jobs)
+                        .map(|s| s + "\n")
+                        .unwrap_or_default()
+                } else {
+                    table(&jobs, std::io::stdout().is_terminal())
+                };
+                let _ = out.write_all(shown.as_bytes());
+            }
+            Ok(Response::Done { results }) => {
+                for result in results {
+                    let text = if result.job.is_empty() {
+                        result.message
+                    } else {
+                        format!("{}: {}", result.job, result.message)
+                    };
+                    if result.ok {
+                        let _ = writeln!(out, "{text}");
+                    } else {
+                        eprintln!("pmtr-ctl: {text}");
+                        refused = true;
+                    }
+                }
+            }
+            Ok(Response::Line { line, .. }) => {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        }
+    }
+    if !answered {
+        match sent {
+            Err(error) => eprintln!("pmtr-ctl: cannot send to pmtr: {}", Reason(&error)),
+            Ok(()) => eprintln!("pmtr-ctl: pmtr closed the connection without an answer"),
+        }
+        return ExitCode::from(UNREACHABLE);
+    }
+    if refused {
+        ExitCode::from(REFUSED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The original remote control: `enable NAME...` or `disable NAME...` in
+/// one UDP datagram to the pmtr listening on HOST:PORT.
+fn remote(args: &CtlArgs, server: &str) -> ExitCode {
+    let (verb, names) = match &args.command {
+        Command::Enable { names } => ("enable", names),
+        Command::Disable { names } => ("disable", names),
+        _ => {
+            eprintln!("pmtr-ctl: only enable and disable can be sent to a remote pmtr (-s)");
+            return ExitCode::from(REFUSED);
+        }
+    };
+    let message = format!("{verb} {}", names.join(" "));
+    let target = match (server, args.port).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            eprintln!("pmtr-ctl: {server} has no address");
+            return ExitCode::from(UNREACHABLE);
+        }
+        Err(error) => {
+            eprintln!("pmtr-ctl: cannot resolve {server}: {error}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sent = UdpSocket::bind(bind).and_then(|socket| socket.send_to(message.as_bytes(), target));
+    match sent {
+        Ok(_) => {
+            if args.verbose {
+                eprintln!("pmtr-ctl: sent \"{message}\" to {target}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("pmtr-ctl: cannot send to {target}: {}", Reason(&error));
+            ExitCode::from(UNREACHABLE)
+        }
+    }
+}
+
+/// The status table, columns aligned; the state coloured on a terminal.
+pub fn table(jobs: &[JobStatus], colour: bool) -> String {
+    let header = ["JOB", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|job| {
+            [
+                job.name.clone(),
+                job.state.label().to_string(),
+                job.pid.map_or("-".into(), |p| p.to_string()),
+                match (job.uptime_seconds, job.restart_in_seconds) {
+                    (Some(up), _) => duration_text(up),
+                    (None, Some(wait)) => format!("in {}", duration_text(wait)),
+                    _ => "-".into(),
+                },
+                job.restarts.to_string(),
+                job.last_exit.as_ref().map_or("-".into(), |e| e.describe()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[String; 6], state: Option<State>, out: &mut String| {
+        for (i, cell) in cells.iter().enumerate() {
+            let padded = format!("{cell:<width$}", width = widths[i]);
+            match (i, state, colour) {
+                (1, Some(state), true) => {
+                    out.push_str(&format!("\x1b[{}m{padded}\x1b[0m", colour_of(state)))
+                }
+                _ => out.push_str(&padded),
+            }
+            out.push_str(if i + 1 < cells.len() { "  " } else { "" });
+        }
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
+        out.push('\n');
+    };
+    line(&header.map(String::from), None, &mut out);
+    for (row, job) in rows.iter().zip(jobs) {
+        line(row, Some(job.state), &mut out);
+    }
+    out
+}
+
+fn colour_of(state: State) -> &'static str {
+    match state {
+        State::Running => "32",
+        State::WaitingToRestart | State::Waiting | State::Stopping => "33",
+        State::FailedToStart => "31",
+        State::Disabled | State::Done => "2",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmtr_core::status::LastExit;
+
+    fn job(name: &str, state: State, pid: Option<i32>, up: Option<u64>) -> JobStatus {
+        JobStatus {
+            name: name.into(),
+            state,
+            enabled: true,
+            pid,
+            uptime_seconds: up,
+            restart_in_seconds: if up.is_none() { Some(7) } else { None },
+            restarts: 2,
+            last_exit: Some(LastExit {
+                code: None,
+                signal: Some("SIGKILL".into()),
+            }),
+            started: None,
+        }
+    }
+
+    #[test]
+    fn the_table_is_aligned() {
+        let text = table(
+            &[
+                job("web", State::Running, Some(1234), Some(3_725)),
+                job("a-long-name", State::WaitingToRestart, None, None),
+            ],
+            false,
+        );
+        assert_eq!(
+            text,
+            "JOB          STATE               PID   UPTIME    RESTARTS  LAST EXIT\n\
+             web          running             1234  1h 2m 5s  2         SIGKILL\n\
+             a-long-name  waiting to restart  -     in 7s     2         SIGKILL\n"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let jobs = [job("web", State::Running, Some(1), Some(1))];
+        assert!(!table(&jobs, false).contains('\x1b'));
+        assert!(table(&jobs, true).contains("\x1b[32mrunning"));
+    }
+}

@@ -1,0 +1,368 @@
+//! The local control socket: a Unix stream socket (mode 0600 in a 0700
+//! directory) where `pmtr-ctl` asks for status, enables, disables,
+//! restarts, reloads and reads logs. Only pmtr's own uid and root are
+//! served (SO_PEERCRED). Clients never block the loop: sockets are
+//! non-blocking, and a client that sends nothing or reads nothing is
+//! dropped at a deadline; a follower that falls too far behind is dropped.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use pmtr_core::proto::local::{Request, Response, MAX_REQUEST};
+use pmtr_core::time::Mono;
+
+use crate::reason::Reason;
+
+/// Time a client has to send its request, or to read a response.
+const CLIENT_DEADLINE_MILLIS: u64 = 5_000;
+/// Output a client may leave unread before it is dropped.
+const MAX_PENDING_OUTPUT: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("another pmtr listens on {}: not replacing its socket (use --socket)", .0.display())]
+    InUse(PathBuf),
+    #[error("unable to create the control socket {}: {}", .path.display(), Reason(.source))]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A request from a client allowed to make it.
+pub struct Incoming {
+    pub client: RawFd,
+    pub request: Request,
+}
+
+enum Phase {
+    /// Reading the request line, until the deadline.
+    Reading,
+    /// Writing the response, then closing.
+    Answering,
+    /// Streaming a job's output lines until the client leaves.
+    Following(String),
+}
+
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    phase: Phase,
+    deadline: Option<Mono>,
+}
+
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    owner: u32,
+    clients: HashMap<RawFd, Client>,
+}
+
+impl ControlServer {
+    /// Binds the socket at `path`, replacing a stale one left by a crashed
+    /// pmtr but never a live one.
+    pub fn bind(path: &Path) -> Result<ControlServer, ControlError> {
+        let create = |source| ControlError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(create)?;
+        }
+        if path.exists() {
+            match UnixStream::connect(path) {
+                Ok(_) => return Err(ControlError::InUse(path.to_path_buf())),
+                // Nobody listens: a crashed pmtr's socket.
+                Err(_) => std::fs::remove_file(path).map_err(create)?,
+            }
+        }
+        let listener = UnixListener::bind(path).map_err(create)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(create)?;
+        listener.set_nonblocking(true).map_err(create)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            owner: nix::unistd::geteuid().as_raw(),
+            clients: HashMap::new(),
+        })
+    }
+
+    pub fn listener_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    pub fn listener(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    pub fn owns(&self, fd: RawFd) -> bool {
+        fd == self.listener_fd() || self.clients.contains_key(&fd)
+    }
+
+    /// The earliest client deadline: a loop timeout beside the
+    /// supervisor's. None while no client is pending.
+    pub fn next_deadline(&self) -> Option<Mono> {
+        self.clients.values().filter_map(|c| c.deadline).min()
+    }
+
+    /// Drops clients past their deadline.
+    pub fn expire(&mut self, epoll: &Epoll, now: Mono) {
+        let expired: Vec<RawFd> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in expired {
+            self.drop_client(epoll, fd);
+        }
+    }
+
+    /// Handles readiness of one of the server's descriptors. Returns the
+    /// requests that arrived, and refusals to log.
+    pub fn ready(&mut self, epoll: &Epoll, fd: RawFd, now: Mono) -> (Vec<Incoming>, Vec<String>) {
+        let mut incoming = Vec::new();
+        let mut refusals = Vec::new();
+        if fd == self.listener_fd() {
+            self.accept(epoll, now, &mut refusals);
+            return (incoming, refusals);
+        }
+        let Some(client) = self.clients.get_mut(&fd) else {
+            return (incoming, refusals);
+        };
+        let mut closed = false;
+        let mut buffer = [0u8; 1024];
+        loop {
+            match client.stream.read(&mut buffer) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) if matches!(client.phase, Phase::Reading) => {
+                    client.input.extend_from_slice(&buffer[..n])
+                }
+                Ok(_) => {} // nothing more is expected from this client
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+            if client.input.len() > MAX_REQUEST {
+                break;
+            }
+        }
+        if matches!(client.phase, Phase::Reading) {
+            if let Some(end) = client.input.iter().position(|&b| b == b'\n') {
+                let line = client.input[..end].to_vec();
+                client.phase = Phase::Answering;
+                match Request::decode(&line) {
+                    Ok(request) => incoming.push(Incoming {
+                        client: fd,
+                        request,
+                    }),
+                    Err(error) => self.respond(
+                        epoll,
+                        fd,
+                        &[Response::Error {
+                            message: error.to_string(),
+                        }],
+                        now,
+                    ),
+                }
+            } else if client.input.len() > MAX_REQUEST {
+                client.phase = Phase::Answering;
+                let message = format!("request longer than {MAX_REQUEST} bytes");
+                self.respond(epoll, fd, &[Response::Error { message }], now);
+            } else if closed {
+                self.drop_client(epoll, fd);
+            }
+        } else if closed {
+            self.drop_client(epoll, fd);
+        } else {
+            self.flush(epoll, fd, now);
+        }
+        (incoming, refusals)
+    }
+
+    fn accept(&mut self, epoll: &Epoll, now: Mono, refusals: &mut Vec<String>) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // WouldBlock: all taken. EMFILE and the like: the client
+                // waits in the backlog until descriptors are free again.
+                Err(_) => return,
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let fd = stream.as_raw_fd();
+            let peer = getsockopt(&stream, PeerCredentials).ok();
+            let allowed = peer.is_some_and(|p| p.uid() == 0 || p.uid() == self.owner);
+            let events = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, fd as u64);
+            if epoll.add(stream.as_fd(), events).is_err() {
+                continue;
+            }
+            self.clients.insert(
+                fd,
+                Client {
+                    stream,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    phase: Phase::Reading,
+                    deadline: Some(now.plus_millis(CLIENT_DEADLINE_MILLIS)),
+                },
+            );
+            if !allowed {
+                let (uid, pid) = peer.map_or((-1, -1), |p| (p.uid() as i64, p.pid() as i64));
+                let who = if self.owner == 0 {
+                    "root".to_string()
+                } else {
+                    format!("uid {} and root", self.owner)
+                };
+                refusals.push(format!("refused a control connection from uid {uid} (pid {pid}): only {who} may control pmtr"));
+                let message = format!("permission denied: only {who} may control this pmtr");
+                if let Some(client) = self.clients.get_mut(&fd) {
+                    client.phase = Phase::Answering;
+                }
+                self.respond(epoll, fd, &[Response::Error { message }], now);
+            }
+        }
+    }
+
+    /// Queues `responses` for the client and writes what the socket takes.
+    pub fn respond(&mut self, epoll: &Epoll, fd: RawFd, responses: &[Response], now: Mono) {
+        let Some(client) = self.clients.get_mut(&fd) else {
+            return;
+        };
+        for response in responses {
+            client
+                .output
+                .extend_from_slice(response.encode().as_bytes());
+        }
+        self.flush(epoll, fd, now);
+    }
+
+    /// Turns the client into a follower of `job`'s output (before the
+    /// first lines are sent: an answered client is closed once written).
+    pub fn follow(&mut self, fd: RawFd, job: &str) {
+        if let Some(client) = self.clients.get_mut(&fd) {
+            client.phase = Phase::Following(job.to_string());
+            client.deadline = None;
+        }
+    }
+
+    /// Sends a job's new output line to every client following it.
+    pub fn broadcast(&mut self, epoll: &Epoll, job: &str, pid: i32, line: &str, now: Mono) {
+        let followers: Vec<RawFd> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(&c.phase, Phase::Following(name) if name == job))
+            .map(|(&fd, _)| fd)
+            .collect();
+        if followers.is_empty() {
+            return;
+        }
+        let encoded = Response::Line {
+            job: job.to_string(),
+            pid,
+            line: line.to_string(),
+        }
+        .encode();
+        for fd in followers {
+            if let Some(client) = self.clients.get_mut(&fd) {
+                client.output.extend_from_slice(encoded.as_bytes());
+            }
+            self.flush(epoll, fd, now);
+        }
+    }
+
+    /// Writes pending output without blocking; closes an answered client
+    /// once all is written; drops one too slow to read.
+    fn flush(&mut self, epoll: &Epoll, fd: RawFd, now: Mono) {
+        let Some(client) = self.clients.get_mut(&fd) else {
+            return;
+        };
+        while !client.output.is_empty() {
+            match client.stream.write(&client.output) {
+                Ok(0) => break,
+                Ok(n) => {
+                    client.output.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.drop_client(epoll, fd);
+                    return;
+                }
+            }
+        }
+        let pending = !client.output.is_empty();
+        if pending && client.output.len() > MAX_PENDING_OUTPUT {
+            self.drop_client(epoll, fd);
+            return;
+        }
+        match (&client.phase, pending) {
+            (Phase::Answering, false) => {
+                // Unread input makes the kernel reset the connection, and the
+                // client could lose the answer: take it first.
+                let mut sink = [0u8; 4096];
+                for _ in 0..16 {
+                    if !matches!(client.stream.read(&mut sink), Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                self.drop_client(epoll, fd);
+            }
+            (_, pending) => {
+                // A reader that does not keep up with the response has until
+                // the deadline; an idle follower has no deadline at all.
+                client.deadline = match &client.phase {
+                    // Bounded by MAX_PENDING_OUTPUT instead: a follower may
+                    // be quiet for days.
+                    Phase::Following(_) => None,
+                    Phase::Reading => client.deadline,
+                    Phase::Answering => Some(
+                        client
+                            .deadline
+                            .unwrap_or(now.plus_millis(CLIENT_DEADLINE_MILLIS)),
+                    ),
+                };
+                let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+                if pending {
+                    flags |= EpollFlags::EPOLLOUT;
+                }
+                let mut event = EpollEvent::new(flags, fd as u64);
+                let _ = epoll.modify(client.stream.as_fd(), &mut event);
+            }
+        }
+    }
+
+    fn drop_client(&mut self, epoll: &Epoll, fd: RawFd) {
+        if let Some(client) = self.clients.remove(&fd) {
+            let _ = epoll.delete(client.stream.as_fd());
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

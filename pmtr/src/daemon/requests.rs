@@ -1,0 +1,162 @@
+//! Answering `pmtr-ctl`: each request from the control socket becomes
+//! events for the supervisor and a response for the client.
+
+use std::os::fd::RawFd;
+
+use pmtr_core::proto::local::{JobResult, Request, Response};
+use pmtr_core::status::job_status;
+use pmtr_core::supervise::event::{Event, Level};
+
+use super::control::Incoming;
+use super::looper::Daemon;
+
+impl Daemon {
+    /// Readiness of a control-socket descriptor.
+    pub(super) fn serve(&mut self, fd: RawFd) {
+        let now = self.clock.now();
+        let Some(control) = &mut self.control else {
+            return;
+        };
+        let (incoming, refusals) = control.ready(&self.epoll, fd, now);
+        for refusal in refusals {
+            self.logger.log(Level::Warning, &refusal);
+        }
+        for Incoming { client, request } in incoming {
+            self.answer(client, request);
+        }
+    }
+
+    fn answer(&mut self, client: RawFd, request: Request) {
+        let responses = match request {
+            Request::Status { job } => self.status(job.as_deref()),
+            Request::Enable { jobs } => {
+                self.each_job(jobs, "enabled until the next reload", |name| {
+                    Event::SetEnabled {
+                        name,
+                        enabled: true,
+                    }
+                })
+            }
+            Request::Disable { jobs } => {
+                self.each_job(jobs, "disabled until the next reload", |name| {
+                    Event::SetEnabled {
+                        name,
+                        enabled: false,
+                    }
+                })
+            }
+            Request::Restart { jobs } => {
+                let (disabled, others): (Vec<String>, Vec<String>) =
+                    jobs.into_iter().partition(|name| {
+                        self.supervisor
+                            .jobs()
+                            .iter()
+                            .any(|j| &j.def.name == name && !j.enabled())
+                    });
+                let mut responses =
+                    self.each_job(others, "restarting", |name| Event::Restart { name });
+                if let Some(Response::Done { results }) = responses.first_mut() {
+                    results.extend(disabled.into_iter().map(|job| JobResult {
+                        job,
+                        ok: false,
+                        message: "disabled: enable it to run it".into(),
+                    }));
+                }
+                responses
+            }
+            Request::Reload => {
+                self.last_reload = None;
+                self.apply(Event::ReloadRequested);
+                let (ok, message) = match self.last_reload.take() {
+                    Some(Ok(())) => (true, "configuration reloaded".to_string()),
+                    Some(Err(errors)) => (
+                        false,
+                        format!("the configuration was not applied:\n{}", errors.trim_end()),
+                    ),
+                    None => (false, "pmtr is shutting down".to_string()),
+                };
+                vec![Response::Done {
+                    results: vec![JobResult {
+                        job: String::new(),
+                        ok,
+                        message,
+                    }],
+                }]
+            }
+            Request::Logs { job, lines, follow } => {
+                if !self.knows(&job) {
+                    vec![Response::Error {
+                        message: format!("no job named {job}"),
+                    }]
+                } else {
+                    if follow {
+                        if let Some(control) = &mut self.control {
+                            control.follow(client, &job);
+                        }
+                    }
+                    self.rings
+                        .last(&job, lines)
+                        .into_iter()
+                        .map(|(pid, line)| Response::Line {
+                            job: job.clone(),
+                            pid,
+                            line,
+                        })
+                        .collect()
+                }
+            }
+        };
+        let now = self.clock.now();
+        if let Some(control) = &mut self.control {
+            control.respond(&self.epoll, client, &responses, now);
+        }
+    }
+
+    fn knows(&self, job: &str) -> bool {
+        self.supervisor.jobs().iter().any(|j| j.def.name == job)
+    }
+
+    fn status(&self, job: Option<&str>) -> Vec<Response> {
+        let now = self.clock.now();
+        let jobs: Vec<_> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .filter(|j| job.is_none_or(|name| j.def.name == name))
+            .map(|j| job_status(j, now))
+            .collect();
+        match job {
+            Some(name) if jobs.is_empty() => vec![Response::Error {
+                message: format!("no job named {name}"),
+            }],
+            _ => vec![Response::Status { jobs }],
+        }
+    }
+
+    /// Applies `event` to each named job that exists; one result each.
+    fn each_job(
+        &mut self,
+        jobs: Vec<String>,
+        done: &str,
+        event: impl Fn(String) -> Event,
+    ) -> Vec<Response> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for name in jobs {
+            if self.knows(&name) {
+                self.apply(event(name.clone()));
+                results.push(JobResult {
+                    job: name,
+                    ok: true,
+                    message: done.to_string(),
+                });
+            } else {
+                results.push(JobResult {
+                    job: name.clone(),
+                    ok: false,
+                    message: format!("no job named {name}"),
+                });
+            }
+        }
+        vec![Response::Done { results }]
+    }
+}
