@@ -17,7 +17,7 @@ use pmtr::ctl_cli::CtlArgs;
 fn main() -> std::io::Result<()> {
     let out = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "target/generated".into());
+        .unwrap_or_else(|| "target/release/generated".into());
     generate(Path::new(&out))
 }
 

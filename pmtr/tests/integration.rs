@@ -9,6 +9,8 @@ mod check;
 mod control;
 mod daemonize;
 mod faults;
+mod notify;
+mod onconnect;
 mod pid1;
 mod reload;
 mod restart;

@@ -42,3 +42,43 @@ fn as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly() {
         assert!(!alive(pid), "{pid} left behind");
     }
 }
+
+/// The shipped container example, as `docker run` would run it: pmtr as
+/// PID 1, then `docker stop`'s SIGTERM.
+#[test]
+fn the_container_example_runs_as_pid_1() {
+    if !is_root() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/container/pmtr.conf"
+    ))
+    .unwrap();
+    let wrapper = ["unshare", "--fork", "--pid", "--mount-proc"];
+    let mut pmtr = Pmtr::start_with(&sandbox, &text, &[], Some(&wrapper));
+    pmtr.expect("pmtr[1]: pmtr: starting", SHORT);
+    pmtr.expect("job setup will not be restarted (once)", SHORT);
+    pmtr.expect_started("app", 1, SHORT);
+    pmtr.expect_started("housekeeping", 1, SHORT);
+    pmtr.expect("app alive", SHORT);
+    let host_pid = pmtr.pid();
+    // The housekeeping helpers (2 s and 3 s) end as orphans of PID 1.
+    assert!(
+        wait_until(Duration::from_secs(6), || children_of(host_pid).len() == 2),
+        "orphans not reaped: {:?}",
+        children_of(host_pid)
+    );
+    assert!(children_of(host_pid).into_iter().all(alive), "no zombies");
+    let jobs = children_of(host_pid);
+    let stopped = std::time::Instant::now();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), Signal::SIGTERM);
+    let status = pmtr.wait_exit(SHORT).expect("pmtr exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "within docker's grace period"
+    );
+    assert!(jobs.into_iter().all(|pid| !alive(pid)));
+}

@@ -22,6 +22,7 @@ use pmtr_core::time::Mono;
 use super::control::ControlServer;
 use super::log::Logger;
 use super::metrics::MetricsFile;
+use super::notify::Notifier;
 use super::output::{Capture, Drained};
 use super::rings::Rings;
 use super::spawner::Setup;
@@ -55,6 +56,7 @@ pub struct Daemon {
     metrics: Option<MetricsFile>,
     /// Wall-clock time (Unix seconds) at monotonic zero, for metrics.
     wall_offset: f64,
+    notifier: Notifier,
     /// How the last read of the configuration went, for `pmtr-ctl reload`.
     pub(super) last_reload: Option<Result<(), String>>,
     pub(super) setups: HashMap<RawFd, Setup>,
@@ -157,6 +159,7 @@ impl Daemon {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             last_reload: None,
+            notifier: Notifier::from_env(),
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             exit: false,
@@ -170,6 +173,7 @@ impl Daemon {
         let paths = self.supervisor.dependency_paths();
         self.apply(hash_files(paths));
         self.apply(Event::Start);
+        self.notifier.ready();
         let mut ready = vec![EpollEvent::empty(); 64];
         let signal_fd = self.signals.as_fd().as_raw_fd();
         while !self.exit {
@@ -259,6 +263,9 @@ impl Daemon {
         }
         if reload {
             self.apply(Event::ReloadRequested);
+        }
+        if !shutdown.is_empty() && !self.supervisor.is_shutting_down() {
+            self.notifier.stopping();
         }
         for signal in shutdown {
             self.apply(Event::Shutdown { signal });
@@ -362,6 +369,7 @@ impl Daemon {
                 if spawns.is_empty() {
                     if reloaded {
                         self.forget_deleted_jobs_output();
+                        self.notifier.ready();
                     }
                     self.update_metrics();
                     return;
@@ -386,6 +394,9 @@ impl Daemon {
                     }),
                     Action::Log { level, message } => self.logger.log(level, &message),
                     Action::ReadConfig { forced } => {
+                        if !reloaded {
+                            self.notifier.reloading();
+                        }
                         reloaded = true;
                         queue.push_back(self.read_config(forced));
                     }

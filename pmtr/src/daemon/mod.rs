@@ -6,6 +6,7 @@ mod control;
 pub mod log;
 pub mod looper;
 mod metrics;
+pub mod notify;
 pub mod output;
 pub mod pidfile;
 mod requests;

@@ -81,7 +81,9 @@ pub struct PlanContext {
 impl PlanContext {
     pub fn capture(open_files: Option<(u64, u64)>) -> PlanContext {
         PlanContext {
+            // systemd's notification socket is pmtr's, not its jobs'.
             environment: std::env::vars_os()
+                .filter(|(name, _)| name != "NOTIFY_SOCKET")
                 .filter_map(|(name, value)| {
                     let mut entry = name.into_vec();
                     entry.push(b'=');

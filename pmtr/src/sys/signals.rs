@@ -80,3 +80,11 @@ pub fn reset_to_default(signal: libc::c_int) {
         )
     };
 }
+
+/// Lets the kernel reap this process's children (SA_NOCLDWAIT): for a
+/// process that never waits for them, such as `onconnect`.
+pub fn reap_children_automatically() -> Result<(), Errno> {
+    let reap = SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty());
+    // SAFETY: SIG_DFL runs no code of ours in a signal context.
+    unsafe { sigaction(Signal::SIGCHLD, &reap) }.map(|_| ())
+}

@@ -1,7 +1,7 @@
 //! The parent side of a job's start: makes the status pipe, forks, and
 //! hands the child its plan.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -48,5 +48,43 @@ pub fn spawn(plan: &ExecPlan, status: (OwnedFd, OwnedFd)) -> Result<Forked, Errn
                 status: status_read,
             })
         }
+    }
+}
+
+/// For `onconnect`: forks `argv` (NULL-terminated pointers into C strings
+/// the caller keeps alive) with `connection` as its descriptor 3 and no
+/// other descriptor beyond the standard three. Returns the child's pid.
+pub fn spawn_with_connection(
+    argv: &[*const libc::c_char],
+    connection: RawFd,
+) -> Result<libc::pid_t, Errno> {
+    if argv.last().is_none_or(|p| !p.is_null()) || argv.len() < 2 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the child only makes async-signal-safe syscalls on values
+    // that exist before the fork, then execs or exits.
+    match unsafe { libc::fork() } {
+        -1 => Err(Errno::last()),
+        0 => {
+            // SAFETY: in the child; `argv` stays valid (copied address space).
+            unsafe {
+                let placed = if connection == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(connection, 3)
+                };
+                if placed != -1 {
+                    libc::syscall(
+                        libc::SYS_close_range,
+                        4u32,
+                        u32::MAX,
+                        libc::CLOSE_RANGE_CLOEXEC,
+                    );
+                    libc::execv(argv[0], argv.as_ptr());
+                }
+                libc::_exit(child::SETUP_FAILED_STATUS)
+            }
+        }
+        pid => Ok(pid),
     }
 }

@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 
 pub const PMTR: &str = env!("CARGO_BIN_EXE_pmtr");
 pub const PMTR_CTL: &str = env!("CARGO_BIN_EXE_pmtr-ctl");
+pub const ONCONNECT: &str = env!("CARGO_BIN_EXE_onconnect");
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// A directory of the test's own, removed when the test ends.
 pub struct Sandbox {
@@ -112,6 +122,17 @@ impl Pmtr {
         args: &[&str],
         wrapper: Option<&[&str]>,
     ) -> Pmtr {
+        Pmtr::start_env(sandbox, text, args, wrapper, &[])
+    }
+
+    /// As `start_with`, with extra environment variables for pmtr.
+    pub fn start_env(
+        sandbox: &Sandbox,
+        text: &str,
+        args: &[&str],
+        wrapper: Option<&[&str]>,
+        env: &[(&str, &str)],
+    ) -> Pmtr {
         let config = sandbox.write("pmtr.conf", text);
         let mut argv: Vec<String> = wrapper
             .unwrap_or(&[])
@@ -129,6 +150,7 @@ impl Pmtr {
         argv.extend(args.iter().map(|s| s.to_string()));
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
+            .envs(env.iter().copied())
             .current_dir(sandbox.root())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
