@@ -14,8 +14,8 @@ BASHDIR := $(PREFIX)/share/bash-completion/completions
 ZSHDIR := $(PREFIX)/share/zsh/site-functions
 FISHDIR := $(PREFIX)/share/fish/vendor_completions.d
 
-PROGRAMS := pmtr pmtr-ctl onconnect
-PAGES := pmtr pmtr-ctl
+PROGRAMS := pmtr pmtr-ctl pmtr-rptserver onconnect
+PAGES := pmtr pmtr-ctl pmtr-rptserver onconnect
 GENERATED := target/release/generated
 
 .PHONY: all build install uninstall
@@ -24,7 +24,7 @@ all: build
 
 build:
 	cargo build --release --bins
-	cargo run --release --quiet --example generate -- $(GENERATED)
+	cargo run --release --quiet -p pmtr-rptserver --example generate -- $(GENERATED)
 	sed -e 's|/usr/bin/pmtr|$(BINDIR)/pmtr|g' -e 's|/etc/pmtr.conf|$(SYSCONFDIR)/pmtr.conf|g' \
 		dist/pmtr.service > $(GENERATED)/pmtr.service
 

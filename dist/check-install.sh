@@ -10,7 +10,8 @@ prefix=/opt/pmtr-test
 mkdir -p "$dest/etc" && echo "# mine" > "$dest/etc/pmtr.conf"
 make -s install DESTDIR="$dest" PREFIX="$prefix" >/dev/null
 expect=(
-  "$prefix/bin/pmtr" "$prefix/bin/pmtr-ctl" "$prefix/bin/onconnect"
+  "$prefix/bin/pmtr" "$prefix/bin/pmtr-ctl" "$prefix/bin/onconnect" "$prefix/bin/pmtr-rptserver"
+  "$prefix/share/man/man1/pmtr-rptserver.1" "$prefix/share/man/man1/onconnect.1"
   "$prefix/share/man/man1/pmtr.1" "$prefix/share/man/man1/pmtr-ctl.1"
   "$prefix/share/bash-completion/completions/pmtr" "$prefix/share/zsh/site-functions/_pmtr-ctl"
   "$prefix/share/fish/vendor_completions.d/pmtr.fish" "$prefix/lib/systemd/system/pmtr.service"

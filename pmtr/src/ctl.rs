@@ -11,6 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pmtr_core::proto::auth::Kind;
 use pmtr_core::proto::local::{Request, Response};
 use pmtr_core::status::{duration_text, JobStatus, State};
 
@@ -148,7 +149,23 @@ fn remote(args: &CtlArgs, server: &str) -> ExitCode {
             return ExitCode::from(REFUSED);
         }
     };
-    let message = format!("{verb} {}", names.join(" "));
+    let message = pmtr_core::proto::control::encode(verb == "enable", names);
+    let datagram = match &args.key {
+        None => message.clone().into_bytes(),
+        Some(path) => match crate::keyfile::load(path) {
+            Ok(key) => pmtr_core::proto::auth::sign(
+                &key,
+                Kind::Control,
+                crate::keyfile::unix_now(),
+                crate::keyfile::nonce(),
+                message.as_bytes(),
+            ),
+            Err(reason) => {
+                eprintln!("pmtr-ctl: key {}: {reason}", path.display());
+                return ExitCode::from(REFUSED);
+            }
+        },
+    };
     let target = match (server, args.port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(target)) => target,
         Ok(None) => {
@@ -165,7 +182,7 @@ fn remote(args: &CtlArgs, server: &str) -> ExitCode {
     } else {
         "[::]:0"
     };
-    let sent = UdpSocket::bind(bind).and_then(|socket| socket.send_to(message.as_bytes(), target));
+    let sent = UdpSocket::bind(bind).and_then(|socket| socket.send_to(&datagram, target));
     match sent {
         Ok(_) => {
             if args.verbose {

@@ -31,6 +31,10 @@ pub struct CtlArgs {
     )]
     pub port: u16,
 
+    /// Sign the UDP datagram with this key file (the remote pmtr's `udp key`)
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", requires = "server")]
+    pub key: Option<PathBuf>,
+
     /// Say what is sent
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,

@@ -8,6 +8,8 @@ pub mod config_file;
 pub mod ctl;
 pub mod ctl_cli;
 pub mod daemon;
+pub mod keyfile;
+pub mod onconnect_cli;
 pub mod preflight;
 pub mod reason;
 pub mod sys;

@@ -25,6 +25,7 @@ impl Supervisor {
         job.enabled_override = Some(enabled);
         out.log(Level::Info, messages::overridden(name, enabled));
         self.apply_enabled(index, enabled, now, out);
+        self.report_soon(now);
     }
 
     /// Restarts job `name` now: stops it if it runs (then starts it at

@@ -178,6 +178,8 @@ pub enum Action {
     HashFiles {
         paths: Vec<String>,
     },
+    /// Send the status report to every `report to` destination.
+    SendReport,
     /// Everything is stopped: remove the pidfile and exit 0.
     Exit,
 }

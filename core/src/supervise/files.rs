@@ -191,6 +191,8 @@ impl Supervisor {
         out.push(Action::WatchFiles {
             paths: self.dependency_paths(),
         });
+        self.set_reporting(!config.globals.report_to.is_empty(), now);
+        self.report_soon(now);
     }
 
     /// New content hashes: a job whose dependency's content changed is

@@ -10,6 +10,7 @@ pub mod job;
 pub mod messages;
 pub mod policy;
 pub mod reload;
+pub mod reporting;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +43,8 @@ pub struct Supervisor {
     /// Content hash of each dependency file (resolved path); `None`: the
     /// file is missing. A path not known yet holds its jobs back.
     dependencies: HashMap<String, Option<u64>>,
+    /// When the next status report is due; none without `report to`.
+    report_due: Option<Mono>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +68,9 @@ impl Supervisor {
             hash_due: None,
             touched: BTreeSet::new(),
             dependencies: HashMap::new(),
+            report_due: None,
         };
+        supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
             let id = supervisor.new_id();
             supervisor
@@ -130,6 +135,7 @@ impl Supervisor {
             Event::Restart { name } => self.on_restart(&name, now, &mut out),
         }
         self.start_due(now, &mut out);
+        self.report_if_due(now, &mut out);
         self.exit_if_done(&mut out);
         out.0
     }
@@ -172,6 +178,11 @@ impl Supervisor {
         if self.shutdown.is_none() {
             for settle in [self.reload_due, self.hash_due].into_iter().flatten() {
                 consider(settle.due);
+            }
+            if self.started {
+                if let Some(due) = self.report_due {
+                    consider(due);
+                }
             }
         }
         earliest

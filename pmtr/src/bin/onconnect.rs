@@ -9,30 +9,11 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pmtr::onconnect_cli::Args;
 use pmtr::reason::{Reason, Text};
 use pmtr::sys::signals::reap_children_automatically;
 use pmtr::sys::spawn::spawn_with_connection;
 
-/// onconnect: runs PROG for each TCP connection, with the connection on
-/// descriptor 3.
-#[derive(Debug, Parser)]
-#[command(name = "onconnect", version, about, long_about = None)]
-struct Args {
-    /// Address to listen on
-    #[arg(
-        short = 'a',
-        long = "address",
-        value_name = "ADDR",
-        default_value = "0.0.0.0"
-    )]
-    address: String,
-    /// TCP port to listen on
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
-    port: u16,
-    /// Program to run (absolute path), then its arguments
-    #[arg(required = true, trailing_var_arg = true, value_name = "PROG [ARGS]")]
-    command: Vec<String>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

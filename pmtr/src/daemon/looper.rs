@@ -14,6 +14,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::Config;
+use pmtr_core::proto::report;
 use pmtr_core::status::job_status;
 use pmtr_core::supervise::event::{Action, Event, Level, Pid};
 use pmtr_core::supervise::Supervisor;
@@ -26,6 +27,7 @@ use super::notify::Notifier;
 use super::output::{Capture, Drained};
 use super::rings::Rings;
 use super::spawner::Setup;
+use super::udp::Udp;
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
 use crate::reason::Text;
@@ -57,6 +59,7 @@ pub struct Daemon {
     /// Wall-clock time (Unix seconds) at monotonic zero, for metrics.
     wall_offset: f64,
     notifier: Notifier,
+    udp: Udp,
     /// How the last read of the configuration went, for `pmtr-ctl reload`.
     pub(super) last_reload: Option<Result<(), String>>,
     pub(super) setups: HashMap<RawFd, Setup>,
@@ -138,7 +141,7 @@ impl Daemon {
                 None
             }
         });
-        Ok(Daemon {
+        let mut daemon = Daemon {
             supervisor,
             epoll,
             signals,
@@ -160,10 +163,13 @@ impl Daemon {
                 .map_or(0.0, |d| d.as_secs_f64()),
             last_reload: None,
             notifier: Notifier::from_env(),
+            udp: Udp::new(),
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             exit: false,
-        })
+        };
+        daemon.apply_globals(&config.globals);
+        Ok(daemon)
     }
 
     /// Runs until the supervisor says everything is stopped.
@@ -206,6 +212,8 @@ impl Daemon {
             for &fd in &others {
                 if self.control.as_ref().is_some_and(|c| c.owns(fd)) {
                     self.serve(fd);
+                } else if self.udp.listener().is_some_and(|l| l.as_raw_fd() == fd) {
+                    self.receive_control();
                 }
             }
             for fd in others {
@@ -332,6 +340,57 @@ impl Daemon {
         self.rings.retain(|name| names.contains(name));
     }
 
+    /// Opens, closes or keeps the UDP sockets and key the global
+    /// statements ask for.
+    fn apply_globals(&mut self, globals: &pmtr_core::config::Globals) {
+        for line in self.udp.apply(globals) {
+            self.logger.log(Level::Info, &line);
+        }
+        if let Some(listener) = self.udp.listener() {
+            let fd = listener.as_raw_fd();
+            // EEXIST: the same listener, already watched.
+            let _ = self
+                .epoll
+                .add(listener, EpollEvent::new(EpollFlags::EPOLLIN, token(fd)));
+        }
+    }
+
+    /// Control datagrams: each passing request becomes an event.
+    fn receive_control(&mut self) {
+        let (requests, log) = self.udp.receive();
+        for line in log {
+            self.logger.log(Level::Warning, &line);
+        }
+        let events = requests
+            .into_iter()
+            .map(|(name, enabled)| Event::SetEnabled { name, enabled })
+            .collect();
+        self.apply_all(events);
+    }
+
+    /// The status report, to every `report to` destination.
+    fn send_report(&mut self) {
+        let now = self.clock.now();
+        let restartable: Vec<_> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .filter(|j| !j.def.once)
+            .collect();
+        let statuses: Vec<_> = restartable.iter().map(|j| job_status(j, now)).collect();
+        let commands: Vec<&str> = restartable
+            .iter()
+            .map(|j| j.def.cmd.first().map_or("", String::as_str))
+            .collect();
+        let jobs = report::jobs_of(&statuses, &commands);
+        for line in self
+            .udp
+            .send_report(|report_id| report::encode(report_id, &jobs))
+        {
+            self.logger.log(Level::Warning, &line);
+        }
+    }
+
     /// Rewrites the metrics file if its text changed.
     fn update_metrics(&mut self) {
         let Some(metrics) = &mut self.metrics else {
@@ -364,12 +423,16 @@ impl Daemon {
         let mut queue = VecDeque::from(events);
         let mut spawns = Vec::new();
         let mut reloaded = false;
+        let mut report_pending = false;
         loop {
             let Some(event) = queue.pop_front() else {
                 if spawns.is_empty() {
                     if reloaded {
                         self.forget_deleted_jobs_output();
                         self.notifier.ready();
+                    }
+                    if report_pending {
+                        self.send_report();
                     }
                     self.update_metrics();
                     return;
@@ -407,6 +470,8 @@ impl Daemon {
                         queue.push_back(hash_files(paths));
                     }
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
+                    // After this round's starts, so that it shows them.
+                    Action::SendReport => report_pending = true,
                     Action::Exit => self.exit = true,
                 }
             }
@@ -430,6 +495,7 @@ impl Daemon {
         let (hash, bytes) = result;
         let result = match pmtr_core::config::parse(&bytes) {
             Ok(config) => {
+                self.apply_globals(&config.globals);
                 let path = config.globals.metrics_to.as_deref().map(Path::new);
                 if path != self.metrics.as_ref().map(|m| m.path()) {
                     self.metrics = path.map(MetricsFile::new);

@@ -12,6 +12,7 @@ pub mod pidfile;
 mod requests;
 mod rings;
 mod spawner;
+mod udp;
 pub mod watch;
 
 use crate::reason::Text;

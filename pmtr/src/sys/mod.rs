@@ -3,7 +3,9 @@
 #![allow(unsafe_code)]
 
 pub mod child;
+pub mod clock;
 pub mod daemonize;
+pub mod net;
 pub mod plan;
 pub mod process;
 pub mod signals;

@@ -9,9 +9,22 @@ pub use nix::sys::signal::Signal;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub const PMTR: &str = env!("CARGO_BIN_EXE_pmtr");
-pub const PMTR_CTL: &str = env!("CARGO_BIN_EXE_pmtr-ctl");
-pub const ONCONNECT: &str = env!("CARGO_BIN_EXE_onconnect");
+/// A workspace binary: Cargo names it for the package under test; the
+/// other packages' tests (pmtr-rptserver's) find it in the target dir,
+/// which `cargo test --workspace` fills before any test runs.
+macro_rules! binary {
+    ($name:literal) => {
+        match option_env!(concat!("CARGO_BIN_EXE_", $name)) {
+            Some(path) => path,
+            None => concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/", $name),
+        }
+    };
+}
+
+pub const PMTR: &str = binary!("pmtr");
+pub const PMTR_CTL: &str = binary!("pmtr-ctl");
+pub const ONCONNECT: &str = binary!("onconnect");
+pub const RPTSERVER: &str = binary!("pmtr-rptserver");
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -337,3 +350,60 @@ pub const SHORT: Duration = Duration::from_secs(5);
 /// Long enough for the 10 s rapid-restart guard or kill grace, with room
 /// for a loaded machine.
 pub const GUARD: Duration = Duration::from_secs(25);
+
+/// Another long-running program of the test (pmtr-rptserver, the original
+/// pmtr), its stderr collected; killed (its pid only) on drop.
+pub struct Background {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Background {
+    pub fn start(sandbox: &Sandbox, program: &str, args: &[&str]) -> Background {
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(sandbox.root())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Background { child, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn transcript(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

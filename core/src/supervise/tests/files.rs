@@ -484,3 +484,45 @@ fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
         .event(Event::Restart { name: "off".into() }, at(33))
         .is_empty());
 }
+
+fn reports(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| **a == Action::SendReport).count()
+}
+
+#[test]
+fn reports_go_out_at_start_every_ten_seconds_and_soon_after_a_change() {
+    let text = format!("report to udp://127.0.0.1:9999\n{}", job("a", "/bin/a", ""));
+    let mut run = Run::new(config(&text));
+    assert_eq!(reports(&run.event(Event::Start, at(0))), 1);
+    assert_eq!(run.sup.next_deadline(), Some(at(10)));
+    assert_eq!(reports(&run.event(Event::Timer, at(10))), 1);
+    let actions = run.event(set("a", false), at(12));
+    assert_eq!(reports(&actions), 0);
+    run.exit("a", TERMINATED, at(12));
+    assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(12_200)));
+    assert_eq!(
+        reports(&run.event(Event::Timer, Mono::from_millis(12_200))),
+        1
+    );
+    assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(22_200)));
+}
+
+#[test]
+fn no_reports_without_a_destination_and_none_once_it_is_removed() {
+    let text = job("a", "/bin/a", "");
+    let mut run = Run::new(config(&text));
+    assert_eq!(reports(&run.event(Event::Start, at(0))), 0);
+    assert_eq!(
+        run.sup.next_deadline(),
+        None,
+        "no ticker when nothing is reported"
+    );
+    let with = format!("report to udp://127.0.0.1:9999\n{text}");
+    assert_eq!(
+        reports(&run.event(read(&with, 1), at(5))),
+        1,
+        "a destination added by a reload"
+    );
+    run.event(read(&text, 2), at(6));
+    assert_eq!(run.sup.next_deadline(), None);
+}

@@ -1,0 +1,38 @@
+//! When pmtr sends its status report (`report to`): at start, every 10 s,
+//! and soon after an enable or disable. The shell builds and sends it.
+
+use super::event::Action;
+use super::{Actions, Supervisor};
+use crate::time::Mono;
+
+/// Time between two reports.
+pub const REPORT_EVERY_SECS: u64 = 10;
+/// Delay of the report that follows an enable or disable: several
+/// requests in a burst share one report.
+pub const REPORT_SOON_MILLIS: u64 = 200;
+
+impl Supervisor {
+    /// Reports are sent only with a `report to` destination.
+    pub(super) fn set_reporting(&mut self, reporting: bool, now: Mono) {
+        self.report_due = match (reporting, self.report_due) {
+            (false, _) => None,
+            (true, Some(due)) => Some(due),
+            (true, None) => Some(now),
+        };
+    }
+
+    /// A report soon: the state changed in a way a collector shows.
+    pub(super) fn report_soon(&mut self, now: Mono) {
+        if let Some(due) = &mut self.report_due {
+            *due = (*due).min(now.plus_millis(REPORT_SOON_MILLIS));
+        }
+    }
+
+    pub(super) fn report_if_due(&mut self, now: Mono, out: &mut Actions) {
+        if self.started && self.shutdown.is_none() && self.report_due.is_some_and(|due| due <= now)
+        {
+            out.push(Action::SendReport);
+            self.report_due = Some(now.plus_secs(REPORT_EVERY_SECS));
+        }
+    }
+}

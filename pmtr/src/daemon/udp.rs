@@ -1,0 +1,349 @@
+//! The UDP side of pmtr: status reports to each `report to` destination,
+//! control datagrams on the `listen on` address, and their signatures with
+//! `udp key`. Names resolve when a socket is made, never in the parser, on
+//! a helper thread so that a slow DNS cannot stall the loop; a name that
+//! does not resolve yet is tried again at the next report.
+
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pmtr_core::config::{Globals, UdpEndpoint};
+use pmtr_core::proto::auth::{self, Key, Kind, ReplayGuard};
+use pmtr_core::proto::control::{self, MAX_DATAGRAM};
+
+use crate::keyfile;
+use crate::reason::Reason;
+use crate::sys::net;
+
+/// Most datagrams read per wake-up, so that a flood cannot starve the rest
+/// of the loop.
+const MAX_DATAGRAMS_PER_WAKEUP: usize = 256;
+/// At most one refusal line per this period; the rest are counted.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// A `report to` destination and its socket.
+struct Destination {
+    endpoint: UdpEndpoint,
+    socket: Option<UdpSocket>,
+    /// Filled by the resolver thread.
+    resolved: Arc<Mutex<Option<SocketAddr>>>,
+    /// A resolver thread is at work.
+    resolving: Arc<AtomicBool>,
+    /// `HOSTNAME` or `HOSTNAME IFACE-ADDR`.
+    report_id: String,
+}
+
+/// The UDP configuration in force and its sockets.
+pub struct Udp {
+    globals: Globals,
+    destinations: Vec<Destination>,
+    listener: Option<UdpSocket>,
+    key: Option<Key>,
+    /// Refused without a key: the key file was unusable.
+    key_refused: bool,
+    replay: ReplayGuard,
+    refusals: RefusalLog,
+}
+
+/// Log lines: what `apply` and `receive` want logged.
+pub type Lines = Vec<String>;
+
+impl Udp {
+    pub fn new() -> Udp {
+        Udp {
+            globals: Globals::default(),
+            destinations: Vec::new(),
+            listener: None,
+            key: None,
+            key_refused: false,
+            replay: ReplayGuard::default(),
+            refusals: RefusalLog::default(),
+        }
+    }
+
+    /// The listener's socket, to watch for readability.
+    pub fn listener(&self) -> Option<&UdpSocket> {
+        self.listener.as_ref()
+    }
+
+    /// Applies the global statements of a configuration: reopens what
+    /// changed, leaves the rest alone. Returns lines to log.
+    pub fn apply(&mut self, globals: &Globals) -> Lines {
+        let mut log = Vec::new();
+        if globals.udp_key != self.globals.udp_key {
+            self.key = None;
+            self.key_refused = false;
+            if let Some(path) = &globals.udp_key {
+                match keyfile::load(Path::new(path)) {
+                    Ok(key) => {
+                        log.push(format!("udp key {path}: key id {}", key.id()));
+                        self.key = Some(key);
+                    }
+                    Err(reason) => {
+                        log.push(format!(
+                            "udp key {path}: {reason}; UDP reports and control are off"
+                        ));
+                        self.key_refused = true;
+                    }
+                }
+            }
+        }
+        if globals.report_to != self.globals.report_to {
+            let host = net::host_name();
+            self.destinations = globals
+                .report_to
+                .iter()
+                .map(|endpoint| Destination::new(endpoint, &host, &mut log))
+                .collect();
+        }
+        if globals.listen_on != self.globals.listen_on {
+            self.listener = None;
+            if let Some(endpoint) = &globals.listen_on {
+                match bind(endpoint) {
+                    Ok(socket) => {
+                        log.push(format!(
+                            "listening for control datagrams on udp://{}:{}",
+                            endpoint.host, endpoint.port
+                        ));
+                        self.listener = Some(socket);
+                    }
+                    Err(reason) => log.push(format!(
+                        "unable to listen on udp://{}:{}: {reason}",
+                        endpoint.host, endpoint.port
+                    )),
+                }
+            }
+        }
+        self.globals = globals.clone();
+        log
+    }
+
+    /// Sends `datagrams` (a report, split) to every destination, signed if
+    /// there is a key.
+    pub fn send_report(&mut self, payloads: impl Fn(&str) -> Vec<String>) -> Lines {
+        let mut log = Vec::new();
+        if self.key_refused {
+            return log;
+        }
+        for destination in &mut self.destinations {
+            let Some(target) = destination.target() else {
+                continue;
+            };
+            let Some(socket) = &destination.socket else {
+                continue;
+            };
+            for payload in payloads(&destination.report_id) {
+                let datagram = match &self.key {
+                    Some(key) => auth::sign(
+                        key,
+                        Kind::Report,
+                        keyfile::unix_now(),
+                        keyfile::nonce(),
+                        payload.as_bytes(),
+                    ),
+                    None => payload.into_bytes(),
+                };
+                if let Err(error) = socket.send_to(&datagram, target) {
+                    // Nobody listening yet is the collector's business.
+                    if error.kind() != std::io::ErrorKind::ConnectionRefused {
+                        log.push(format!(
+                            "unable to send a report to {target}: {}",
+                            Reason(&error)
+                        ));
+                    }
+                }
+            }
+        }
+        log
+    }
+
+    /// Reads the datagrams waiting on the listener: the (job, enabled)
+    /// requests of those that pass, and lines to log.
+    pub fn receive(&mut self) -> (Vec<(String, bool)>, Lines) {
+        let mut requests = Vec::new();
+        let mut log = Vec::new();
+        let Some(listener) = &self.listener else {
+            return (requests, log);
+        };
+        let mut buffer = [0u8; MAX_DATAGRAM + 256];
+        for _ in 0..MAX_DATAGRAMS_PER_WAKEUP {
+            let (n, from) = match listener.recv_from(&mut buffer) {
+                Ok(received) => received,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock: all read
+            };
+            let datagram = &buffer[..n];
+            let payload = match (&self.key, self.key_refused) {
+                (_, true) => Err("refused: no usable udp key".to_string()),
+                (None, false) if auth::is_signed(datagram) => {
+                    Err("signed, but pmtr has no udp key".to_string())
+                }
+                (None, false) => Ok(datagram),
+                (Some(key), false) => auth::verify(key, Kind::Control, datagram)
+                    .and_then(|verified| {
+                        self.replay.admit(&verified, keyfile::unix_now())?;
+                        Ok(verified.payload)
+                    })
+                    .map_err(|refusal| refusal.to_string()),
+            };
+            let decoded = payload
+                .and_then(|p| control::decode(p).map_err(|e| format!("invalid control msg ({e})")));
+            match decoded {
+                Ok(found) => requests.extend(found),
+                Err(reason) => {
+                    if let Some(line) = self.refusals.refused(from, &reason) {
+                        log.push(line);
+                    }
+                }
+            }
+        }
+        (requests, log)
+    }
+}
+
+impl Default for Udp {
+    fn default() -> Self {
+        Udp::new()
+    }
+}
+
+impl Destination {
+    fn new(endpoint: &UdpEndpoint, host: &str, log: &mut Lines) -> Destination {
+        let mut report_id = host.to_string();
+        let socket = match UdpSocket::bind(if endpoint.host.contains(':') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }) {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                log.push(format!(
+                    "unable to make a report socket: {}",
+                    Reason(&error)
+                ));
+                None
+            }
+        };
+        if let (Some(socket), Some(interface)) = (&socket, &endpoint.interface) {
+            match net::interface_address(interface) {
+                Some(address) => {
+                    report_id = format!("{host} {address}");
+                    if let Err(errno) = net::set_multicast_interface(socket, address) {
+                        log.push(format!(
+                            "unable to send reports out of {interface}: {}",
+                            crate::reason::Text(errno)
+                        ));
+                    }
+                }
+                None => log.push(format!(
+                    "interface {interface} has no IPv4 address: reports go out the default way"
+                )),
+            }
+        }
+        if let Some(socket) = &socket {
+            let _ = socket.set_nonblocking(true);
+        }
+        let destination = Destination {
+            endpoint: endpoint.clone(),
+            socket,
+            resolved: Arc::new(Mutex::new(None)),
+            resolving: Arc::new(AtomicBool::new(false)),
+            report_id,
+        };
+        // A literal address needs no resolver.
+        if let Ok(ip) = endpoint.host.parse::<std::net::IpAddr>() {
+            if let Ok(mut slot) = destination.resolved.lock() {
+                *slot = Some(SocketAddr::new(ip, endpoint.port));
+            }
+        }
+        destination
+    }
+
+    /// The resolved address; starts a resolution (on a helper thread) if
+    /// there is none yet and none under way, for a later report to use.
+    fn target(&mut self) -> Option<SocketAddr> {
+        let resolved = self.resolved.lock().ok().and_then(|slot| *slot);
+        if resolved.is_none() && !self.resolving.swap(true, Ordering::AcqRel) {
+            let slot = Arc::clone(&self.resolved);
+            let busy = Arc::clone(&self.resolving);
+            let name = (self.endpoint.host.clone(), self.endpoint.port);
+            let spawned = std::thread::Builder::new()
+                .name("pmtr-resolve".into())
+                .spawn(move || {
+                    // A failed lookup leaves the slot empty: tried again later.
+                    let address = name.to_socket_addrs().ok().and_then(|mut a| a.next());
+                    if let Ok(mut slot) = slot.lock() {
+                        *slot = address;
+                    }
+                    busy.store(false, Ordering::Release);
+                });
+            if spawned.is_err() {
+                self.resolving.store(false, Ordering::Release);
+            }
+        }
+        resolved
+    }
+}
+
+fn bind(endpoint: &UdpEndpoint) -> Result<UdpSocket, String> {
+    let address = (endpoint.host.as_str(), endpoint.port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "no such address".to_string())?;
+    let socket = UdpSocket::bind(address).map_err(|e| Reason(&e).to_string())?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| Reason(&e).to_string())?;
+    Ok(socket)
+}
+
+/// Refusals logged at most once per period, with the count of the others,
+/// so that a flood cannot fill the disk.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, from: SocketAddr, reason: &str) -> Option<String> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_PERIOD)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        let more = std::mem::take(&mut self.suppressed);
+        let tail = if more > 0 {
+            format!(" ({more} more refused before this one)")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "refused a control datagram from {from}: {reason}{tail}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_rate_limited() {
+        let mut log = RefusalLog::default();
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert!(log.refused(from, "bad signature").is_some());
+        for _ in 0..1000 {
+            assert!(log.refused(from, "bad signature").is_none());
+        }
+        assert_eq!(log.suppressed, 1000);
+    }
+}

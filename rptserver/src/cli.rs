@@ -1,0 +1,28 @@
+//! The command line of `pmtr-rptserver`, defined once for the parser,
+//! `--help` and the man page.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// pmtr-rptserver: collects pmtr status reports into a status file, and
+/// optionally a live web page, JSON and Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "pmtr-rptserver", version, about, long_about = None)]
+pub struct Args {
+    /// UDP port to receive reports on (all addresses)
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: u16,
+    /// Status file, rewritten at most every 10 s
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Log each report received
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Accept only reports signed with this key (pmtr's `udp key`)
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
+    pub key: Option<PathBuf>,
+    /// Serve the web page, /status.json and /metrics on ADDR:PORT
+    #[arg(long = "http", value_name = "ADDR:PORT")]
+    pub http: Option<String>,
+}

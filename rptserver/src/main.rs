@@ -1,0 +1,162 @@
+//! `pmtr-rptserver`: collects the status reports of many pmtr hosts. Keeps
+//! the status file of the original collector (`-f`), and with `--http`
+//! serves a live web page of the fleet, `/status.json` and `/metrics`.
+
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use pmtr::reason::Reason;
+use pmtr::sys::clock::local_time_text;
+use pmtr_core::proto::auth::{self, Key, Kind, MAX_SKEW_SECS};
+use pmtr_core::proto::report;
+
+use pmtr_rptserver::cli::Args;
+use pmtr_rptserver::fleet::Fleet;
+use pmtr_rptserver::web;
+
+
+/// How often the status file may be rewritten.
+const FILE_EVERY: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let key = match &args.key {
+        None => None,
+        Some(path) => match pmtr::keyfile::load(path) {
+            Ok(key) => Some(key),
+            Err(reason) => {
+                eprintln!("pmtr-rptserver: key {}: {reason}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let socket = match UdpSocket::bind(("0.0.0.0", args.port)) {
+        Ok(socket) => socket,
+        Err(error) => {
+            eprintln!(
+                "pmtr-rptserver: unable to listen on UDP port {}: {}",
+                args.port,
+                Reason(&error)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let fleet = Arc::new(Mutex::new(Fleet::default()));
+    if let Some(address) = &args.http {
+        if let Err(message) = web::serve(address, Arc::clone(&fleet), started) {
+            eprintln!("pmtr-rptserver: {message}");
+            return ExitCode::FAILURE;
+        }
+    }
+    run(&args, &socket, key.as_ref(), &fleet, started)
+}
+
+fn run(
+    args: &Args,
+    socket: &UdpSocket,
+    key: Option<&Key>,
+    fleet: &Mutex<Fleet>,
+    started: Instant,
+) -> ExitCode {
+    let mut buffer = vec![0u8; 65_536];
+    let mut last_write: Option<Instant> = None;
+    let mut dirty = true;
+    loop {
+        let wait = last_write
+            .map_or(FILE_EVERY, |t| FILE_EVERY.saturating_sub(t.elapsed()))
+            .max(Duration::from_millis(10));
+        let _ = socket.set_read_timeout(Some(wait));
+        let received = socket.recv_from(&mut buffer);
+        let now = started.elapsed().as_secs_f64();
+        if let Ok((n, from)) = received {
+            let outcome = accept(&buffer[..n], key);
+            let Ok(mut fleet) = fleet.lock() else {
+                return ExitCode::FAILURE;
+            };
+            match outcome {
+                Ok(report) => {
+                    if args.verbose {
+                        eprintln!(
+                            "pmtr-rptserver: report from {} ({from}): {} jobs",
+                            report.host,
+                            report.jobs.len()
+                        );
+                    }
+                    fleet.received += 1;
+                    fleet.record(report, &from.to_string(), now);
+                    dirty = true;
+                }
+                Err(reason) => {
+                    fleet.refused += 1;
+                    if args.verbose {
+                        eprintln!("pmtr-rptserver: refused a datagram from {from}: {reason}");
+                    }
+                }
+            }
+        }
+        if last_write.is_none_or(|t| t.elapsed() >= FILE_EVERY) {
+            let Ok(mut fleet) = fleet.lock() else {
+                return ExitCode::FAILURE;
+            };
+            dirty |= fleet.expire(now);
+            if dirty {
+                let text = fleet.status_file(now, &local_time_text(unix_now() as i64));
+                drop(fleet);
+                if let Err(error) = write_atomically(&args.file, &text) {
+                    eprintln!(
+                        "pmtr-rptserver: unable to write {}: {}",
+                        args.file.display(),
+                        Reason(&error)
+                    );
+                }
+                dirty = false;
+            }
+            last_write = Some(Instant::now());
+        }
+    }
+}
+
+/// A report from a datagram: verified first when there is a key.
+fn accept<'a>(datagram: &'a [u8], key: Option<&Key>) -> Result<report::Report, String> {
+    let payload: &'a [u8] = match key {
+        None if auth::is_signed(datagram) => {
+            // Signed, but this collector has no key: read it anyway.
+            datagram
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(datagram, |i| &datagram[i + 1..])
+        }
+        None => datagram,
+        Some(key) => {
+            let verified = auth::verify(key, Kind::Report, datagram).map_err(|r| r.to_string())?;
+            let skew = verified.unix_secs as i64 - unix_now() as i64;
+            if skew.unsigned_abs() > MAX_SKEW_SECS {
+                return Err(format!("timestamp {skew} s from this clock"));
+            }
+            verified.payload
+        }
+    };
+    report::decode(payload).map_err(|e| e.to_string())
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
