@@ -1,8 +1,8 @@
-//! Writes the man pages and shell completions of `pmtr` and `pmtr-ctl`,
-//! generated from their clap definitions, so that they cannot drift from
-//! `--help`:
+//! Writes the man pages and shell completions of `pmtr`, `pmtr-ctl`,
+//! `pmtr-rptserver` and `onconnect`, generated from their clap
+//! definitions, so that they cannot drift from `--help`:
 //!
-//!     cargo run --example generate -- OUTDIR
+//!     cargo run -p pmtr-rptserver --example generate -- OUTDIR
 //!
 //! gives OUTDIR/man/*.1 and OUTDIR/completions/{bash,zsh,fish} files.
 
@@ -13,6 +13,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use pmtr::cli::Args;
 use pmtr::ctl_cli::CtlArgs;
+use pmtr::onconnect_cli::Args as OnconnectArgs;
+use pmtr_rptserver::cli::Args as RptserverArgs;
 
 fn main() -> std::io::Result<()> {
     let out = std::env::args()
@@ -26,7 +28,13 @@ fn generate(out: &Path) -> std::io::Result<()> {
     let completions = out.join("completions");
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
-    for (command, name) in [(Args::command(), "pmtr"), (CtlArgs::command(), "pmtr-ctl")] {
+    let commands = [
+        (Args::command(), "pmtr"),
+        (CtlArgs::command(), "pmtr-ctl"),
+        (RptserverArgs::command(), "pmtr-rptserver"),
+        (OnconnectArgs::command(), "onconnect"),
+    ];
+    for (command, name) in commands {
         let mut page = File::create(man.join(format!("{name}.1")))?;
         clap_mangen::Man::new(command.clone()).render(&mut page)?;
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
@@ -49,6 +57,8 @@ mod tests {
         assert!(page.contains("status"));
         let page = std::fs::read_to_string(dir.path().join("man/pmtr.1")).unwrap();
         assert!(page.contains("\\-\\-config"));
+        assert!(dir.path().join("man/pmtr-rptserver.1").exists());
+        assert!(dir.path().join("man/onconnect.1").exists());
         for file in [
             "pmtr.bash",
             "_pmtr",

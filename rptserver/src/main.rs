@@ -2,7 +2,6 @@
 //! the status file of the original collector (`-f`), and with `--http`
 //! serves a live web page of the fleet, `/status.json` and `/metrics`.
 
-
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,7 +17,6 @@ use pmtr_core::proto::report;
 use pmtr_rptserver::cli::Args;
 use pmtr_rptserver::fleet::Fleet;
 use pmtr_rptserver::web;
-
 
 /// How often the status file may be rewritten.
 const FILE_EVERY: Duration = Duration::from_secs(10);

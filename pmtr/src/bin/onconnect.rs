@@ -14,7 +14,6 @@ use pmtr::reason::{Reason, Text};
 use pmtr::sys::signals::reap_children_automatically;
 use pmtr::sys::spawn::spawn_with_connection;
 
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let strings: Result<Vec<CString>, _> = args
