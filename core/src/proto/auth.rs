@@ -290,6 +290,26 @@ mod tests {
         assert_eq!(guard.admit(&verified, 1_700_000_010), Ok(()));
     }
 
+    /// The worked example of docs/PROTOCOL.md, computed independently
+    /// (Python's hashlib and hmac).
+    #[test]
+    fn the_documented_example() {
+        let key = Key::new(b"correct horse battery staple").unwrap();
+        assert_eq!(key.id(), "c4bbcb1f");
+        let datagram = sign(
+            &key,
+            Kind::Control,
+            1_795_600_000,
+            0x9f3c_5a7e_21d4_b6a8,
+            b"disable web",
+        );
+        assert_eq!(
+            String::from_utf8(datagram).unwrap(),
+            "PMTR1 control c4bbcb1f 1795600000 9f3c5a7e21d4b6a8 \
+             ca0c8a0be567869f05c9b4aeba39d1ba3277b20c441c40b381b3d9a19f6b964d\ndisable web"
+        );
+    }
+
     #[test]
     fn forged_truncated_wrong_key_and_unsigned_are_refused() {
         let datagram = sign(&key(), Kind::Control, 1_700_000_000, 7, b"disable web");

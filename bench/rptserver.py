@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Benchmark of pmtr-rptserver: reports from 10 000 simulated hosts at the
+10 s cadence (1 000 datagrams/s) on 127.0.0.1 for 60 s. Measures the
+collector's CPU share, its memory, and datagrams lost.
+
+    python3 bench/rptserver.py [--hosts 10000] [--seconds 60] [--jobs-per-host 5]
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import TOP, build_ours, tmpfs_dir  # noqa: E402
+
+
+def free_port(kind):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--jobs-per-host", type=int, default=5)
+    args = parser.parse_args()
+    build_ours()
+    server = os.path.join(TOP, "target", "release", "pmtr-rptserver")
+    work = tmpfs_dir("pmtr-bench-rptserver-")
+    udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    process = subprocess.Popen([server, "-p", str(udp), "-f", os.path.join(work, "status.txt"), "--http", f"127.0.0.1:{http}"],
+                               stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        reports = []
+        for h in range(args.hosts):
+            lines = [f"report host{h:05d}"]
+            for j in range(args.jobs_per_host):
+                lines.append(f"job{j} e {h * 7 + j} {10000 + j} /usr/bin/service{j}")
+            reports.append(("\n".join(lines) + "\n").encode())
+        rate = args.hosts / 10.0
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        target = ("127.0.0.1", udp)
+        sent = 0
+        ticks0 = cpu_ticks(process.pid)
+        start = time.perf_counter()
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= args.seconds:
+                break
+            due = int(elapsed * rate) + 1
+            while sent < due:
+                sender.sendto(reports[sent % args.hosts], target)
+                sent += 1
+            time.sleep(0.005)
+        wall = time.perf_counter() - start
+        ticks1 = cpu_ticks(process.pid)
+        time.sleep(1.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/status.json") as response:
+            status = json.load(response)
+        received = status["datagrams_received"] + status["datagrams_refused"]
+        hz = os.sysconf("SC_CLK_TCK")
+        cpu = (ticks1 - ticks0) / hz
+        print(f"# pmtr-rptserver: {args.hosts} hosts x {args.jobs_per_host} jobs, {rate:.0f} datagrams/s for {wall:.0f} s on 127.0.0.1")
+        print(f"datagrams sent {sent}, received {received}, lost {sent - received}")
+        print(f"CPU {cpu:.2f} s over {wall:.0f} s = {100 * cpu / wall:.2f} % of one core")
+        print(f"RSS {status_kib(process.pid, 'VmRSS')} KiB (peak {status_kib(process.pid, 'VmHWM')} KiB); hosts known {len(status['hosts'])}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
