@@ -318,3 +318,43 @@ fn bounce_every_restarts_the_job_when_it_has_run_that_long() {
     );
     pmtr.expect_started("b", 2, SHORT);
 }
+
+/// A changed global statement is applied without touching any job: the
+/// reports go to the new destination, the job keeps its pid.
+#[test]
+fn a_changed_report_destination_is_applied_without_touching_jobs() {
+    let sandbox = Sandbox::new();
+    let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for socket in [&first, &second] {
+        socket.set_read_timeout(Some(SHORT)).unwrap();
+    }
+    let text = |port: u16| {
+        format!(
+            "report to udp://127.0.0.1:{port}@lo\n{}",
+            job("a", "/bin/sleep 1000")
+        )
+    };
+    let pmtr = Pmtr::start(&sandbox, &text(first.local_addr().unwrap().port()));
+    let pid = pmtr.expect_started("a", 1, SHORT);
+    let mut buffer = [0u8; 4096];
+    let n = first
+        .recv(&mut buffer)
+        .expect("a report at the first destination");
+    let report = String::from_utf8_lossy(&buffer[..n]).into_owned();
+    // `@lo`: the report names the interface's address after the host name.
+    assert!(
+        report.lines().next().unwrap().ends_with(" 127.0.0.1"),
+        "{report}"
+    );
+    assert!(report.contains(&format!(" {pid} /bin/sleep\n")), "{report}");
+    std::fs::write(&pmtr.config, text(second.local_addr().unwrap().port())).unwrap();
+    pmtr.expect("rescanning job configuration", APPLIED);
+    let n = second
+        .recv(&mut buffer)
+        .expect("a report at the new destination");
+    assert!(String::from_utf8_lossy(&buffer[..n]).contains(&format!(" {pid} /bin/sleep")));
+    assert_eq!(pmtr.job_pid("a"), Some(pid));
+    assert_eq!(pmtr.count("started job a"), 1);
+    assert_eq!(pmtr.count("sending SIGTERM"), 0);
+}
