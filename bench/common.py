@@ -21,3 +21,19 @@ def build_original():
 def tmpfs_dir(prefix):
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
+def proc_ticks(pid):
+    """CPU time (user + system) of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def proc_status(pid, field):
+    """A number of /proc/PID/status (voluntary_ctxt_switches, VmRSS, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0

@@ -15,16 +15,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import TOP, build_ours, tmpfs_dir  # noqa: E402
+from common import TOP, build_ours, proc_status, tmpfs_dir  # noqa: E402
 from engine import Fifo, become_subreaper, build_helpers, reap  # noqa: E402
-
-
-def switches(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -74,9 +66,9 @@ def main():
         follower.connect(sock)
         follower.sendall(b"logs job0 10 follow\n")
         time.sleep(0.5)
-        before = switches(process.pid)
+        before = proc_status(process.pid, "voluntary_ctxt_switches")
         time.sleep(args.idle_seconds)
-        after = switches(process.pid)
+        after = proc_status(process.pid, "voluntary_ctxt_switches")
         follower.close()
         print(f"idle {args.idle_seconds:.0f} s with a follow client open: {after - before} wake-ups of pmtr")
     finally:

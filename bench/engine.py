@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_ours, build_original, tmpfs_dir  # noqa: E402
+from common import build_ours, build_original, proc_status, proc_ticks, tmpfs_dir  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PR_SET_CHILD_SUBREAPER = 36
@@ -172,16 +172,8 @@ class Subject:
         return total
 
     def cpu_and_switches(self):
-        ticks = switches = 0
-        for pid in self.tree():
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        switches += int(line.split()[1])
-        return ticks, switches
+        tree = self.tree()
+        return sum(proc_ticks(p) for p in tree), sum(proc_status(p, "voluntary_ctxt_switches") for p in tree)
 
     def stop(self, timeout=15.0):
         """SIGTERM; seconds until the supervisor exited and every job is

@@ -16,27 +16,13 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import TOP, build_ours, tmpfs_dir  # noqa: E402
+from common import TOP, build_ours, proc_status, proc_ticks, tmpfs_dir  # noqa: E402
 
 
 def free_port(kind):
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -63,7 +49,7 @@ def main():
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         target = ("127.0.0.1", udp)
         sent = 0
-        ticks0 = cpu_ticks(process.pid)
+        ticks0 = proc_ticks(process.pid)
         start = time.perf_counter()
         while True:
             elapsed = time.perf_counter() - start
@@ -75,7 +61,7 @@ def main():
                 sent += 1
             time.sleep(0.005)
         wall = time.perf_counter() - start
-        ticks1 = cpu_ticks(process.pid)
+        ticks1 = proc_ticks(process.pid)
         time.sleep(1.0)
         with urllib.request.urlopen(f"http://127.0.0.1:{http}/status.json") as response:
             status = json.load(response)
@@ -85,7 +71,7 @@ def main():
         print(f"# pmtr-rptserver: {args.hosts} hosts x {args.jobs_per_host} jobs, {rate:.0f} datagrams/s for {wall:.0f} s on 127.0.0.1")
         print(f"datagrams sent {sent}, received {received}, lost {sent - received}")
         print(f"CPU {cpu:.2f} s over {wall:.0f} s = {100 * cpu / wall:.2f} % of one core")
-        print(f"RSS {status_kib(process.pid, 'VmRSS')} KiB (peak {status_kib(process.pid, 'VmHWM')} KiB); hosts known {len(status['hosts'])}")
+        print(f"RSS {proc_status(process.pid, 'VmRSS')} KiB (peak {proc_status(process.pid, 'VmHWM')} KiB); hosts known {len(status['hosts'])}")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)

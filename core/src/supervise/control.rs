@@ -10,15 +10,7 @@ impl Supervisor {
     /// Enables or disables job `name` until the next reload. Unknown names
     /// are logged and skipped.
     pub(super) fn on_override(&mut self, name: &str, enabled: bool, now: Mono, out: &mut Actions) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        let Some(index) = self
-            .jobs
-            .iter()
-            .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove))
-        else {
-            out.log(Level::Warning, messages::unknown_job(name));
+        let Some(index) = self.requested_job(name, out) else {
             return;
         };
         let job = &mut self.jobs[index];
@@ -32,15 +24,7 @@ impl Supervisor {
     /// once), or starts it if it waits to restart or is done. A disabled
     /// job stays disabled.
     pub(super) fn on_restart(&mut self, name: &str, now: Mono, out: &mut Actions) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        let Some(index) = self
-            .jobs
-            .iter()
-            .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove))
-        else {
-            out.log(Level::Warning, messages::unknown_job(name));
+        let Some(index) = self.requested_job(name, out) else {
             return;
         };
         let job = &mut self.jobs[index];
@@ -53,6 +37,22 @@ impl Supervisor {
         } else if job.next != Next::Spawning {
             job.next = Next::StartAt(now);
         }
+    }
+
+    /// The job a request names, unless pmtr is shutting down; an unknown
+    /// name is logged and skipped.
+    fn requested_job(&self, name: &str, out: &mut Actions) -> Option<usize> {
+        if self.shutdown.is_some() {
+            return None;
+        }
+        let index = self
+            .jobs
+            .iter()
+            .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove));
+        if index.is_none() {
+            out.log(Level::Warning, messages::unknown_job(name));
+        }
+        index
     }
 
     /// Brings job `index` to the enabled state given: stop a running job

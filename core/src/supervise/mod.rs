@@ -387,20 +387,9 @@ impl Supervisor {
         }
         out.log(Level::Info, messages::exiting(signal));
         self.shutdown = Some(Shutdown { forced: false });
-        for job in &mut self.jobs {
-            if let Some(instance) = &mut job.instance {
-                job.stop = Some(StopReason::Shutdown);
-                if instance.term_sent.is_none() {
-                    out.log(
-                        Level::Info,
-                        messages::sending_term(&job.def.name, instance.pid),
-                    );
-                    out.push(Action::Signal {
-                        pgid: instance.pid,
-                        signal: StopSignal::Term,
-                    });
-                    instance.term_sent = Some(now);
-                }
+        for index in 0..self.jobs.len() {
+            if self.jobs[index].instance.is_some() {
+                self.stop(index, StopReason::Shutdown, now, out);
             }
         }
     }
