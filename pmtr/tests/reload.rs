@@ -102,17 +102,19 @@ fn a_burst_is_applied_once_and_an_unchanged_save_does_nothing() {
     }
     pmtr.expect("rescanning job configuration", APPLIED);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        pmtr.count("rescanning job configuration"),
-        1,
-        "{}",
-        pmtr.transcript()
-    );
+    // Applied once when the 20 writes come within the 30 ms settle time, as
+    // they do unless this test is paused mid-burst on a loaded machine; the
+    // exact rule is tested with a fake clock in the core
+    // (a_burst_of_touches_is_read_once_after_it_settles). Without settling
+    // it would be up to 20.
+    let rescans = pmtr.count("rescanning job configuration");
+    assert!((1..=2).contains(&rescans), "{rescans} rescans:\n{}", pmtr.transcript());
+    assert_eq!(pmtr.count("started job a"), 1, "comments only: the job is untouched");
     // The same bytes again: nothing.
     let same = std::fs::read(&path).unwrap();
     std::fs::write(&path, same).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(pmtr.count("rescanning job configuration"), 1);
+    assert_eq!(pmtr.count("rescanning job configuration"), rescans);
 }
 
 #[test]
