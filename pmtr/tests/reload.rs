@@ -108,8 +108,16 @@ fn a_burst_is_applied_once_and_an_unchanged_save_does_nothing() {
     // (a_burst_of_touches_is_read_once_after_it_settles). Without settling
     // it would be up to 20.
     let rescans = pmtr.count("rescanning job configuration");
-    assert!((1..=2).contains(&rescans), "{rescans} rescans:\n{}", pmtr.transcript());
-    assert_eq!(pmtr.count("started job a"), 1, "comments only: the job is untouched");
+    assert!(
+        (1..=2).contains(&rescans),
+        "{rescans} rescans:\n{}",
+        pmtr.transcript()
+    );
+    assert_eq!(
+        pmtr.count("started job a"),
+        1,
+        "comments only: the job is untouched"
+    );
     // The same bytes again: nothing.
     let same = std::fs::read(&path).unwrap();
     std::fs::write(&path, same).unwrap();

@@ -153,7 +153,7 @@ impl Supervisor {
                         } else {
                             StopReason::Restart
                         };
-                        job.pending = Some(def);
+                        job.pending = Some(Box::new(def));
                         stops.push((next.len(), reason));
                     } else {
                         job.next = if def.disabled {

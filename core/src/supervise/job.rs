@@ -17,7 +17,7 @@ pub struct JobState {
     pub stop: Option<StopReason>,
     /// The definition to start with once the instance is gone (a reload
     /// changed the job while it ran).
-    pub pending: Option<Job>,
+    pub pending: Option<Box<Job>>,
     /// A missing dependency was logged (once per wait).
     pub missing_logged: bool,
     /// Enabled or disabled by a control request, until the next reload.
@@ -141,7 +141,7 @@ impl JobState {
     /// The definition that counts: the pending one if a restart will bring
     /// it in.
     pub fn effective(&self) -> &Job {
-        self.pending.as_ref().unwrap_or(&self.def)
+        self.pending.as_deref().unwrap_or(&self.def)
     }
 
     /// Dependency files, resolved under `dir`.

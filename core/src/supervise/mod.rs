@@ -446,7 +446,7 @@ impl Supervisor {
             }
             Some(StopReason::Restart | StopReason::Disable) => {
                 if let Some(def) = job.pending.take() {
-                    job.def = def;
+                    job.def = *def;
                 }
                 job.next = if job.enabled() {
                     Next::StartAt(now)

@@ -180,6 +180,7 @@ impl Daemon {
         self.apply(hash_files(paths));
         self.apply(Event::Start);
         self.notifier.ready();
+        process::release_free_memory();
         let mut ready = vec![EpollEvent::empty(); 64];
         let signal_fd = self.signals.as_fd().as_raw_fd();
         while !self.exit {
@@ -430,6 +431,7 @@ impl Daemon {
                     if reloaded {
                         self.forget_deleted_jobs_output();
                         self.notifier.ready();
+                        process::release_free_memory();
                     }
                     if report_pending {
                         self.send_report();
