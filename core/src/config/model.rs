@@ -24,10 +24,6 @@ impl Config {
         indices.sort_by_key(|&i| self.jobs[i].order);
         indices
     }
-
-    pub fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.iter().find(|job| job.name == name)
-    }
 }
 
 /// The statements outside any job.
