@@ -514,9 +514,7 @@ impl Daemon {
                 ))
             }
         };
-        // A symlinked file may point elsewhere now.
-        let dependencies = self.supervisor.dependency_paths();
-        for error in self.watcher.set_dependencies(&dependencies) {
+        for error in self.watcher.refresh_config() {
             self.logger.log(Level::Warning, &error.to_string());
         }
         self.last_reload = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));

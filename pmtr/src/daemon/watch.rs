@@ -41,7 +41,9 @@ enum What {
 pub struct Watcher {
     inotify: Option<Inotify>,
     config: PathBuf,
-    targets: Vec<Target>,
+    /// Where the configuration file is (and points, if a symlink).
+    config_targets: Vec<Target>,
+    dependency_targets: Vec<Target>,
     dirs: HashMap<PathBuf, WatchDescriptor>,
     by_descriptor: HashMap<WatchDescriptor, PathBuf>,
 }
@@ -74,11 +76,12 @@ impl Watcher {
         let mut watcher = Watcher {
             inotify,
             config: config.to_path_buf(),
-            targets: Vec::new(),
+            config_targets: Vec::new(),
+            dependency_targets: Vec::new(),
             dirs: HashMap::new(),
             by_descriptor: HashMap::new(),
         };
-        errors.extend(watcher.set_dependencies(&[]));
+        errors.extend(watcher.refresh_config());
         (watcher, errors)
     }
 
@@ -86,23 +89,31 @@ impl Watcher {
         self.inotify.as_ref().map(|i| i.as_fd())
     }
 
-    /// Watches the configuration file and these dependency files (in place
-    /// of the previous ones). Also picks up where a symlinked configuration
-    /// now points.
+    /// Watches these dependency files, in place of the previous ones.
     pub fn set_dependencies(&mut self, dependencies: &[String]) -> Vec<WatchError> {
-        let mut targets = targets_of(&self.config, What::Config);
-        for path in dependencies {
-            targets.extend(targets_of(Path::new(path), What::Dependency(path.clone())));
-        }
-        self.targets = targets;
+        self.dependency_targets = dependencies
+            .iter()
+            .flat_map(|path| targets_of(Path::new(path), What::Dependency(path.clone())))
+            .collect();
         self.sync_directories()
+    }
+
+    /// Watches the configuration file where it is now: a symlinked one may
+    /// point elsewhere since the last read.
+    pub fn refresh_config(&mut self) -> Vec<WatchError> {
+        self.config_targets = targets_of(&self.config, What::Config);
+        self.sync_directories()
+    }
+
+    fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.config_targets.iter().chain(&self.dependency_targets)
     }
 
     fn sync_directories(&mut self) -> Vec<WatchError> {
         let Some(inotify) = &self.inotify else {
             return Vec::new();
         };
-        let wanted: Vec<PathBuf> = self.targets.iter().map(|t| t.dir.clone()).collect();
+        let wanted: Vec<PathBuf> = self.targets().map(|t| t.dir.clone()).collect();
         let mut errors = Vec::new();
         let stale: Vec<PathBuf> = self
             .dirs
@@ -152,7 +163,7 @@ impl Watcher {
             for event in events {
                 if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     // Events were lost: anything may have changed.
-                    for target in &self.targets {
+                    for target in self.targets() {
                         push(target.what.touched());
                     }
                     continue;
@@ -160,7 +171,7 @@ impl Watcher {
                 let Some(dir) = self.by_descriptor.get(&event.wd) else {
                     continue;
                 };
-                for target in self.targets.iter().filter(|t| &t.dir == dir) {
+                for target in self.targets().filter(|t| &t.dir == dir) {
                     if target.any_name || event.name.as_ref() == Some(&target.name) {
                         push(target.what.touched());
                     }
