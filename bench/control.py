@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import TOP, build_ours, proc_status, tmpfs_dir  # noqa: E402
-from engine import Fifo, become_subreaper, build_helpers, reap  # noqa: E402
+from engine import Fifo, become_subreaper, build_helpers, kill_jobs  # noqa: E402
 
 
 def main():
@@ -74,12 +74,7 @@ def main():
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        reap()
+        kill_jobs(pids)
 
 
 if __name__ == "__main__":

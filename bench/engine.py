@@ -52,6 +52,18 @@ def reap():
             return
 
 
+def kill_jobs(pids):
+    """SIGKILL to each pid and its process group (the jobs a benchmark
+    started lead their own), then reap what that left to us."""
+    for pid in pids:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    reap()
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -195,15 +207,7 @@ class Subject:
         return None, len(left)
 
     def cleanup(self):
-        for pid in [self.process.pid] + self.job_pids:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_jobs([self.process.pid] + self.job_pids)
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -306,7 +310,8 @@ def main():
         for kind, samples in run_case(supervisors, args.runs, idle).items():
             ticks = median([t for t, _ in samples])
             switches = median([w for _, w in samples])
-            print(f"  {kind:<9} cpu {ticks:.0f} ticks ({ticks * 10:.0f} ms)   wakeups {switches:.0f}   samples {samples}")
+            millis = ticks * 1000 / os.sysconf("SC_CLK_TCK")
+            print(f"  {kind:<9} cpu {ticks:.0f} ticks ({millis:.0f} ms)   wakeups {switches:.0f}   samples {samples}")
 
     if "restart" in only:
         print("\nrestart latency after SIGKILL of a job that ran >= 10 s")

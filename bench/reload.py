@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build_ours, build_original, tmpfs_dir  # noqa: E402
-from engine import Fifo, alive, become_subreaper, build_helpers, reap  # noqa: E402
+from engine import Fifo, alive, become_subreaper, build_helpers, kill_jobs  # noqa: E402
 import subprocess  # noqa: E402
 
 
@@ -77,12 +77,7 @@ def one_run(binary, helpers, work, jobs, how):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        reap()
+        kill_jobs(pids)
         fifo.close()
 
 
