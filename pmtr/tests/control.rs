@@ -388,3 +388,32 @@ impl OutputWithStdin for Command {
         child.wait_with_output().unwrap()
     }
 }
+
+/// A reload deleted a job that ignores SIGTERM: while it still stops, the
+/// core no longer knows it, and `pmtr-ctl restart` says so (exit 1) just
+/// as the daemon's log does — it used to answer "restarting".
+#[test]
+fn restart_of_a_job_being_removed_is_refused_like_the_log_says() {
+    let sandbox = Sandbox::new();
+    let stubborn = "job {\n name stubborn\n cmd /bin/sh -c \"trap '' TERM; while true; do sleep 1; done\"\n}\n";
+    let pmtr = Pmtr::start(&sandbox, stubborn);
+    pmtr.expect_started("stubborn", 1, SHORT);
+    assert!(wait_until(SHORT, || sandbox.socket().exists()));
+    std::fs::write(&pmtr.config, "").unwrap();
+    pmtr.expect("sending SIGTERM to job stubborn", SHORT);
+    // Still there, still stopping: the request meets a job being removed.
+    let table = ctl_ok(&sandbox, &["status"]);
+    assert!(table.contains("stopping"), "{table}");
+    let restart = sandbox.ctl(&["restart", "stubborn"]);
+    assert_eq!(
+        (restart.status.code(), text(&restart.stderr)),
+        (
+            Some(1),
+            "pmtr-ctl: stubborn: no job named stubborn\n".to_string()
+        ),
+        "stdout: {}",
+        text(&restart.stdout)
+    );
+    pmtr.expect("no job named stubborn: request ignored", SHORT);
+    assert_eq!(pmtr.count("restarting job stubborn on request"), 0);
+}

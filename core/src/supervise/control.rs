@@ -1,7 +1,10 @@
-//! Enabling and disabling jobs on request (UDP control, `pmtr-ctl`): an
-//! override of the file's `disable` that lasts until the next reload.
+//! Enabling, disabling and restarting jobs on request (UDP control,
+//! `pmtr-ctl`): an override of the file's `disable` that lasts until the
+//! next reload, and the answer each request gets. The shell only carries
+//! the answer to the client: whether a name is known, or a job is being
+//! removed, is decided here and nowhere else.
 
-use super::event::Level;
+use super::event::{Level, ReplyToken};
 use super::job::{Next, Rest, StopReason};
 use super::{messages, Actions, Supervisor};
 use crate::time::Mono;
@@ -9,8 +12,15 @@ use crate::time::Mono;
 impl Supervisor {
     /// Enables or disables job `name` until the next reload. Unknown names
     /// are logged and skipped.
-    pub(super) fn on_override(&mut self, name: &str, enabled: bool, now: Mono, out: &mut Actions) {
-        let Some(index) = self.requested_job(name, out) else {
+    pub(super) fn on_override(
+        &mut self,
+        name: &str,
+        enabled: bool,
+        reply: Option<ReplyToken>,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let Some(index) = self.requested_job(name, reply, out) else {
             return;
         };
         let job = &mut self.jobs[index];
@@ -18,19 +28,28 @@ impl Supervisor {
         out.log(Level::Info, messages::overridden(name, enabled));
         self.apply_enabled(index, enabled, now, out);
         self.report_soon(now);
+        out.reply(reply, true, messages::override_reply(enabled));
     }
 
     /// Restarts job `name` now: stops it if it runs (then starts it at
     /// once), or starts it if it waits to restart or is done. A disabled
     /// job stays disabled.
-    pub(super) fn on_restart(&mut self, name: &str, now: Mono, out: &mut Actions) {
-        let Some(index) = self.requested_job(name, out) else {
+    pub(super) fn on_restart(
+        &mut self,
+        name: &str,
+        reply: Option<ReplyToken>,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let Some(index) = self.requested_job(name, reply, out) else {
             return;
         };
         let job = &mut self.jobs[index];
         if !job.enabled() {
+            out.reply(reply, false, messages::restart_disabled_reply());
             return;
         }
+        out.reply(reply, true, messages::restart_reply());
         out.log(Level::Info, messages::restart_requested(name));
         if job.instance.is_some() {
             self.stop(index, StopReason::Restart, now, out);
@@ -39,10 +58,17 @@ impl Supervisor {
         }
     }
 
-    /// The job a request names, unless pmtr is shutting down; an unknown
-    /// name is logged and skipped.
-    fn requested_job(&self, name: &str, out: &mut Actions) -> Option<usize> {
+    /// The job a request names, unless pmtr is shutting down. A job that
+    /// a reload deleted is unknown even while it still stops. A request
+    /// that names no job is logged, answered and skipped.
+    fn requested_job(
+        &self,
+        name: &str,
+        reply: Option<ReplyToken>,
+        out: &mut Actions,
+    ) -> Option<usize> {
         if self.shutdown.is_some() {
+            out.reply(reply, false, messages::shutting_down_reply());
             return None;
         }
         let index = self
@@ -51,6 +77,7 @@ impl Supervisor {
             .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove));
         if index.is_none() {
             out.log(Level::Warning, messages::unknown_job(name));
+            out.reply(reply, false, messages::unknown_job_reply(name));
         }
         index
     }

@@ -14,6 +14,11 @@ pub type Pid = i32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId(pub u32);
 
+/// Names the client waiting for the answer to a control request; the
+/// shell makes it, the core hands it back in [`Action::Reply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReplyToken(pub u64);
+
 /// How a process ended, as `waitpid` tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -126,13 +131,17 @@ pub enum Event {
         hashes: Vec<(String, Option<u64>)>,
     },
     /// A control request: enable or disable a job until the next reload.
+    /// With a token (`pmtr-ctl`), the core answers with [`Action::Reply`];
+    /// without one (a UDP datagram), nobody waits for an answer.
     SetEnabled {
         name: String,
         enabled: bool,
+        reply: Option<ReplyToken>,
     },
-    /// A control request: restart a job now.
+    /// A control request: restart a job now; answered like `SetEnabled`.
     Restart {
         name: String,
+        reply: Option<ReplyToken>,
     },
 }
 
@@ -180,6 +189,13 @@ pub enum Action {
     },
     /// Send the status report to every `report to` destination.
     SendReport,
+    /// The answer to the control request that carried `token`: whether
+    /// it was carried out, and what to tell the client.
+    Reply {
+        token: ReplyToken,
+        ok: bool,
+        message: String,
+    },
     /// Everything is stopped: remove the pidfile and exit 0.
     Exit,
 }

@@ -104,6 +104,31 @@ pub fn overridden(name: &str, enabled: bool) -> String {
     format!("{what} job {name} until the next reload")
 }
 
+/// What `pmtr-ctl` prints for a job an enable or disable reached.
+pub fn override_reply(enabled: bool) -> &'static str {
+    if enabled {
+        "enabled until the next reload"
+    } else {
+        "disabled until the next reload"
+    }
+}
+
+pub fn restart_reply() -> &'static str {
+    "restarting"
+}
+
+pub fn restart_disabled_reply() -> &'static str {
+    "disabled: enable it to run it"
+}
+
+pub fn unknown_job_reply(name: &str) -> String {
+    format!("no job named {name}")
+}
+
+pub fn shutting_down_reply() -> &'static str {
+    "pmtr is shutting down"
+}
+
 pub fn restart_requested(name: &str) -> String {
     format!("restarting job {name} on request")
 }

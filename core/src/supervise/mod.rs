@@ -15,7 +15,9 @@ pub mod reporting;
 #[cfg(test)]
 mod tests;
 
-use event::{Action, Event, ExitStatus, JobId, Level, Pid, SetupStep, SpawnFailure, StopSignal};
+use event::{
+    Action, Event, ExitStatus, JobId, Level, Pid, ReplyToken, SetupStep, SpawnFailure, StopSignal,
+};
 use job::{Instance, JobState, Next, Rest, StopReason};
 use policy::AfterExit;
 
@@ -131,8 +133,12 @@ impl Supervisor {
             } => self.on_config_read(hash, forced, result, now, &mut out),
             Event::DependencyTouched { path } => self.on_dependency_touched(path, now),
             Event::FilesHashed { hashes } => self.on_files_hashed(hashes, now, &mut out),
-            Event::SetEnabled { name, enabled } => self.on_override(&name, enabled, now, &mut out),
-            Event::Restart { name } => self.on_restart(&name, now, &mut out),
+            Event::SetEnabled {
+                name,
+                enabled,
+                reply,
+            } => self.on_override(&name, enabled, reply, now, &mut out),
+            Event::Restart { name, reply } => self.on_restart(&name, reply, now, &mut out),
         }
         self.start_due(now, &mut out);
         self.report_if_due(now, &mut out);
@@ -521,5 +527,16 @@ impl Actions {
 
     fn log(&mut self, level: Level, message: String) {
         self.0.push(Action::Log { level, message });
+    }
+
+    /// Answers a control request, if someone waits for the answer.
+    fn reply(&mut self, token: Option<ReplyToken>, ok: bool, message: impl Into<String>) {
+        if let Some(token) = token {
+            self.0.push(Action::Reply {
+                token,
+                ok,
+                message: message.into(),
+            });
+        }
     }
 }

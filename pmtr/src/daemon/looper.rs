@@ -16,7 +16,7 @@ use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::Config;
 use pmtr_core::proto::report;
 use pmtr_core::status::job_status;
-use pmtr_core::supervise::event::{Action, Event, Level, Pid};
+use pmtr_core::supervise::event::{Action, Event, Level, Pid, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
@@ -64,6 +64,9 @@ pub struct Daemon {
     pub(super) last_reload: Option<Result<(), String>>,
     pub(super) setups: HashMap<RawFd, Setup>,
     pub(super) setup_of_pid: HashMap<Pid, RawFd>,
+    /// The core's answers to control requests, taken by `requests.rs`
+    /// right after the `apply` that produced them.
+    pub(super) replies: Vec<(ReplyToken, bool, String)>,
     exit: bool,
 }
 
@@ -166,6 +169,7 @@ impl Daemon {
             udp: Udp::new(),
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
+            replies: Vec::new(),
             exit: false,
         };
         daemon.apply_globals(&config.globals);
@@ -364,7 +368,11 @@ impl Daemon {
         }
         let events = requests
             .into_iter()
-            .map(|(name, enabled)| Event::SetEnabled { name, enabled })
+            .map(|(name, enabled)| Event::SetEnabled {
+                name,
+                enabled,
+                reply: None,
+            })
             .collect();
         self.apply_all(events);
     }
@@ -474,6 +482,7 @@ impl Daemon {
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
                     // After this round's starts, so that it shows them.
                     Action::SendReport => report_pending = true,
+                    Action::Reply { token, ok, message } => self.replies.push((token, ok, message)),
                     Action::Exit => self.exit = true,
                 }
             }

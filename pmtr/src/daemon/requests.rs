@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use pmtr_core::proto::local::{JobResult, Request, Response};
 use pmtr_core::status::job_status;
-use pmtr_core::supervise::event::{Event, Level};
+use pmtr_core::supervise::event::{Event, Level, ReplyToken};
 
 use super::control::Incoming;
 use super::looper::Daemon;
@@ -29,40 +29,18 @@ impl Daemon {
     fn answer(&mut self, client: RawFd, request: Request) {
         let responses = match request {
             Request::Status { job } => self.status(job.as_deref()),
-            Request::Enable { jobs } => {
-                self.each_job(jobs, "enabled until the next reload", |name| {
-                    Event::SetEnabled {
-                        name,
-                        enabled: true,
-                    }
-                })
-            }
-            Request::Disable { jobs } => {
-                self.each_job(jobs, "disabled until the next reload", |name| {
-                    Event::SetEnabled {
-                        name,
-                        enabled: false,
-                    }
-                })
-            }
+            Request::Enable { jobs } => self.each_job(jobs, |name, reply| Event::SetEnabled {
+                name,
+                enabled: true,
+                reply,
+            }),
+            Request::Disable { jobs } => self.each_job(jobs, |name, reply| Event::SetEnabled {
+                name,
+                enabled: false,
+                reply,
+            }),
             Request::Restart { jobs } => {
-                let (disabled, others): (Vec<String>, Vec<String>) =
-                    jobs.into_iter().partition(|name| {
-                        self.supervisor
-                            .jobs()
-                            .iter()
-                            .any(|j| &j.def.name == name && !j.enabled())
-                    });
-                let mut responses =
-                    self.each_job(others, "restarting", |name| Event::Restart { name });
-                if let Some(Response::Done { results }) = responses.first_mut() {
-                    results.extend(disabled.into_iter().map(|job| JobResult {
-                        job,
-                        ok: false,
-                        message: "disabled: enable it to run it".into(),
-                    }));
-                }
-                responses
+                self.each_job(jobs, |name, reply| Event::Restart { name, reply })
             }
             Request::Reload => {
                 self.last_reload = None;
@@ -133,30 +111,31 @@ impl Daemon {
         }
     }
 
-    /// Applies `event` to each named job that exists; one result each.
+    /// Hands the request for each named job to the core, and passes on
+    /// the core's answer: one result per name, in the order asked.
     fn each_job(
         &mut self,
         jobs: Vec<String>,
-        done: &str,
-        event: impl Fn(String) -> Event,
+        event: impl Fn(String, Option<ReplyToken>) -> Event,
     ) -> Vec<Response> {
         let mut results = Vec::with_capacity(jobs.len());
-        for name in jobs {
-            if self.knows(&name) {
-                self.apply(event(name.clone()));
-                results.push(JobResult {
-                    job: name,
-                    ok: true,
-                    message: done.to_string(),
-                });
-            } else {
-                results.push(JobResult {
-                    job: name.clone(),
-                    ok: false,
-                    message: format!("no job named {name}"),
-                });
-            }
+        for (index, name) in jobs.into_iter().enumerate() {
+            let token = ReplyToken(index as u64);
+            self.replies.clear();
+            self.apply(event(name.clone(), Some(token)));
+            let reply = self.replies.iter().find(|(t, _, _)| *t == token);
+            let (ok, message) = match reply {
+                Some((_, ok, message)) => (*ok, message.clone()),
+                // The core answers every request it is given; say so if not.
+                None => (false, "no answer from the supervisor".to_string()),
+            };
+            results.push(JobResult {
+                job: name,
+                ok,
+                message,
+            });
         }
+        self.replies.clear();
         vec![Response::Done { results }]
     }
 }

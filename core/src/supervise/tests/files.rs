@@ -375,6 +375,14 @@ fn set(name: &str, enabled: bool) -> Event {
     Event::SetEnabled {
         name: name.into(),
         enabled,
+        reply: None,
+    }
+}
+
+fn restart(name: &str) -> Event {
+    Event::Restart {
+        name: name.into(),
+        reply: None,
     }
 }
 
@@ -441,7 +449,7 @@ fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
     let mut run = Run::new(config(&text));
     started(&mut run, &text);
     let pid = run.pid("run").unwrap();
-    let actions = run.event(Event::Restart { name: "run".into() }, at(30));
+    let actions = run.event(restart("run"), at(30));
     assert_eq!(logs(&actions)[0], "restarting job run on request");
     assert_eq!(signals(&actions), [(pid, StopSignal::Term)]);
     let actions = run.exit("run", TERMINATED, at(30));
@@ -472,17 +480,87 @@ fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
     assert_eq!(restarted, 2, "ran 30 s: restarted at once by itself");
     run.exit("guarded", ExitStatus::Code(1), at(31));
     assert_eq!(run.sup.next_deadline(), Some(at(41)), "under the guard now");
-    let actions = run.event(
-        Event::Restart {
-            name: "guarded".into(),
-        },
-        at(32),
-    );
+    let actions = run.event(restart("guarded"), at(32));
     assert_eq!(spawned_names(&run, &actions), ["guarded"]);
     // Disabled: stays so.
-    assert!(run
-        .event(Event::Restart { name: "off".into() }, at(33))
-        .is_empty());
+    assert!(run.event(restart("off"), at(33)).is_empty());
+}
+
+/// The replies among `actions`: (token, ok, message).
+fn replies(actions: &[Action]) -> Vec<(u64, bool, &str)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reply { token, ok, message } => Some((token.0, *ok, message.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn asked(event: Event, token: u64) -> Event {
+    let reply = Some(ReplyToken(token));
+    match event {
+        Event::SetEnabled { name, enabled, .. } => Event::SetEnabled {
+            name,
+            enabled,
+            reply,
+        },
+        Event::Restart { name, .. } => Event::Restart { name, reply },
+        other => other,
+    }
+}
+
+#[test]
+fn every_control_request_with_a_token_gets_exactly_one_reply() {
+    let text = format!(
+        "{}{}",
+        job("a", "/bin/a", ""),
+        job("off", "/bin/b", "disable")
+    );
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    let cases = [
+        (set("a", false), (true, "disabled until the next reload")),
+        (set("a", true), (true, "enabled until the next reload")),
+        (restart("a"), (true, "restarting")),
+        (restart("off"), (false, "disabled: enable it to run it")),
+        (restart("ghost"), (false, "no job named ghost")),
+        (set("ghost", true), (false, "no job named ghost")),
+    ];
+    for (token, (event, (ok, message))) in cases.into_iter().enumerate() {
+        let token = token as u64;
+        let actions = run.event(asked(event, token), at(5));
+        assert_eq!(replies(&actions), [(token, ok, message)], "request {token}");
+    }
+    run.event(Event::Shutdown { signal: 15 }, at(6));
+    let actions = run.event(asked(restart("a"), 9), at(6));
+    assert_eq!(replies(&actions), [(9, false, "pmtr is shutting down")]);
+}
+
+#[test]
+fn a_request_without_a_token_is_not_replied_to() {
+    let text = job("a", "/bin/a", "");
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    assert!(replies(&run.event(set("a", false), at(1))).is_empty());
+    assert!(replies(&run.event(restart("ghost"), at(1))).is_empty());
+}
+
+/// A reload deleted the job and it still stops (it ignores SIGTERM): a
+/// restart request names no job, and the reply says so, as the log does.
+#[test]
+fn restarting_a_job_being_removed_replies_no_such_job() {
+    let text = job("a", "/bin/a", "");
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    let pid = run.pid("a").unwrap();
+    let actions = run.event(read("", 1), at(1));
+    assert_eq!(signals(&actions), [(pid, StopSignal::Term)]);
+    let actions = run.event(asked(restart("a"), 7), at(2));
+    assert_eq!(replies(&actions), [(7, false, "no job named a")]);
+    assert_eq!(logs(&actions), ["no job named a: request ignored"]);
+    assert!(signals(&actions).is_empty());
+    assert!(spawned_names(&run, &actions).is_empty());
 }
 
 fn reports(actions: &[Action]) -> usize {
