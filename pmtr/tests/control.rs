@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{proc_status, text, wait_until, Pmtr, Sandbox, PMTR_CTL, SHORT};
+use crate::harness::{proc_status, skip_if, text, wait_until, Pmtr, Sandbox, PMTR_CTL, SHORT};
 use crate::start::is_root;
 
 const TICKER: &str = "job {\n name ticker\n cmd /bin/sh -c \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done\"\n}\n";
@@ -270,8 +270,12 @@ fn a_bad_request_gets_an_error_line() {
 /// socket's file permissions would let others connect.
 #[test]
 fn another_uid_is_refused() {
-    if !is_root() {
-        return; // needs a second uid; CI runs as root
+    if skip_if(
+        !is_root(),
+        "another_uid_is_refused",
+        "needs root for a second uid",
+    ) {
+        return;
     }
     let sandbox = Sandbox::new();
     let pmtr = Pmtr::start(&sandbox, QUIET);

@@ -93,8 +93,12 @@ fn an_unknown_user_at_start_time_is_logged_and_retried() {
 
 #[test]
 fn output_in_a_directory_the_user_cannot_write_is_logged() {
-    if !is_root() {
-        return; // runs in CI, which is root
+    if crate::harness::skip_if(
+        !is_root(),
+        "output_in_a_directory_the_user_cannot_write_is_logged",
+        "needs root to run a job as another user",
+    ) {
+        return;
     }
     let sandbox = Sandbox::new();
     let private = sandbox.path("private");
@@ -125,8 +129,11 @@ fn output_in_a_directory_the_user_cannot_write_is_logged() {
 /// fork failing with EAGAIN: the start is retried at a deadline.
 #[test]
 fn fork_failing_with_eagain_is_retried() {
-    if !have("strace") {
-        eprintln!("strace missing: .ci/run installs it");
+    if crate::harness::skip_if(
+        !have("strace"),
+        "fork_failing_with_eagain_is_retried",
+        "strace is not installed (.ci/run installs it)",
+    ) {
         return;
     }
     let sandbox = Sandbox::new();
@@ -160,7 +167,11 @@ fn fork_failing_with_eagain_is_retried() {
 /// are free again; pmtr itself keeps working.
 #[test]
 fn running_out_of_descriptors_is_survived() {
-    if !have("prlimit") {
+    if crate::harness::skip_if(
+        !have("prlimit"),
+        "running_out_of_descriptors_is_survived",
+        "prlimit is not installed (util-linux; .ci/run installs it)",
+    ) {
         return;
     }
     let sandbox = Sandbox::new();

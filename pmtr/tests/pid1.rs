@@ -8,8 +8,12 @@ use crate::start::is_root;
 
 #[test]
 fn as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly() {
-    if !is_root() {
-        return; // a new PID namespace needs root; CI is root
+    if crate::harness::skip_if(
+        !is_root(),
+        "as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly",
+        "a new PID namespace needs root",
+    ) {
+        return;
     }
     let sandbox = Sandbox::new();
     let wrapper = ["unshare", "--fork", "--pid", "--mount-proc"];
@@ -47,7 +51,11 @@ fn as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly() {
 /// PID 1, then `docker stop`'s SIGTERM.
 #[test]
 fn the_container_example_runs_as_pid_1() {
-    if !is_root() {
+    if crate::harness::skip_if(
+        !is_root(),
+        "the_container_example_runs_as_pid_1",
+        "a new PID namespace needs root",
+    ) {
         return;
     }
     let sandbox = Sandbox::new();

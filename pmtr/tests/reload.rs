@@ -236,7 +236,11 @@ fn sighup_forces_a_reload() {
 /// With inotify unavailable pmtr says so and keeps working with SIGHUP.
 #[test]
 fn without_inotify_sighup_still_reloads() {
-    if !crate::faults::have("strace") {
+    if crate::harness::skip_if(
+        !crate::faults::have("strace"),
+        "without_inotify_sighup_still_reloads",
+        "strace is not installed (.ci/run installs it)",
+    ) {
         return;
     }
     let sandbox = Sandbox::new();

@@ -187,8 +187,12 @@ fn out_and_err_files_are_appended_and_relative_to_dir() {
 
 #[test]
 fn a_user_job_runs_with_that_users_ids_and_home() {
-    if !is_root() {
-        return; // runs in CI, which is root
+    if crate::harness::skip_if(
+        !is_root(),
+        "a_user_job_runs_with_that_users_ids_and_home",
+        "needs root to run a job as another user",
+    ) {
+        return;
     }
     let sandbox = Sandbox::new();
     let pmtr = Pmtr::start(

@@ -356,12 +356,15 @@ fn malformed_datagrams_never_harm_pmtr() {
 /// one we read.
 #[test]
 fn the_original_pmtr_reports_to_our_collector() {
-    let Some(original) = original_pmtr() else {
-        eprintln!(
-            "the original pmtr is not built here (../shared/reference/build-original.sh): skipped"
-        );
+    let original = original_pmtr();
+    if crate::harness::skip_if(
+        original.is_none(),
+        "the_original_pmtr_reports_to_our_collector",
+        "the original pmtr is not built here (../shared/reference/build-original.sh)",
+    ) {
         return;
-    };
+    }
+    let Some(original) = original else { return };
     let sandbox = Sandbox::new();
     let (_server, udp, http) = collector(&sandbox, &[]);
     let conf = sandbox.write(
@@ -412,7 +415,11 @@ fn the_web_page_shows_the_fleet_in_a_browser() {
         .into_iter()
         .find(|c| Command::new(c).arg("--version").output().is_ok())
     else {
-        eprintln!("no chromium here (CI installs Debian's): skipped");
+        crate::harness::skip_if(
+            true,
+            "the_web_page_shows_the_fleet_in_a_browser",
+            "chromium is not installed (.ci/run installs Debian's)",
+        );
         return;
     };
     let sandbox = Sandbox::new();

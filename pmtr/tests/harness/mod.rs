@@ -93,6 +93,26 @@ impl Sandbox {
     }
 }
 
+/// Set by `.ci/run`: every tool a test needs is installed there, so a
+/// missing one is a failure, not a skip.
+pub const REQUIRE_ALL: &str = "PMTR_TESTS_REQUIRE_ALL";
+
+/// True when the test must be skipped because `missing` holds. The skip is
+/// said on the process's own stderr, which libtest does not capture (it
+/// captures `eprintln!` of passing tests), so `SKIP test: reason` shows in
+/// every run; with `PMTR_TESTS_REQUIRE_ALL` set the test fails instead.
+pub fn skip_if(missing: bool, test: &str, reason: &str) -> bool {
+    use std::io::Write;
+    if !missing {
+        return false;
+    }
+    if std::env::var_os(REQUIRE_ALL).is_some() {
+        panic!("{test}: {reason}, and {REQUIRE_ALL} says this run has everything");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
+    true
+}
+
 /// Polls `condition` until it holds or `timeout` passes; true if it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
