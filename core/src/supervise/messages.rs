@@ -96,7 +96,7 @@ pub fn dependency_missing(name: &str, path: &str) -> String {
 }
 
 pub fn unknown_job(name: &str) -> String {
-    format!("no job named {name}: request ignored")
+    format!("{}: request ignored", unknown_job_reply(name))
 }
 
 pub fn overridden(name: &str, enabled: bool) -> String {

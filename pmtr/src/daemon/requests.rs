@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 use pmtr_core::proto::local::{JobResult, Request, Response};
 use pmtr_core::status::job_status;
 use pmtr_core::supervise::event::{Event, Level, ReplyToken};
+use pmtr_core::supervise::messages;
 
 use super::control::Incoming;
 use super::looper::Daemon;
@@ -51,7 +52,7 @@ impl Daemon {
                         false,
                         format!("the configuration was not applied:\n{}", errors.trim_end()),
                     ),
-                    None => (false, "pmtr is shutting down".to_string()),
+                    None => (false, messages::shutting_down_reply().to_string()),
                 };
                 vec![Response::Done {
                     results: vec![JobResult {
@@ -64,7 +65,7 @@ impl Daemon {
             Request::Logs { job, lines, follow } => {
                 if !self.knows(&job) {
                     vec![Response::Error {
-                        message: format!("no job named {job}"),
+                        message: messages::unknown_job_reply(&job),
                     }]
                 } else {
                     if follow {
@@ -105,7 +106,7 @@ impl Daemon {
             .collect();
         match job {
             Some(name) if jobs.is_empty() => vec![Response::Error {
-                message: format!("no job named {name}"),
+                message: messages::unknown_job_reply(name),
             }],
             _ => vec![Response::Status { jobs }],
         }

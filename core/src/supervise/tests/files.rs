@@ -506,7 +506,7 @@ fn asked(event: Event, token: u64) -> Event {
             reply,
         },
         Event::Restart { name, .. } => Event::Restart { name, reply },
-        other => other,
+        other => panic!("not a control request: {other:?}"),
     }
 }
 
