@@ -154,9 +154,15 @@ fn an_idle_pmtr_makes_no_wakeups() {
     let pmtr = Pmtr::start(&sandbox, &text);
     pmtr.expect_count("started job", 100, Duration::from_secs(20));
     let switches = || proc_status(pmtr.pid(), "voluntary_ctxt_switches").unwrap();
-    // Let the start settle: the last exec status pipes close.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the start settle (the last exec status pipes close): quiet for
+    // a moment.
+    assert!(wait_until(SHORT, || {
+        let before = switches();
+        std::thread::sleep(Duration::from_millis(200));
+        switches() == before
+    }));
     let before = switches();
-    std::thread::sleep(Duration::from_secs(3));
+    // An absence cannot be awaited: watch for a wake-up this long.
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(switches(), before, "pmtr woke up while idle");
 }

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::harness::{alive, children_of, wait_until, Pmtr, Sandbox, Signal, SHORT};
+use crate::harness::{
+    alive, children_of, wait_until, Pmtr, Sandbox, Signal, GUARD, RAPID_RESTART, SHORT,
+};
 use crate::start::is_root;
 
 pub fn have(program: &str) -> bool {
@@ -19,7 +21,7 @@ pub fn have(program: &str) -> bool {
 /// pmtr still works after the fault: it shuts down cleanly on SIGTERM.
 fn still_serves(mut pmtr: Pmtr) {
     pmtr.signal(Signal::SIGTERM);
-    let status = pmtr.wait_exit(Duration::from_secs(15)).expect("pmtr exits");
+    let status = pmtr.wait_exit(GUARD).expect("pmtr exits");
     assert_eq!(status.code(), Some(0), "{}", pmtr.transcript());
 }
 
@@ -38,7 +40,8 @@ fn a_missing_command_is_logged_as_cant_exec() {
         )),
         "{line}"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Logged after the reap: the exit has been handled by then.
+    pmtr.expect("restarting it in", SHORT);
     assert_eq!(
         pmtr.count("exited after"),
         0,
@@ -155,7 +158,7 @@ fn fork_failing_with_eagain_is_retried() {
         Some(&wrapper),
     );
     pmtr.expect(
-        "unable to start job second: fork: Resource temporarily unavailable; retrying in 1 sec",
+        "unable to start job second: fork: Resource temporarily unavailable; retrying in 0.2 sec",
         SHORT,
     );
     pmtr.expect_started("second", 1, SHORT);
@@ -181,7 +184,7 @@ fn running_out_of_descriptors_is_survived() {
     }
     let wrapper = ["prlimit", "--nofile=14:14"];
     let pmtr = Pmtr::start_with(&sandbox, &text, &[], Some(&wrapper));
-    pmtr.expect("Too many open files; retrying in 1 sec", SHORT);
+    pmtr.expect("Too many open files; retrying in 0.2 sec", SHORT);
     let running = pmtr.count("started job");
     assert!(running >= 1, "{}", pmtr.transcript());
     // A running job exits: its descriptors are freed and a waiting job
@@ -216,6 +219,7 @@ fn five_hundred_jobs_dying_at_once_all_come_back_once() {
     let children: HashSet<i32> = children_of(pmtr.pid()).into_iter().collect();
     let second: HashSet<i32> = pmtr.started_pids()[500..].iter().copied().collect();
     assert_eq!(children, second, "exactly the 500 restarted jobs run");
-    std::thread::sleep(Duration::from_millis(500));
+    // Past the rapid-restart guard, a second restart would have come.
+    std::thread::sleep(RAPID_RESTART * 2);
     assert_eq!(pmtr.count("started job"), 1000, "none started twice");
 }

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use crate::harness::{children_of, free_port, wait_until, Pmtr, Sandbox, ONCONNECT, SHORT};
 
@@ -44,9 +43,8 @@ fn each_connection_runs_the_program_with_the_connection_on_fd_3() {
         assert!(lines[1].starts_with("hello "));
     }
     assert_ne!(first, second, "a fresh process per connection");
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
-        children_of(listener).is_empty(),
+        wait_until(SHORT, || children_of(listener).is_empty()),
         "children reaped: {:?}",
         children_of(listener)
     );

@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{alive, wait_until, Pmtr, Sandbox, Signal, GUARD, SHORT};
+use crate::harness::{
+    alive, stubborn, wait_until, Pmtr, Sandbox, Signal, GUARD, RAPID_RESTART, SHORT, TEST_TIMES,
+    TEST_TIMES_VARIABLE,
+};
 
 fn job(name: &str, cmd: &str) -> String {
     format!("job {{\n name {name}\n cmd {cmd}\n}}\n")
@@ -17,8 +20,9 @@ fn save_by_rename(path: &Path, text: &str) {
     std::fs::rename(&temporary, path).unwrap();
 }
 
-/// A save is applied within a second; the test allows for a loaded machine.
-const APPLIED: Duration = Duration::from_secs(3);
+/// A save is applied within a second (bench/engine.py measures it); the
+/// tests wait far longer, for a loaded machine.
+const APPLIED: Duration = GUARD;
 
 #[test]
 fn every_way_of_saving_is_applied() {
@@ -30,9 +34,7 @@ fn every_way_of_saving_is_applied() {
 
     // Written in place.
     std::fs::write(&path, format!("{base}{}", job("one", "/bin/sleep 1001"))).unwrap();
-    let saved = Instant::now();
     pmtr.expect_started("one", 1, APPLIED);
-    let first = saved.elapsed();
 
     // A temporary file renamed over it.
     save_by_rename(&path, &format!("{base}{}", job("two", "/bin/sleep 1002")));
@@ -40,6 +42,7 @@ fn every_way_of_saving_is_applied() {
 
     // Deleted, then created again.
     std::fs::remove_file(&path).unwrap();
+    // Not awaiting anything: a person's pause between the two commands.
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write(&path, format!("{base}{}", job("three", "/bin/sleep 1003"))).unwrap();
     pmtr.expect_started("three", 1, APPLIED);
@@ -56,7 +59,6 @@ fn every_way_of_saving_is_applied() {
             .transcript()
             .contains(&format!("job {gone} deleted: it will not be restarted")));
     }
-    assert!(first < APPLIED, "applied after {first:?}");
 }
 
 #[test]
@@ -101,6 +103,8 @@ fn a_burst_is_applied_once_and_an_unchanged_save_does_nothing() {
         .unwrap();
     }
     pmtr.expect("rescanning job configuration", APPLIED);
+    // An absence cannot be awaited: past the 900 ms settle cap, a second
+    // rescan would have come.
     std::thread::sleep(Duration::from_millis(1500));
     // Applied once when the 20 writes come within the 30 ms settle time, as
     // they do unless this test is paused mid-burst on a loaded machine; the
@@ -185,19 +189,26 @@ fn a_changed_job_restarts_at_once_and_a_deleted_one_stays_down() {
     assert!(wait_until(SHORT, || !alive(edit) && !alive(dropped)));
     let cmdline = std::fs::read_to_string(format!("/proc/{new}/cmdline")).unwrap();
     assert!(cmdline.contains("2000"), "{cmdline:?}");
-    std::thread::sleep(Duration::from_millis(500));
+    // Past the rapid-restart guard, a restart would have come.
+    std::thread::sleep(RAPID_RESTART * 2);
     assert_eq!(pmtr.count("started job drop"), 1);
 }
 
 #[test]
 fn a_reload_during_the_guard_starts_a_changed_job_at_once() {
     let sandbox = Sandbox::new();
-    let pmtr = Pmtr::start(&sandbox, &job("flaky", "/bin/false"));
-    pmtr.expect("restarting it in 10 sec", SHORT);
-    let saved = Instant::now();
+    // A guard longer than the wait below: only the reload can start it.
+    let times = format!("{TEST_TIMES},rapid_restart=600000");
+    let pmtr = Pmtr::start_env(
+        &sandbox,
+        &job("flaky", "/bin/false"),
+        &[],
+        None,
+        &[(TEST_TIMES_VARIABLE, &times)],
+    );
+    pmtr.expect("restarting it in 600 sec", SHORT);
     std::fs::write(&pmtr.config, job("flaky", "/bin/sleep 1000")).unwrap();
     let pid = pmtr.expect_started("flaky", 2, APPLIED);
-    assert!(saved.elapsed() < APPLIED);
     assert!(wait_until(SHORT, || std::fs::read_link(format!(
         "/proc/{pid}/exe"
     ))
@@ -207,15 +218,24 @@ fn a_reload_during_the_guard_starts_a_changed_job_at_once() {
 #[test]
 fn a_reload_while_a_job_is_still_stopping_uses_the_latest_definition() {
     let sandbox = Sandbox::new();
-    let stubborn = "/bin/sh -c \"trap '' TERM; while true; do sleep 1; done\"";
-    let pmtr = Pmtr::start(&sandbox, &job("s", stubborn));
+    let (stubborn, ignoring) = stubborn(&sandbox, "s");
+    // Grace enough for the second save to come while the job stops.
+    let times = format!("{TEST_TIMES},kill_after=3000");
+    let pmtr = Pmtr::start_env(
+        &sandbox,
+        &job("s", &stubborn),
+        &[],
+        None,
+        &[(TEST_TIMES_VARIABLE, &times)],
+    );
     let first = pmtr.expect_started("s", 1, SHORT);
+    assert!(wait_until(SHORT, || ignoring.exists()));
     std::fs::write(&pmtr.config, job("s", "/bin/sleep 1001")).unwrap();
     pmtr.expect(&format!("sending SIGTERM to job s [{first}]"), APPLIED);
-    std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&pmtr.config, job("s", "/bin/sleep 1002")).unwrap();
     pmtr.expect_count("rescanning job configuration", 2, APPLIED);
     let second = pmtr.expect_started("s", 2, GUARD);
+    assert_eq!(pmtr.count("started job s"), 2, "{}", pmtr.transcript());
     assert!(pmtr
         .transcript()
         .contains(&format!("sending SIGKILL to job s [{first}]")));
@@ -326,10 +346,7 @@ fn bounce_every_restarts_the_job_when_it_has_run_that_long() {
     let started = Instant::now();
     pmtr.expect(&format!("bouncing job b [{first}] after 2 sec"), SHORT);
     let bounced = started.elapsed();
-    assert!(
-        bounced >= Duration::from_millis(1800) && bounced < Duration::from_secs(4),
-        "{bounced:?}"
-    );
+    assert!(bounced >= Duration::from_millis(1800), "{bounced:?}");
     pmtr.expect_started("b", 2, SHORT);
 }
 

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use super::event::{Action, Level};
 use super::job::{JobState, Next, Rest, StopReason};
+use super::policy::Policy;
 use super::reload::{self, Change};
-use super::{messages, policy, Actions, Supervisor};
+use super::{messages, Actions, Supervisor};
 use crate::config::{Config, Job};
 use crate::time::Mono;
 
@@ -22,11 +23,11 @@ pub(super) struct Settle {
 impl Settle {
     /// Another touch at `now`: wait for quiet again, but not past the cap
     /// counted from the first touch.
-    fn touched(previous: Option<Settle>, now: Mono) -> Settle {
+    fn touched(policy: &Policy, previous: Option<Settle>, now: Mono) -> Settle {
         let first = previous.map_or(now, |p| p.first);
         let due = now
-            .plus_millis(policy::SETTLE_MILLIS)
-            .min(first.plus_millis(policy::SETTLE_MAX_MILLIS));
+            .plus_millis(policy.settle_millis)
+            .min(first.plus_millis(policy.settle_max_millis));
         Settle { first, due }
     }
 }
@@ -34,7 +35,7 @@ impl Settle {
 impl Supervisor {
     pub(super) fn on_config_touched(&mut self, now: Mono) {
         if self.shutdown.is_none() {
-            self.reload_due = Some(Settle::touched(self.reload_due, now));
+            self.reload_due = Some(Settle::touched(&self.policy, self.reload_due, now));
         }
     }
 
@@ -48,7 +49,7 @@ impl Supervisor {
     pub(super) fn on_dependency_touched(&mut self, path: String, now: Mono) {
         if self.shutdown.is_none() {
             self.touched.insert(path);
-            self.hash_due = Some(Settle::touched(self.hash_due, now));
+            self.hash_due = Some(Settle::touched(&self.policy, self.hash_due, now));
         }
     }
 

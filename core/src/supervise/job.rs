@@ -92,9 +92,9 @@ impl Instance {
     }
 
     /// When SIGKILL is due, if SIGTERM was sent and SIGKILL was not.
-    pub fn kill_due(&self, grace_secs: u64) -> Option<Mono> {
+    pub fn kill_due(&self, grace_millis: u64) -> Option<Mono> {
         match self.term_sent {
-            Some(sent) if !self.kill_sent => Some(sent.plus_secs(grace_secs)),
+            Some(sent) if !self.kill_sent => Some(sent.plus_millis(grace_millis)),
             _ => None,
         }
     }

@@ -44,12 +44,24 @@ pub fn not_restarting(name: &str, why: &str) -> String {
     format!("job {name} will not be restarted ({why})")
 }
 
-pub fn restarting_in(name: &str, secs: u64) -> String {
-    format!("job {name} exited within 10 sec of its start: restarting it in {secs} sec")
+pub fn restarting_in(name: &str, guard_millis: u64, in_millis: u64) -> String {
+    let (guard, delay) = (secs(guard_millis), secs(in_millis));
+    format!("job {name} exited within {guard} sec of its start: restarting it in {delay} sec")
 }
 
-pub fn spawn_retry(name: &str, reason: &str, secs: u64) -> String {
-    format!("unable to start job {name}: {reason}; retrying in {secs} sec")
+pub fn spawn_retry(name: &str, reason: &str, in_millis: u64) -> String {
+    let delay = secs(in_millis);
+    format!("unable to start job {name}: {reason}; retrying in {delay} sec")
+}
+
+/// Whole seconds as the original logs them ("10"); the shortened times of
+/// the test suite keep their tenths ("0.2").
+fn secs(millis: u64) -> String {
+    if millis % 1000 == 0 || millis >= 10_000 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{}.{}", millis / 1000, millis % 1000 / 100)
+    }
 }
 
 pub fn spawn_failed(name: &str, reason: &str) -> String {

@@ -19,7 +19,7 @@ use event::{
     Action, Event, ExitStatus, JobId, Level, Pid, ReplyToken, SetupStep, SpawnFailure, StopSignal,
 };
 use job::{Instance, JobState, Next, Rest, StopReason};
-use policy::AfterExit;
+use policy::{AfterExit, Policy};
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -31,6 +31,7 @@ pub struct Supervisor {
     /// In start order: by `order`, file order breaking ties; jobs deleted
     /// from the file but still stopping come last.
     jobs: Vec<JobState>,
+    policy: Policy,
     next_id: u32,
     started: bool,
     shutdown: Option<Shutdown>,
@@ -59,8 +60,14 @@ impl Supervisor {
     /// A supervisor for `config`, whose file content hashes to
     /// `config_hash` (a later read of the same content changes nothing).
     pub fn new(config: &Config, config_hash: u64) -> Supervisor {
+        Supervisor::with_policy(config, config_hash, Policy::default())
+    }
+
+    /// A supervisor that keeps `policy`'s times instead of the defaults.
+    pub fn with_policy(config: &Config, config_hash: u64, policy: Policy) -> Supervisor {
         let mut supervisor = Supervisor {
             jobs: Vec::with_capacity(config.jobs.len()),
+            policy,
             next_id: 0,
             started: false,
             shutdown: None,
@@ -171,7 +178,7 @@ impl Supervisor {
             let Some(instance) = job.instance else {
                 continue;
             };
-            if let Some(t) = instance.kill_due(policy::KILL_AFTER_SECS) {
+            if let Some(t) = instance.kill_due(self.policy.kill_after_millis) {
                 consider(t);
             }
             if let Some(t) = instance.probe_at {
@@ -231,22 +238,23 @@ impl Supervisor {
         };
         match failure {
             SpawnFailure::Transient(reason) => {
-                let secs = policy::SPAWN_RETRY_SECS;
+                let millis = self.policy.spawn_retry_millis;
                 out.log(
                     Level::Error,
-                    messages::spawn_retry(&job.def.name, &reason, secs),
+                    messages::spawn_retry(&job.def.name, &reason, millis),
                 );
-                job.next = Next::StartAt(now.plus_secs(secs));
+                job.next = Next::StartAt(now.plus_millis(millis));
             }
             SpawnFailure::Job(reason) => {
                 out.log(Level::Error, messages::spawn_failed(&job.def.name, &reason));
                 job.start_failed = true;
                 job.gate_open = true;
                 let placeholder = ExitStatus::Code(-1);
-                job.next = match policy::after_exit(&job.def, placeholder, now, now, true) {
-                    AfterExit::RestartAt(t) => Next::StartAt(t),
-                    AfterExit::Done(_) => Next::Rest(Rest::Done),
-                };
+                job.next =
+                    match policy::after_exit(&self.policy, &job.def, placeholder, now, now, true) {
+                        AfterExit::RestartAt(t) => Next::StartAt(t),
+                        AfterExit::Done(_) => Next::Rest(Rest::Done),
+                    };
             }
         }
     }
@@ -292,6 +300,7 @@ impl Supervisor {
         job.gate_open = true;
         if job.stop.is_none() && self.shutdown.is_none() {
             let decision = policy::after_exit(
+                &self.policy,
                 &job.def,
                 status,
                 instance.started,
@@ -307,7 +316,11 @@ impl Supervisor {
                     if at > now {
                         out.log(
                             Level::Info,
-                            messages::restarting_in(&job.def.name, at.millis_since(now) / 1000),
+                            messages::restarting_in(
+                                &job.def.name,
+                                self.policy.rapid_restart_millis,
+                                at.millis_since(now),
+                            ),
                         );
                     }
                     Next::StartAt(at)
@@ -343,7 +356,7 @@ impl Supervisor {
             });
             instance.term_sent = Some(now);
         } else if instance.kill_sent {
-            instance.probe_at = Some(now.plus_millis(policy::REPROBE_MILLIS));
+            instance.probe_at = Some(now.plus_millis(self.policy.reprobe_millis));
         }
     }
 
@@ -360,15 +373,16 @@ impl Supervisor {
             }
         }
         self.files_due(now, out);
+        let policy = self.policy;
         for job in &mut self.jobs {
             let Some(instance) = &mut job.instance else {
                 continue;
             };
             if instance
-                .kill_due(policy::KILL_AFTER_SECS)
+                .kill_due(policy.kill_after_millis)
                 .is_some_and(|t| t <= now)
             {
-                kill(&job.def.name, instance, now, out);
+                kill(&policy, &job.def.name, instance, now, out);
             }
             if instance.probe_at.is_some_and(|t| t <= now) {
                 instance.probe_at = None;
@@ -384,7 +398,7 @@ impl Supervisor {
                 for job in &mut self.jobs {
                     if let Some(instance) = &mut job.instance {
                         if !instance.kill_sent {
-                            kill(&job.def.name, instance, now, out);
+                            kill(&self.policy, &job.def.name, instance, now, out);
                         }
                     }
                 }
@@ -504,7 +518,7 @@ fn dependencies_ready(
     true
 }
 
-fn kill(name: &str, instance: &mut Instance, now: Mono, out: &mut Actions) {
+fn kill(policy: &Policy, name: &str, instance: &mut Instance, now: Mono, out: &mut Actions) {
     out.log(Level::Info, messages::sending_kill(name, instance.pid));
     out.push(Action::Signal {
         pgid: instance.pid,
@@ -514,7 +528,7 @@ fn kill(name: &str, instance: &mut Instance, now: Mono, out: &mut Actions) {
     if instance.term_sent.is_none() {
         instance.term_sent = Some(now);
     }
-    instance.probe_at = Some(now.plus_millis(policy::REPROBE_MILLIS));
+    instance.probe_at = Some(now.plus_millis(policy.reprobe_millis));
 }
 
 #[derive(Default)]

@@ -1,5 +1,6 @@
-//! The timing rules of supervision, as constants and one pure decision:
-//! what happens after a job's main process exits on its own.
+//! The timing rules of supervision — their default values, the `Policy`
+//! that carries them, and one pure decision: what happens after a job's
+//! main process exits on its own.
 
 use super::event::ExitStatus;
 use crate::config::Job;
@@ -30,8 +31,46 @@ pub const SETTLE_MILLIS: u64 = 30;
 /// even while something keeps writing.
 pub const SETTLE_MAX_MILLIS: u64 = 900;
 
+/// Time between two status reports (`report to`).
+pub const REPORT_EVERY_SECS: u64 = 10;
+
+/// Delay of the report that follows an enable or disable: several
+/// requests in a burst share one report.
+pub const REPORT_SOON_MILLIS: u64 = 200;
+
 /// A job that exits with this status is not restarted.
 pub const NO_RESTART_STATUS: i32 = 33;
+
+/// The times supervision works with, in milliseconds. The daemon always
+/// runs with the defaults (the constants above, as the original pmtr);
+/// the test suite shortens them so that end-to-end tests of a 10 s rule
+/// take a fraction of a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub rapid_restart_millis: u64,
+    pub kill_after_millis: u64,
+    pub spawn_retry_millis: u64,
+    pub reprobe_millis: u64,
+    pub settle_millis: u64,
+    pub settle_max_millis: u64,
+    pub report_every_millis: u64,
+    pub report_soon_millis: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            rapid_restart_millis: RAPID_RESTART_SECS * 1000,
+            kill_after_millis: KILL_AFTER_SECS * 1000,
+            spawn_retry_millis: SPAWN_RETRY_SECS * 1000,
+            reprobe_millis: REPROBE_MILLIS,
+            settle_millis: SETTLE_MILLIS,
+            settle_max_millis: SETTLE_MAX_MILLIS,
+            report_every_millis: REPORT_EVERY_SECS * 1000,
+            report_soon_millis: REPORT_SOON_MILLIS,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterExit {
@@ -44,6 +83,7 @@ pub enum AfterExit {
 /// `setup_failed` marks a start that never reached `execv`: it counts as
 /// an immediate exit.
 pub fn after_exit(
+    policy: &Policy,
     job: &Job,
     status: ExitStatus,
     started: Mono,
@@ -57,8 +97,9 @@ pub fn after_exit(
         return AfterExit::Done("once");
     }
     let ran = exited.millis_since(started);
-    if setup_failed || ran < RAPID_RESTART_SECS * 1000 {
-        AfterExit::RestartAt(exited.plus_secs(RAPID_RESTART_SECS))
+    let guard = policy.rapid_restart_millis;
+    if setup_failed || ran < guard {
+        AfterExit::RestartAt(exited.plus_millis(guard))
     } else {
         AfterExit::RestartAt(exited)
     }
@@ -152,7 +193,14 @@ mod tests {
         ];
         for (job, status, started, exited, setup_failed, expected) in cases {
             assert_eq!(
-                after_exit(job, status, started, exited, setup_failed),
+                after_exit(
+                    &Policy::default(),
+                    job,
+                    status,
+                    started,
+                    exited,
+                    setup_failed
+                ),
                 expected,
                 "{status} after {started}..{exited}"
             );

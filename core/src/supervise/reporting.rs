@@ -5,12 +5,6 @@ use super::event::Action;
 use super::{Actions, Supervisor};
 use crate::time::Mono;
 
-/// Time between two reports.
-pub const REPORT_EVERY_SECS: u64 = 10;
-/// Delay of the report that follows an enable or disable: several
-/// requests in a burst share one report.
-pub const REPORT_SOON_MILLIS: u64 = 200;
-
 impl Supervisor {
     /// Reports are sent only with a `report to` destination.
     pub(super) fn set_reporting(&mut self, reporting: bool, now: Mono) {
@@ -24,7 +18,7 @@ impl Supervisor {
     /// A report soon: the state changed in a way a collector shows.
     pub(super) fn report_soon(&mut self, now: Mono) {
         if let Some(due) = &mut self.report_due {
-            *due = (*due).min(now.plus_millis(REPORT_SOON_MILLIS));
+            *due = (*due).min(now.plus_millis(self.policy.report_soon_millis));
         }
     }
 
@@ -32,7 +26,7 @@ impl Supervisor {
         if self.started && self.shutdown.is_none() && self.report_due.is_some_and(|due| due <= now)
         {
             out.push(Action::SendReport);
-            self.report_due = Some(now.plus_secs(REPORT_EVERY_SECS));
+            self.report_due = Some(now.plus_millis(self.policy.report_every_millis));
         }
     }
 }

@@ -19,8 +19,6 @@ use pmtr_core::time::Mono;
 
 use crate::reason::Reason;
 
-/// Time a client has to send its request, or to read a response.
-const CLIENT_DEADLINE_MILLIS: u64 = 5_000;
 /// Output a client may leave unread before it is dropped.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
@@ -63,12 +61,14 @@ pub struct ControlServer {
     path: PathBuf,
     owner: u32,
     clients: HashMap<RawFd, Client>,
+    /// Time a client has to send its request, or to read a response.
+    client_deadline_millis: u64,
 }
 
 impl ControlServer {
     /// Binds the socket at `path`, replacing a stale one left by a crashed
     /// pmtr but never a live one.
-    pub fn bind(path: &Path) -> Result<ControlServer, ControlError> {
+    pub fn bind(path: &Path, client_deadline_millis: u64) -> Result<ControlServer, ControlError> {
         let create = |source| ControlError::Create {
             path: path.to_path_buf(),
             source,
@@ -98,6 +98,7 @@ impl ControlServer {
             path: path.to_path_buf(),
             owner: nix::unistd::geteuid().as_raw(),
             clients: HashMap::new(),
+            client_deadline_millis,
         })
     }
 
@@ -226,7 +227,7 @@ impl ControlServer {
                     input: Vec::new(),
                     output: Vec::new(),
                     phase: Phase::Reading,
-                    deadline: Some(now.plus_millis(CLIENT_DEADLINE_MILLIS)),
+                    deadline: Some(now.plus_millis(self.client_deadline_millis)),
                 },
             );
             if !allowed {
@@ -341,7 +342,7 @@ impl ControlServer {
                     Phase::Answering => Some(
                         client
                             .deadline
-                            .unwrap_or(now.plus_millis(CLIENT_DEADLINE_MILLIS)),
+                            .unwrap_or(now.plus_millis(self.client_deadline_millis)),
                     ),
                 };
                 let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;

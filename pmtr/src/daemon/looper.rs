@@ -27,6 +27,7 @@ use super::notify::Notifier;
 use super::output::{Capture, Drained};
 use super::rings::Rings;
 use super::spawner::Setup;
+use super::test_times;
 use super::udp::Udp;
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
@@ -102,7 +103,12 @@ impl Daemon {
                 what: "watch signals",
                 errno,
             })?;
-        let supervisor = Supervisor::new(config, config_hash);
+        let (times, unknown_times) = test_times::from_environment();
+        for item in unknown_times {
+            let variable = test_times::VARIABLE;
+            logger.log(Level::Warning, &format!("{variable}: ignoring `{item}`"));
+        }
+        let supervisor = Supervisor::with_policy(config, config_hash, times.policy);
         let (mut watcher, mut errors) = Watcher::new(config_path);
         errors.extend(watcher.set_dependencies(&supervisor.dependency_paths()));
         for error in errors {
@@ -119,31 +125,34 @@ impl Daemon {
                 );
             }
         }
-        let control = socket.and_then(|path| match ControlServer::bind(path) {
-            Ok(server) => {
-                let fd = server.listener_fd();
-                match epoll.add(
-                    server.listener(),
-                    EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
-                ) {
-                    Ok(()) => Some(server),
-                    Err(errno) => {
+        let control =
+            socket.and_then(
+                |path| match ControlServer::bind(path, times.client_deadline_millis) {
+                    Ok(server) => {
+                        let fd = server.listener_fd();
+                        match epoll.add(
+                            server.listener(),
+                            EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
+                        ) {
+                            Ok(()) => Some(server),
+                            Err(errno) => {
+                                logger.log(
+                                    Level::Warning,
+                                    &format!("unable to serve the control socket: {}", Text(errno)),
+                                );
+                                None
+                            }
+                        }
+                    }
+                    Err(error) => {
                         logger.log(
                             Level::Warning,
-                            &format!("unable to serve the control socket: {}", Text(errno)),
+                            &format!("{error}; pmtr-ctl will not reach this pmtr"),
                         );
                         None
                     }
-                }
-            }
-            Err(error) => {
-                logger.log(
-                    Level::Warning,
-                    &format!("{error}; pmtr-ctl will not reach this pmtr"),
-                );
-                None
-            }
-        });
+                },
+            );
         let mut daemon = Daemon {
             supervisor,
             epoll,

@@ -12,6 +12,7 @@ pub mod pidfile;
 mod requests;
 mod rings;
 mod spawner;
+mod test_times;
 mod udp;
 pub mod watch;
 

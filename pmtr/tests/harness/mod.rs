@@ -35,6 +35,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `cmd` of a job that ignores SIGTERM, and the file it creates once
+/// it does: wait for the file before asking pmtr to stop the job.
+pub fn stubborn(sandbox: &Sandbox, name: &str) -> (String, PathBuf) {
+    let marker = sandbox.path(&format!("{name}.ignoring-term"));
+    let cmd = format!(
+        "/bin/sh -c \"trap '' TERM; : > {}; while true; do sleep 1; done\"",
+        marker.display()
+    );
+    (cmd, marker)
+}
+
 /// A directory of the test's own, removed when the test ends.
 pub struct Sandbox {
     dir: tempfile::TempDir,
@@ -87,6 +98,7 @@ impl Sandbox {
     pub fn pmtr(&self, args: &[&str]) -> Output {
         Command::new(PMTR)
             .args(args)
+            .env(TEST_TIMES_VARIABLE, TEST_TIMES)
             .current_dir(self.root())
             .output()
             .expect("run pmtr")
@@ -183,6 +195,7 @@ impl Pmtr {
         argv.extend(args.iter().map(|s| s.to_string()));
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
+            .env(TEST_TIMES_VARIABLE, TEST_TIMES)
             .envs(env.iter().copied())
             .current_dir(sandbox.root())
             .stdin(std::process::Stdio::null())
@@ -293,6 +306,15 @@ impl Pmtr {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal);
     }
 
+    /// Shuts pmtr down without waiting for the kill grace: SIGTERM, and
+    /// once pmtr logged it, a second SIGTERM (SIGKILL to every job).
+    pub fn stop_now(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        self.expect("exiting on signal 15", SHORT);
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(GUARD)
+    }
+
     /// Waits for pmtr to exit; its exit code, or None on timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -367,9 +389,25 @@ pub fn children_of(parent: i32) -> Vec<i32> {
 }
 
 pub const SHORT: Duration = Duration::from_secs(5);
-/// Long enough for the 10 s rapid-restart guard or kill grace, with room
-/// for a loaded machine.
-pub const GUARD: Duration = Duration::from_secs(25);
+/// Long enough for the rapid-restart guard or kill grace, with room for a
+/// loaded machine.
+pub const GUARD: Duration = Duration::from_secs(10);
+
+/// The policy times every pmtr of the suite runs with (a debug build reads
+/// them; docs/ARCHITECTURE.md, "Fast deterministic tests"): the 10 s rules
+/// of the original shortened so that a test of one takes well under 1 s.
+pub const TEST_TIMES: &str = "rapid_restart=500,kill_after=400,spawn_retry=200,\
+                              reprobe=100,report_every=1000,client_deadline=2000";
+/// The rapid-restart guard of `TEST_TIMES`, and its text in log lines.
+pub const RAPID_RESTART: Duration = Duration::from_millis(500);
+pub const RAPID_RESTART_TEXT: &str = "0.5";
+/// The kill grace of `TEST_TIMES`.
+pub const KILL_AFTER: Duration = Duration::from_millis(400);
+/// The status report period of `TEST_TIMES`.
+pub const REPORT_EVERY: Duration = Duration::from_millis(1000);
+/// The control client deadline of `TEST_TIMES`.
+pub const CLIENT_DEADLINE: Duration = Duration::from_millis(2000);
+pub const TEST_TIMES_VARIABLE: &str = "PMTR_TEST_TIMES";
 
 /// Another long-running program of the test (pmtr-rptserver, the original
 /// pmtr), its stderr collected; killed (its pid only) on drop.
