@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::supervise::event::ExitStatus;
-use crate::supervise::job::{JobState, Next, Rest};
+use crate::supervise::job::{JobState, Phase};
 use crate::time::Mono;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,32 +91,37 @@ pub fn duration_text(secs: u64) -> String {
     parts.join(" ")
 }
 
-/// The status of one job at `now`.
+/// The status of one job at `now`: its phase, as operators name it.
 pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
-    let instance = job.instance;
-    let state = match (instance, job.stop, job.next) {
-        (Some(i), None, _) if i.leader_alive && i.term_sent.is_none() => State::Running,
-        (Some(_), _, _) => State::Stopping,
-        (None, _, Next::Rest(Rest::Disabled)) => State::Disabled,
-        (None, _, Next::Rest(Rest::Done)) => State::Done,
-        (None, _, _) if job.start_failed => State::FailedToStart,
-        (None, _, Next::StartAt(t)) if t > now => State::WaitingToRestart,
-        (None, _, _) if job.starts > 0 => State::WaitingToRestart,
-        (None, _, _) => State::Waiting,
+    let not_running = if job.start_failed {
+        State::FailedToStart
+    } else if job.starts > 0 {
+        State::WaitingToRestart
+    } else {
+        State::Waiting
     };
-    let running = instance.filter(|i| i.leader_alive);
+    let (state, restart_at) = match job.phase {
+        Phase::Running(_) => (State::Running, None),
+        Phase::Stopping { .. } | Phase::Draining { .. } => (State::Stopping, None),
+        Phase::Disabled => (State::Disabled, None),
+        Phase::Done(_) => (State::Done, None),
+        Phase::Starting { .. } => (not_running, None),
+        Phase::Waiting { until, .. } if until > now && !job.start_failed => {
+            (State::WaitingToRestart, Some(until))
+        }
+        Phase::Waiting { until, .. } => (not_running, Some(until).filter(|&t| t > now)),
+    };
+    // The leader, while it lives.
+    let running = job.phase.leader().and(job.phase.run().copied());
     JobStatus {
         name: job.def.name.clone(),
         state,
         enabled: job.enabled(),
-        pid: running.map(|i| i.pid),
-        uptime_seconds: running.map(|i| now.millis_since(i.started) / 1000),
-        restart_in_seconds: match (instance, job.next) {
-            (None, Next::StartAt(t)) if t > now => Some(t.millis_since(now).div_ceil(1000)),
-            _ => None,
-        },
+        pid: running.map(|r| r.pid),
+        uptime_seconds: running.map(|r| now.millis_since(r.started) / 1000),
+        restart_in_seconds: restart_at.map(|t| t.millis_since(now).div_ceil(1000)),
         restarts: job.restarts(),
-        started: running.map(|i| i.started),
+        started: running.map(|r| r.started),
         last_exit: job.last_exit.map(|status| match status {
             ExitStatus::Code(code) => LastExit {
                 code: Some(code),

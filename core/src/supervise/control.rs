@@ -5,7 +5,7 @@
 //! removed, is decided here and nowhere else.
 
 use super::event::{Level, ReplyToken};
-use super::job::{Next, Rest, StopReason};
+use super::job::{Phase, StopReason, Then};
 use super::{messages, Actions, Supervisor};
 use crate::time::Mono;
 
@@ -51,10 +51,13 @@ impl Supervisor {
         }
         out.reply(reply, true, messages::restart_reply());
         out.log(Level::Info, messages::restart_requested(name));
-        if job.instance.is_some() {
-            self.stop(index, StopReason::Restart, now, out);
-        } else if job.next != Next::Spawning {
-            job.next = Next::StartAt(now);
+        match job.phase {
+            Phase::Running(_) | Phase::Stopping { .. } | Phase::Draining { .. } => {
+                self.stop(index, StopReason::Restart, now, out)
+            }
+            Phase::Waiting { .. } | Phase::Done(_) => job.phase = Phase::waiting(now),
+            // On its way up; and disabled jobs were refused above.
+            Phase::Starting { .. } | Phase::Disabled => {}
         }
     }
 
@@ -74,7 +77,7 @@ impl Supervisor {
         let index = self
             .jobs
             .iter()
-            .position(|j| j.def.name == name && j.stop != Some(StopReason::Remove));
+            .position(|j| j.def.name == name && !j.is_being_removed());
         if index.is_none() {
             out.log(Level::Warning, messages::unknown_job(name));
             out.reply(reply, false, messages::unknown_job_reply(name));
@@ -92,21 +95,49 @@ impl Supervisor {
         out: &mut Actions,
     ) {
         let job = &mut self.jobs[index];
-        if enabled {
-            match (job.instance, job.stop) {
-                // Being stopped to stay down: come back once gone.
-                (Some(_), Some(StopReason::Disable)) => job.stop = Some(StopReason::Restart),
-                (None, _) if job.next == Next::Rest(Rest::Disabled) => {
-                    job.next = Next::StartAt(now)
+        match (enabled, job.phase) {
+            // Being stopped to stay down: come back once gone.
+            (
+                true,
+                Phase::Stopping {
+                    why: StopReason::Disable,
+                    ..
                 }
-                _ => {}
+                | Phase::Draining {
+                    then: Then::Stopped(StopReason::Disable),
+                    ..
+                },
+            ) => job.phase.set_stop_reason(StopReason::Restart),
+            (
+                true,
+                Phase::Starting {
+                    stop: Some(StopReason::Disable),
+                },
+            ) => job.phase.set_stop_reason(StopReason::Restart),
+            (true, Phase::Disabled) => job.phase = Phase::waiting(now),
+            (
+                true,
+                Phase::Waiting { .. }
+                | Phase::Starting { .. }
+                | Phase::Running(_)
+                | Phase::Stopping { .. }
+                | Phase::Draining { .. }
+                | Phase::Done(_),
+            ) => {}
+            (
+                false,
+                Phase::Starting { .. }
+                | Phase::Running(_)
+                | Phase::Stopping { .. }
+                | Phase::Draining { .. },
+            ) => {
+                if !job.is_being_removed() {
+                    self.stop(index, StopReason::Disable, now, out);
+                }
             }
-        } else if job.instance.is_some() {
-            if job.stop != Some(StopReason::Remove) {
-                self.stop(index, StopReason::Disable, now, out);
+            (false, Phase::Waiting { .. } | Phase::Done(_) | Phase::Disabled) => {
+                job.phase = Phase::Disabled
             }
-        } else {
-            job.next = Next::Rest(Rest::Disabled);
         }
     }
 }

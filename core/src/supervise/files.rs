@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::event::{Action, Level};
-use super::job::{JobState, Next, Rest, StopReason};
+use super::job::{JobState, Phase, StopReason};
 use super::policy::Policy;
 use super::reload::{self, Change};
 use super::{messages, Actions, Supervisor};
@@ -124,9 +124,9 @@ impl Supervisor {
                 }
                 Change::Keep(name) => {
                     let Some(mut job) = take(&name) else { continue };
-                    if job.stop == Some(StopReason::Remove) {
+                    if job.is_being_removed() {
                         // Deleted, then put back while still stopping.
-                        job.stop = Some(StopReason::Restart);
+                        job.phase.set_stop_reason(StopReason::Restart);
                     }
                     // The file rules again: an override ends here.
                     if job
@@ -148,7 +148,7 @@ impl Supervisor {
                     }
                     job.start_failed = false;
                     job.enabled_override = None;
-                    if job.instance.is_some() {
+                    if job.phase.is_active() {
                         let reason = if def.disabled {
                             StopReason::Disable
                         } else {
@@ -157,10 +157,10 @@ impl Supervisor {
                         job.pending = Some(Box::new(def));
                         stops.push((next.len(), reason));
                     } else {
-                        job.next = if def.disabled {
-                            Next::Rest(Rest::Disabled)
+                        job.phase = if def.disabled {
+                            Phase::Disabled
                         } else {
-                            Next::StartAt(now)
+                            Phase::waiting(now)
                         };
                         job.def = def;
                         job.pending = None;
@@ -170,7 +170,7 @@ impl Supervisor {
                 Change::Remove(name) => {
                     let Some(job) = take(&name) else { continue };
                     out.log(Level::Info, messages::job_removed(&name));
-                    if job.instance.is_some() {
+                    if job.phase.is_active() {
                         leaving.push(job);
                     }
                 }
@@ -218,7 +218,7 @@ impl Supervisor {
         }
         for index in 0..self.jobs.len() {
             let job = &self.jobs[index];
-            if !job.running_undisturbed() {
+            if !matches!(job.phase, Phase::Running(_)) {
                 continue;
             }
             let changed_path = job.dependencies().find(|p| changed.contains(p));

@@ -1,5 +1,7 @@
-//! One job as the supervisor tracks it: its definition, the process group
-//! it runs as (if any), and what is planned for it next.
+//! One job as the supervisor tracks it: its definition, its history, and
+//! its `Phase` — one value saying what the job is doing, carrying exactly
+//! the data of that state (a process only while there is one, a deadline
+//! only while one is due).
 
 use super::event::{ExitStatus, JobId, Pid};
 use crate::config::Job;
@@ -9,17 +11,10 @@ use crate::time::Mono;
 pub struct JobState {
     pub id: JobId,
     pub def: Job,
-    /// The running (or still draining) process group of the job.
-    pub instance: Option<Instance>,
-    /// What happens once no instance is left.
-    pub next: Next,
-    /// Why pmtr is stopping the instance, if it is.
-    pub stop: Option<StopReason>,
-    /// The definition to start with once the instance is gone (a reload
-    /// changed the job while it ran).
+    pub phase: Phase,
+    /// The definition to start with once the process group is gone (a
+    /// reload changed the job while it ran).
     pub pending: Option<Box<Job>>,
-    /// A missing dependency was logged (once per wait).
-    pub missing_logged: bool,
     /// Enabled or disabled by a control request, until the next reload.
     pub enabled_override: Option<bool>,
     /// For a `wait` job: it has exited since pmtr started, so the jobs
@@ -31,22 +26,86 @@ pub struct JobState {
     pub start_failed: bool,
 }
 
-/// What is planned for a job that has no instance.
+/// What a job is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
-    /// Start when this time has come (and no `wait` job gates it).
-    StartAt(Mono),
-    /// The shell is forking it now.
-    Spawning,
-    /// Not started again.
-    Rest(Rest),
+pub enum Phase {
+    /// To be started once `until` has come, no `wait` job ahead of it
+    /// holds it, and its dependency files exist. `missing_logged`: a
+    /// missing dependency was logged (once per wait).
+    Waiting {
+        until: Mono,
+        missing_logged: bool,
+    },
+    /// `Action::Spawn` went out; `Spawned` or `SpawnFailed` comes next
+    /// (the shell forks in batches, after the events already queued). A
+    /// stop asked for meanwhile waits in `stop` and is carried out on
+    /// `Spawned`.
+    Starting {
+        stop: Option<StopReason>,
+    },
+    /// Its process group runs, undisturbed.
+    Running(Run),
+    /// pmtr signalled the group to stop it for `why`; the leader lives.
+    Stopping {
+        run: Run,
+        why: StopReason,
+        signals: Signals,
+    },
+    /// The leader was reaped; its group may still have members, which
+    /// pmtr probes for. `then` follows once the group is empty.
+    Draining {
+        run: Run,
+        then: Then,
+        /// None until pmtr signals leftovers (or was stopping the job).
+        signals: Option<Signals>,
+        /// When to ask again whether the group is empty (after SIGKILL:
+        /// members that are not pmtr's children send no SIGCHLD).
+        probe_at: Option<Mono>,
+    },
+    /// Exited and not restarted; why, for the log.
+    Done(&'static str),
+    Disabled,
 }
 
+/// A started process group, led by `pid`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rest {
-    Disabled,
-    /// Exited and not restarted (`once`, exit status 33).
-    Done,
+pub struct Run {
+    pub pid: Pid,
+    pub started: Mono,
+    /// The child reported a failed step before `execv`.
+    pub setup_failed: bool,
+}
+
+/// The stop signals pmtr sent a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signals {
+    pub term_sent: Mono,
+    pub kill_sent: bool,
+}
+
+impl Signals {
+    pub fn term(now: Mono) -> Signals {
+        Signals {
+            term_sent: now,
+            kill_sent: false,
+        }
+    }
+
+    /// When SIGKILL is due, unless it was sent.
+    pub fn kill_due(&self, grace_millis: u64) -> Option<Mono> {
+        (!self.kill_sent).then(|| self.term_sent.plus_millis(grace_millis))
+    }
+}
+
+/// What follows once a draining job's group is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// It exited on its own: the restart rule says when it starts again.
+    StartAt(Mono),
+    /// It exited on its own and is not restarted.
+    Done(&'static str),
+    /// pmtr stopped it: what the stop was for.
+    Stopped(StopReason),
 }
 
 /// Why pmtr stopped a job, which decides what follows the stop.
@@ -54,47 +113,77 @@ pub enum Rest {
 pub enum StopReason {
     Shutdown,
     /// Start it again at once when it is gone (changed, bounced, a
-    /// dependency changed).
+    /// dependency changed, restarted on request).
     Restart,
-    /// Keep it stopped (disabled in the file).
+    /// Keep it stopped (disabled in the file or on request).
     Disable,
     /// Forget it (deleted from the file).
     Remove,
 }
 
-/// A started job: its process group, led by `pid`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Instance {
-    pub pid: Pid,
-    pub started: Mono,
-    /// The group leader (the process pmtr forked) has not been reaped yet.
-    pub leader_alive: bool,
-    /// The child reported a failed step before `execv`.
-    pub setup_failed: bool,
-    /// When SIGTERM went to the group.
-    pub term_sent: Option<Mono>,
-    pub kill_sent: bool,
-    /// When to ask again whether the group still has members.
-    pub probe_at: Option<Mono>,
-}
-
-impl Instance {
-    pub fn new(pid: Pid, started: Mono) -> Instance {
-        Instance {
-            pid,
-            started,
-            leader_alive: true,
-            setup_failed: false,
-            term_sent: None,
-            kill_sent: false,
-            probe_at: None,
+impl Phase {
+    /// Waiting to start at `until`.
+    pub fn waiting(until: Mono) -> Phase {
+        Phase::Waiting {
+            until,
+            missing_logged: false,
         }
     }
 
-    /// When SIGKILL is due, if SIGTERM was sent and SIGKILL was not.
-    pub fn kill_due(&self, grace_millis: u64) -> Option<Mono> {
-        match self.term_sent {
-            Some(sent) if !self.kill_sent => Some(sent.plus_millis(grace_millis)),
+    /// Has a process group, or is about to: what a stop must reach.
+    pub fn is_active(&self) -> bool {
+        matches!(self, Phase::Starting { .. }) || self.run().is_some()
+    }
+
+    /// The process group, in every phase that has one.
+    pub fn run(&self) -> Option<&Run> {
+        match self {
+            Phase::Running(run) | Phase::Stopping { run, .. } | Phase::Draining { run, .. } => {
+                Some(run)
+            }
+            _ => None,
+        }
+    }
+
+    /// The leader's pid, while the leader lives.
+    pub fn leader(&self) -> Option<Pid> {
+        match self {
+            Phase::Running(run) | Phase::Stopping { run, .. } => Some(run.pid),
+            _ => None,
+        }
+    }
+
+    /// Why pmtr is stopping the job, if it is.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        match self {
+            Phase::Starting { stop } => *stop,
+            Phase::Stopping { why, .. } => Some(*why),
+            Phase::Draining {
+                then: Then::Stopped(why),
+                ..
+            } => Some(*why),
+            _ => None,
+        }
+    }
+
+    /// Changes why pmtr is stopping the job; nothing if it is not.
+    pub fn set_stop_reason(&mut self, reason: StopReason) {
+        match self {
+            Phase::Starting { stop: Some(why) } => *why = reason,
+            Phase::Stopping { why, .. } => *why = reason,
+            Phase::Draining {
+                then: Then::Stopped(why),
+                ..
+            } => *why = reason,
+            _ => {}
+        }
+    }
+
+    /// The signals sent to the group, if any.
+    pub fn signals(&self) -> Option<Signals> {
+        match self {
+            Phase::Stopping { signals, .. } => Some(*signals),
+            Phase::Draining { signals, .. } => *signals,
             _ => None,
         }
     }
@@ -102,19 +191,16 @@ impl Instance {
 
 impl JobState {
     pub fn new(id: JobId, def: Job) -> JobState {
-        let next = if def.disabled {
-            Next::Rest(Rest::Disabled)
+        let phase = if def.disabled {
+            Phase::Disabled
         } else {
-            Next::StartAt(Mono::ZERO)
+            Phase::waiting(Mono::ZERO)
         };
         JobState {
             id,
             def,
-            instance: None,
-            next,
-            stop: None,
+            phase,
             pending: None,
-            missing_logged: false,
             enabled_override: None,
             gate_open: false,
             starts: 0,
@@ -150,17 +236,13 @@ impl JobState {
         def.depends.iter().map(move |path| def.resolve(path))
     }
 
-    /// Running and not being stopped: what a bounce or a dependency change
-    /// may restart.
-    pub fn running_undisturbed(&self) -> bool {
-        self.stop.is_none()
-            && self
-                .instance
-                .is_some_and(|i| i.leader_alive && i.term_sent.is_none())
-    }
-
     /// The leader's pid, while the leader lives.
     pub fn leader(&self) -> Option<Pid> {
-        self.instance.filter(|i| i.leader_alive).map(|i| i.pid)
+        self.phase.leader()
+    }
+
+    /// Deleted by a reload and still stopping: no request reaches it.
+    pub fn is_being_removed(&self) -> bool {
+        self.phase.stop_reason() == Some(StopReason::Remove)
     }
 }

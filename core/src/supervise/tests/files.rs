@@ -2,7 +2,7 @@
 //! fake clock.
 
 use super::*;
-use crate::supervise::job::StopReason;
+use crate::supervise::job::Phase;
 use crate::supervise::policy;
 
 fn read(text: &str, hash: u64) -> Event {
@@ -73,14 +73,7 @@ fn a_reload_adds_removes_changes_and_keeps_minimally() {
         },
         at(61),
     );
-    let actions2 = run.event(
-        Event::Probed {
-            pgid: pid,
-            alive: false,
-        },
-        at(61),
-    );
-    assert!(spawned_names(&run, &actions).is_empty() && spawned_names(&run, &actions2).is_empty());
+    assert!(spawned_names(&run, &actions).is_empty());
     assert!(run.sup.jobs().iter().all(|j| j.def.name != "drop"));
 }
 
@@ -228,7 +221,7 @@ fn deleted_then_restored_while_stopping_starts_again() {
     let mut run = Run::new(config(&text));
     started(&mut run, &text);
     run.event(read("", 1), at(1));
-    assert_eq!(run.state("a").stop, Some(StopReason::Remove));
+    assert!(run.state("a").is_being_removed());
     run.event(read(&text, 2), at(2));
     let actions = run.exit("a", TERMINATED, at(3));
     assert_eq!(spawned_names(&run, &actions), ["a"]);
@@ -243,7 +236,7 @@ fn disabling_in_the_file_stops_and_enabling_starts() {
     assert_eq!(signals(&actions).len(), 1);
     let actions = run.exit("a", TERMINATED, at(1));
     assert!(spawned_names(&run, &actions).is_empty());
-    assert_eq!(run.state("a").next, Next::Rest(Rest::Disabled));
+    assert_eq!(run.phase("a"), Phase::Disabled);
     let actions = run.event(read(&text, 2), at(2));
     assert_eq!(spawned_names(&run, &actions), ["a"]);
 }
@@ -460,13 +453,6 @@ fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
         Event::Reaped {
             pid,
             status: ExitStatus::Code(1),
-        },
-        Mono::from_millis(30_500),
-    );
-    run.event(
-        Event::Probed {
-            pgid: pid,
-            alive: false,
         },
         Mono::from_millis(30_500),
     );

@@ -2,12 +2,14 @@
 //! processes, no sleeps. Each test is a row of the behaviour contract.
 
 mod files;
+mod matrix;
 
 use super::event::*;
-use super::job::{Next, Rest};
+use super::job::{JobState, Phase};
 use super::Supervisor;
 use crate::config::{parse, Config};
 use crate::time::Mono;
+use std::collections::HashSet;
 
 pub(super) fn config(text: &str) -> Config {
     parse(text.as_bytes()).unwrap()
@@ -34,10 +36,15 @@ pub(super) const TERMINATED: ExitStatus = ExitStatus::Signal {
     name: "SIGTERM",
 };
 
-/// A supervisor with a script of events, recording what it asked for.
+/// A supervisor with a script of events and a fake shell: it forks on
+/// `Spawn` (feeding `Spawned`, pids from 101) and answers `Probe` from
+/// its table of groups that outlive their leader. Signals do nothing:
+/// each test says when a process ends. Returns every action.
 pub(super) struct Run {
     pub(super) sup: Supervisor,
     next_pid: Pid,
+    /// Process groups with members left after their leader's exit.
+    pub(super) leftovers: HashSet<Pid>,
 }
 
 impl Run {
@@ -45,30 +52,43 @@ impl Run {
         Run {
             sup: Supervisor::new(&config, 0),
             next_pid: 100,
+            leftovers: HashSet::new(),
         }
     }
 
-    /// Feeds an event; executes `Spawn` as a successful fork (feeding
-    /// `Spawned`) and answers nothing else. Returns every action.
     pub(super) fn event(&mut self, event: Event, now: Mono) -> Vec<Action> {
         let mut all = Vec::new();
-        let mut queue = vec![event];
-        while let Some(event) = queue.pop() {
+        let mut queue = std::collections::VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
             for action in self.sup.handle(event, now) {
-                if let Action::Spawn { job } = action {
-                    self.next_pid += 1;
-                    queue.insert(
-                        0,
-                        Event::Spawned {
-                            job,
-                            pid: self.next_pid,
-                        },
-                    );
+                match action {
+                    Action::Spawn { job } => {
+                        self.next_pid += 1;
+                        let pid = self.next_pid;
+                        queue.push_back(Event::Spawned { job, pid });
+                    }
+                    Action::Probe { pgid } => queue.push_back(Event::Probed {
+                        pgid,
+                        alive: self.leftovers.contains(&pgid),
+                    }),
+                    _ => {}
                 }
                 all.push(action);
             }
         }
         all
+    }
+
+    /// The last member of group `pgid` left behind (reparented to pmtr)
+    /// ends.
+    pub(super) fn leftovers_end(&mut self, pgid: Pid, now: Mono) -> Vec<Action> {
+        self.leftovers.remove(&pgid);
+        let status = TERMINATED;
+        self.event(Event::Reaped { pid: 9999, status }, now)
+    }
+
+    pub(super) fn phase(&self, name: &str) -> Phase {
+        self.state(name).phase
     }
 
     pub(super) fn pid(&self, name: &str) -> Option<Pid> {
@@ -79,22 +99,15 @@ impl Run {
             .and_then(|j| j.leader())
     }
 
-    pub(super) fn state(&self, name: &str) -> &super::job::JobState {
+    pub(super) fn state(&self, name: &str) -> &JobState {
         self.sup.jobs().iter().find(|j| j.def.name == name).unwrap()
     }
 
-    /// The leader exits and its group is empty.
+    /// The leader of job `name` exits (its group empties too, unless
+    /// `leftovers` holds it).
     pub(super) fn exit(&mut self, name: &str, status: ExitStatus, now: Mono) -> Vec<Action> {
         let pid = self.pid(name).unwrap();
-        let mut actions = self.event(Event::Reaped { pid, status }, now);
-        actions.extend(self.event(
-            Event::Probed {
-                pgid: pid,
-                alive: false,
-            },
-            now,
-        ));
-        actions
+        self.event(Event::Reaped { pid, status }, now)
     }
 }
 
@@ -158,7 +171,7 @@ fn disabled_jobs_do_not_start() {
     ));
     let actions = run.event(Event::Start, at(0));
     assert_eq!(spawned_names(&run, &actions), ["b"]);
-    assert_eq!(run.state("a").next, Next::Rest(Rest::Disabled));
+    assert_eq!(run.phase("a"), Phase::Disabled);
 }
 
 #[test]
@@ -179,7 +192,7 @@ fn wait_gates_later_jobs_until_it_exits_without_blocking() {
     assert!(run.event(Event::Timer, at(5)).is_empty());
     let actions = run.exit("setup", ExitStatus::Code(0), at(30));
     assert_eq!(spawned_names(&run, &actions), ["web"]);
-    assert_eq!(run.state("setup").next, Next::Rest(Rest::Done));
+    assert_eq!(run.phase("setup"), Phase::Done("once"));
 }
 
 #[test]
@@ -269,8 +282,8 @@ fn exit_status_33_and_once_stay_down() {
     assert!(logs(&actions).contains(&"job a will not be restarted (exit status 33)"));
     let actions = run.exit("b", KILLED, at(50));
     assert!(logs(&actions).contains(&"job b [102] exited after 50 sec: signal 9 (SIGKILL)"));
-    assert_eq!(run.state("a").next, Next::Rest(Rest::Done));
-    assert_eq!(run.state("b").next, Next::Rest(Rest::Done));
+    assert_eq!(run.phase("a"), Phase::Done("exit status 33"));
+    assert_eq!(run.phase("b"), Phase::Done("once"));
     assert_eq!(run.sup.next_deadline(), None);
 }
 
@@ -325,46 +338,24 @@ fn a_transient_spawn_failure_is_retried_soon() {
 fn a_job_is_not_restarted_until_its_group_is_gone() {
     let mut run = Run::new(jobs(&["a"]));
     run.event(Event::Start, at(0));
-    let actions = run.event(
-        Event::Reaped {
-            pid: 101,
-            status: ExitStatus::Code(0),
-        },
-        at(20),
-    );
-    assert_eq!(actions.last(), Some(&Action::Probe { pgid: 101 }));
-    assert!(spawned_names(&run, &actions).is_empty());
     // A grandchild is left in the group: it is asked to leave.
-    let actions = run.event(
-        Event::Probed {
-            pgid: 101,
-            alive: true,
-        },
-        at(20),
-    );
+    run.leftovers.insert(101);
+    let actions = run.exit("a", ExitStatus::Code(0), at(20));
+    assert!(actions.contains(&Action::Probe { pgid: 101 }));
+    assert!(spawned_names(&run, &actions).is_empty());
     assert_eq!(signals(&actions), [(101, StopSignal::Term)]);
     assert_eq!(
         logs(&actions),
-        ["job a [101] left processes in its group: sending SIGTERM to them"]
+        [
+            "job a [101] exited after 20 sec: exit status 0",
+            "job a [101] left processes in its group: sending SIGTERM to them"
+        ]
     );
     assert_eq!(run.sup.next_deadline(), Some(at(30)));
     // The grandchild (reparented to pmtr) dies: pmtr looks again, finds
     // the group empty and restarts the job.
-    let actions = run.event(
-        Event::Reaped {
-            pid: 555,
-            status: TERMINATED,
-        },
-        at(21),
-    );
-    assert_eq!(actions.last(), Some(&Action::Probe { pgid: 101 }));
-    let actions = run.event(
-        Event::Probed {
-            pgid: 101,
-            alive: false,
-        },
-        at(21),
-    );
+    let actions = run.leftovers_end(101, at(21));
+    assert!(actions.contains(&Action::Probe { pgid: 101 }));
     assert_eq!(spawned_names(&run, &actions), ["a"]);
 }
 
@@ -372,33 +363,19 @@ fn a_job_is_not_restarted_until_its_group_is_gone() {
 fn leftovers_that_ignore_sigterm_get_sigkill_after_ten_seconds() {
     let mut run = Run::new(jobs(&["a"]));
     run.event(Event::Start, at(0));
-    run.event(
-        Event::Reaped {
-            pid: 101,
-            status: ExitStatus::Code(0),
-        },
-        at(20),
-    );
-    run.event(
-        Event::Probed {
-            pgid: 101,
-            alive: true,
-        },
-        at(20),
-    );
+    run.leftovers.insert(101);
+    run.exit("a", ExitStatus::Code(0), at(20));
     let actions = run.event(Event::Timer, at(30));
     assert_eq!(signals(&actions), [(101, StopSignal::Kill)]);
     assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(31_000)));
-    // Killed processes that were not pmtr's children: found gone by probe.
+    // Still there a second later: probed again a second after that.
     let actions = run.event(Event::Timer, Mono::from_millis(31_000));
     assert_eq!(actions, [Action::Probe { pgid: 101 }]);
-    let actions = run.event(
-        Event::Probed {
-            pgid: 101,
-            alive: false,
-        },
-        Mono::from_millis(31_000),
-    );
+    assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(32_000)));
+    // Killed processes that were not pmtr's children: found gone by probe.
+    run.leftovers.remove(&101);
+    let actions = run.event(Event::Timer, Mono::from_millis(32_000));
+    assert_eq!(actions.first(), Some(&Action::Probe { pgid: 101 }));
     assert_eq!(spawned_names(&run, &actions), ["a"]);
 }
 
@@ -463,30 +440,12 @@ fn shutdown_with_nothing_running_exits_at_once() {
 fn shutdown_waits_for_leftovers_of_a_job_that_already_exited() {
     let mut run = Run::new(jobs(&["a"]));
     run.event(Event::Start, at(0));
-    run.event(
-        Event::Reaped {
-            pid: 101,
-            status: ExitStatus::Code(0),
-        },
-        at(20),
-    );
-    run.event(
-        Event::Probed {
-            pgid: 101,
-            alive: true,
-        },
-        at(20),
-    );
+    run.leftovers.insert(101);
+    run.exit("a", ExitStatus::Code(0), at(20));
     let actions = run.event(Event::Shutdown { signal: 15 }, at(21));
     assert!(!actions.contains(&Action::Exit));
-    let actions = run.event(
-        Event::Probed {
-            pgid: 101,
-            alive: false,
-        },
-        at(22),
-    );
-    assert_eq!(actions, [Action::Exit]);
+    let actions = run.leftovers_end(101, at(22));
+    assert_eq!(actions.last(), Some(&Action::Exit));
 }
 
 #[test]

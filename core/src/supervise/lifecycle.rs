@@ -1,0 +1,465 @@
+//! A job's life through its phases: start, exit, leftovers, stop,
+//! escalation and shutdown. Each handler matches on the job's phase and
+//! names every phase it ignores, so a new phase cannot slip past one
+//! unnoticed (the compiler lists the handlers to extend).
+
+use super::event::{Action, ExitStatus, JobId, Level, Pid, SetupStep, SpawnFailure, StopSignal};
+use super::job::{JobState, Phase, Run, Signals, StopReason, Then};
+use super::policy::{self, AfterExit, Policy};
+use super::{messages, Actions, Shutdown, Supervisor};
+use crate::time::Mono;
+
+use std::collections::HashMap;
+
+impl Supervisor {
+    /// When a running job's `bounce every` comes, if it has one.
+    pub(super) fn bounce_due(&self, job: &JobState, run: &Run) -> Option<Mono> {
+        if self.shutdown.is_some() {
+            return None;
+        }
+        let secs = job.def.bounce_every_secs?;
+        Some(run.started.plus_secs(secs))
+    }
+
+    pub(super) fn on_start(&mut self, out: &mut Actions) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        out.log(Level::Info, messages::starting());
+        out.log(Level::Info, messages::managing(self.jobs.len()));
+    }
+
+    pub(super) fn on_spawned(&mut self, id: JobId, pid: Pid, now: Mono, out: &mut Actions) {
+        let Some(index) = self.jobs.iter().position(|j| j.id == id) else {
+            return;
+        };
+        let job = &mut self.jobs[index];
+        let asked_to_stop = match job.phase {
+            Phase::Starting { stop } => stop,
+            // One group per job: the shell forks only on `Spawn`.
+            Phase::Waiting { .. }
+            | Phase::Running(_)
+            | Phase::Stopping { .. }
+            | Phase::Draining { .. }
+            | Phase::Done(_)
+            | Phase::Disabled => return,
+        };
+        job.phase = Phase::Running(Run {
+            pid,
+            started: now,
+            setup_failed: false,
+        });
+        job.starts += 1;
+        job.start_failed = false;
+        out.log(Level::Info, messages::started(&job.def.name, pid));
+        if job.gates() {
+            out.log(Level::Info, messages::waiting_for(&job.def.name));
+        }
+        // Stopped, shut down or disabled while the fork was on its way.
+        if let Some(reason) = asked_to_stop {
+            self.stop(index, reason, now, out);
+        }
+    }
+
+    pub(super) fn on_spawn_failed(
+        &mut self,
+        id: JobId,
+        failure: SpawnFailure,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let policy = self.policy;
+        let Some(index) = self.jobs.iter().position(|j| j.id == id) else {
+            return;
+        };
+        let job = &mut self.jobs[index];
+        let asked_to_stop = match job.phase {
+            Phase::Starting { stop } => stop,
+            Phase::Waiting { .. }
+            | Phase::Running(_)
+            | Phase::Stopping { .. }
+            | Phase::Draining { .. }
+            | Phase::Done(_)
+            | Phase::Disabled => return,
+        };
+        match failure {
+            SpawnFailure::Transient(reason) => {
+                let millis = policy.spawn_retry_millis;
+                out.log(
+                    Level::Error,
+                    messages::spawn_retry(&job.def.name, &reason, millis),
+                );
+                job.phase = Phase::waiting(now.plus_millis(millis));
+            }
+            SpawnFailure::Job(reason) => {
+                out.log(Level::Error, messages::spawn_failed(&job.def.name, &reason));
+                job.start_failed = true;
+                job.gate_open = true;
+                let placeholder = ExitStatus::Code(-1);
+                job.phase = match policy::after_exit(&policy, &job.def, placeholder, now, now, true)
+                {
+                    AfterExit::RestartAt(t) => Phase::waiting(t),
+                    AfterExit::Done(why) => Phase::Done(why),
+                };
+            }
+        }
+        if let Some(reason) = asked_to_stop {
+            self.finish_stop(index, reason, now);
+        }
+    }
+
+    pub(super) fn on_setup_failed(
+        &mut self,
+        pid: Pid,
+        step: SetupStep,
+        reason: &str,
+        out: &mut Actions,
+    ) {
+        let Some(job) = self.jobs.iter_mut().find(|j| j.leader() == Some(pid)) else {
+            return;
+        };
+        match &mut job.phase {
+            Phase::Running(run) | Phase::Stopping { run, .. } => run.setup_failed = true,
+            Phase::Waiting { .. }
+            | Phase::Starting { .. }
+            | Phase::Draining { .. }
+            | Phase::Done(_)
+            | Phase::Disabled => return,
+        }
+        out.log(
+            Level::Error,
+            messages::setup_failed(&job.def, pid, step, reason),
+        );
+        job.start_failed = true;
+    }
+
+    /// The leader `pid` exited. The job drains: it is gone only when its
+    /// group is, which the shell is asked to probe.
+    pub(super) fn on_reaped(&mut self, pid: Pid, status: ExitStatus, now: Mono, out: &mut Actions) {
+        let Some(job) = self.jobs.iter_mut().find(|j| j.leader() == Some(pid)) else {
+            // An orphan a job left behind (or, as PID 1, anyone's). Its end
+            // may have emptied a group that is draining: look again.
+            out.log(Level::Debug, messages::orphan(pid, status));
+            for job in &self.jobs {
+                if let Phase::Draining { run, .. } = job.phase {
+                    out.push(Action::Probe { pgid: run.pid });
+                }
+            }
+            return;
+        };
+        let (run, stopping) = match job.phase {
+            Phase::Running(run) => (run, None),
+            Phase::Stopping { run, why, signals } => (run, Some((why, signals))),
+            Phase::Waiting { .. }
+            | Phase::Starting { .. }
+            | Phase::Draining { .. }
+            | Phase::Done(_)
+            | Phase::Disabled => return,
+        };
+        if !run.setup_failed {
+            let ran_secs = now.millis_since(run.started) / 1000;
+            out.log(
+                Level::Info,
+                messages::exited(&job.def.name, pid, ran_secs, status),
+            );
+        }
+        job.last_exit = Some(status);
+        job.gate_open = true;
+        let (then, signals) = match stopping {
+            Some((why, signals)) => (Then::Stopped(why), Some(signals)),
+            None if self.shutdown.is_some() => (Then::Stopped(StopReason::Shutdown), None),
+            None => (after_exit(&self.policy, job, &run, status, now, out), None),
+        };
+        job.phase = Phase::Draining {
+            run,
+            then,
+            signals,
+            probe_at: None,
+        };
+        out.push(Action::Probe { pgid: pid });
+    }
+
+    pub(super) fn on_probed(&mut self, pgid: Pid, alive: bool, now: Mono, out: &mut Actions) {
+        let Some(index) = self
+            .jobs
+            .iter()
+            .position(|j| matches!(j.phase, Phase::Draining { run, .. } if run.pid == pgid))
+        else {
+            return;
+        };
+        if !alive {
+            self.on_gone(index, now);
+            return;
+        }
+        let reprobe = self.policy.reprobe_millis;
+        let job = &mut self.jobs[index];
+        let Phase::Draining {
+            signals, probe_at, ..
+        } = &mut job.phase
+        else {
+            return;
+        };
+        match signals {
+            None => {
+                out.log(Level::Info, messages::leftovers(&job.def.name, pgid));
+                out.push(Action::Signal {
+                    pgid,
+                    signal: StopSignal::Term,
+                });
+                *signals = Some(Signals::term(now));
+            }
+            Some(sent) if sent.kill_sent => *probe_at = Some(now.plus_millis(reprobe)),
+            // SIGTERM went out; the kill timer runs.
+            Some(_) => {}
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, now: Mono, out: &mut Actions) {
+        let policy = self.policy;
+        for index in 0..self.jobs.len() {
+            if let Phase::Running(run) = self.jobs[index].phase {
+                if self
+                    .bounce_due(&self.jobs[index], &run)
+                    .is_some_and(|t| t <= now)
+                {
+                    let job = &self.jobs[index];
+                    let secs = job.def.bounce_every_secs.unwrap_or(0);
+                    out.log(
+                        Level::Info,
+                        messages::bouncing(&job.def.name, run.pid, secs),
+                    );
+                    self.stop(index, StopReason::Restart, now, out);
+                }
+                continue;
+            }
+            let job = &mut self.jobs[index];
+            let grace = policy.kill_after_millis;
+            let kill_due = match &mut job.phase {
+                Phase::Stopping { signals, .. } => signals.kill_due(grace),
+                Phase::Draining {
+                    run,
+                    signals,
+                    probe_at,
+                    ..
+                } => {
+                    if probe_at.is_some_and(|t| t <= now) {
+                        *probe_at = None;
+                        out.push(Action::Probe { pgid: run.pid });
+                    }
+                    signals.and_then(|s| s.kill_due(grace))
+                }
+                Phase::Running(_)
+                | Phase::Waiting { .. }
+                | Phase::Starting { .. }
+                | Phase::Done(_)
+                | Phase::Disabled => None,
+            };
+            if kill_due.is_some_and(|t| t <= now) {
+                kill(&policy, &job.def.name, &mut job.phase, now, out);
+            }
+        }
+        self.files_due(now, out);
+    }
+
+    pub(super) fn on_shutdown(&mut self, signal: i32, now: Mono, out: &mut Actions) {
+        if let Some(shutdown) = &mut self.shutdown {
+            if !shutdown.forced {
+                shutdown.forced = true;
+                let policy = self.policy;
+                for job in &mut self.jobs {
+                    let killed = job.phase.signals().is_some_and(|s| s.kill_sent);
+                    if job.phase.run().is_some() && !killed {
+                        kill(&policy, &job.def.name, &mut job.phase, now, out);
+                    }
+                }
+            }
+            return;
+        }
+        out.log(Level::Info, messages::exiting(signal));
+        self.shutdown = Some(Shutdown { forced: false });
+        for index in 0..self.jobs.len() {
+            if self.jobs[index].phase.is_active() {
+                self.stop(index, StopReason::Shutdown, now, out);
+            }
+        }
+    }
+
+    /// Starts every job whose time has come, in start order, up to the
+    /// first `wait` job that has not exited yet.
+    pub(super) fn start_due(&mut self, now: Mono, out: &mut Actions) {
+        if !self.started || self.shutdown.is_some() {
+            return;
+        }
+        for job in &mut self.jobs {
+            if let Phase::Waiting { until, .. } = job.phase {
+                if until <= now && dependencies_ready(&self.dependencies, job, out) {
+                    job.phase = Phase::Starting { stop: None };
+                    out.push(Action::Spawn { job: job.id });
+                }
+            }
+            if job.gates() {
+                break;
+            }
+        }
+    }
+
+    /// Stops job `index` for `reason`: SIGTERM to its group (SIGKILL
+    /// follows from `on_timer`), or at once if it has no process.
+    pub(super) fn stop(&mut self, index: usize, reason: StopReason, now: Mono, out: &mut Actions) {
+        let job = &mut self.jobs[index];
+        let term = |name: &str, pid: Pid, out: &mut Actions| {
+            out.log(Level::Info, messages::sending_term(name, pid));
+            out.push(Action::Signal {
+                pgid: pid,
+                signal: StopSignal::Term,
+            });
+        };
+        match &mut job.phase {
+            Phase::Running(run) => {
+                term(&job.def.name, run.pid, out);
+                job.phase = Phase::Stopping {
+                    run: *run,
+                    why: reason,
+                    signals: Signals::term(now),
+                };
+            }
+            Phase::Stopping { why, .. } => *why = reason,
+            Phase::Draining {
+                run, then, signals, ..
+            } => {
+                *then = Then::Stopped(reason);
+                if signals.is_none() {
+                    term(&job.def.name, run.pid, out);
+                    *signals = Some(Signals::term(now));
+                }
+            }
+            Phase::Starting { stop } => *stop = Some(reason),
+            Phase::Waiting { .. } | Phase::Done(_) | Phase::Disabled => {
+                self.finish_stop(index, reason, now);
+            }
+        }
+    }
+
+    /// Job `index`'s group is empty: what its phase said follows.
+    fn on_gone(&mut self, index: usize, now: Mono) {
+        let job = &mut self.jobs[index];
+        let Phase::Draining { then, .. } = job.phase else {
+            return;
+        };
+        match then {
+            Then::StartAt(t) => job.phase = Phase::waiting(t),
+            Then::Done(why) => job.phase = Phase::Done(why),
+            Then::Stopped(reason) => self.finish_stop(index, reason, now),
+        }
+    }
+
+    /// Job `index` has no process left after a stop for `reason`.
+    fn finish_stop(&mut self, index: usize, reason: StopReason, now: Mono) {
+        let job = &mut self.jobs[index];
+        match reason {
+            StopReason::Remove => {
+                self.jobs.remove(index);
+            }
+            StopReason::Restart | StopReason::Disable => {
+                if let Some(def) = job.pending.take() {
+                    job.def = *def;
+                }
+                job.phase = if job.enabled() {
+                    Phase::waiting(now)
+                } else {
+                    Phase::Disabled
+                };
+            }
+            StopReason::Shutdown => job.phase = Phase::Done("pmtr is shutting down"),
+        }
+    }
+}
+
+/// What the restart rule says of a job's own exit, logged.
+fn after_exit(
+    policy: &Policy,
+    job: &JobState,
+    run: &Run,
+    status: ExitStatus,
+    now: Mono,
+    out: &mut Actions,
+) -> Then {
+    let name = &job.def.name;
+    match policy::after_exit(policy, &job.def, status, run.started, now, run.setup_failed) {
+        AfterExit::Done(why) => {
+            out.log(Level::Info, messages::not_restarting(name, why));
+            Then::Done(why)
+        }
+        AfterExit::RestartAt(at) => {
+            if at > now {
+                let guard = policy.rapid_restart_millis;
+                let delay = at.millis_since(now);
+                out.log(Level::Info, messages::restarting_in(name, guard, delay));
+            }
+            Then::StartAt(at)
+        }
+    }
+}
+
+/// True when every dependency of `job` is known to exist; logs the first
+/// missing one, once per wait.
+fn dependencies_ready(
+    known: &HashMap<String, Option<u64>>,
+    job: &mut JobState,
+    out: &mut Actions,
+) -> bool {
+    let paths: Vec<String> = job.dependencies().collect();
+    for path in paths {
+        match known.get(&path) {
+            Some(Some(_)) => {}
+            // Not hashed yet: the shell answers before anything else runs.
+            None => return false,
+            Some(None) => {
+                if let Phase::Waiting { missing_logged, .. } = &mut job.phase {
+                    if !*missing_logged {
+                        let message = messages::dependency_missing(&job.def.name, &path);
+                        out.log(Level::Warning, message);
+                        *missing_logged = true;
+                    }
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// SIGKILL to the group of a job that has one; a draining group is
+/// probed again soon, since its members may not be pmtr's children.
+fn kill(policy: &Policy, name: &str, phase: &mut Phase, now: Mono, out: &mut Actions) {
+    let Some(run) = phase.run().copied() else {
+        return;
+    };
+    out.log(Level::Info, messages::sending_kill(name, run.pid));
+    out.push(Action::Signal {
+        pgid: run.pid,
+        signal: StopSignal::Kill,
+    });
+    let killed = Signals {
+        term_sent: phase.signals().map_or(now, |s| s.term_sent),
+        kill_sent: true,
+    };
+    match phase {
+        Phase::Running(run) => {
+            *phase = Phase::Stopping {
+                run: *run,
+                why: StopReason::Shutdown,
+                signals: killed,
+            }
+        }
+        Phase::Stopping { signals, .. } => *signals = killed,
+        Phase::Draining {
+            signals, probe_at, ..
+        } => {
+            *signals = Some(killed);
+            *probe_at = Some(now.plus_millis(policy.reprobe_millis));
+        }
+        Phase::Waiting { .. } | Phase::Starting { .. } | Phase::Done(_) | Phase::Disabled => {}
+    }
+}
