@@ -4,9 +4,10 @@
 //! the answer to the client: whether a name is known, or a job is being
 //! removed, is decided here and nowhere else.
 
-use super::event::{Level, ReplyToken};
-use super::job::{Phase, StopReason, Then};
+use super::event::{Level, Reply, ReplyToken};
+use super::job::{JobState, Phase, StopReason, Then};
 use super::{messages, Actions, Supervisor};
+use crate::status::job_status;
 use crate::time::Mono;
 
 impl Supervisor {
@@ -58,6 +59,41 @@ impl Supervisor {
             Phase::Waiting { .. } | Phase::Done(_) => job.phase = Phase::waiting(now),
             // On its way up; and disabled jobs were refused above.
             Phase::Starting { .. } | Phase::Disabled => {}
+        }
+    }
+
+    /// `pmtr-ctl status`: every job, or the one named (refused if none
+    /// is). A job still stopping after a reload deleted it is shown: it
+    /// still has processes.
+    pub(super) fn on_status(
+        &self,
+        job: Option<&str>,
+        reply: ReplyToken,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let named = |j: &&JobState| job.is_none_or(|name| j.def.name == name);
+        let jobs: Vec<_> = self
+            .jobs
+            .iter()
+            .filter(named)
+            .map(|j| job_status(j, now))
+            .collect();
+        match job {
+            Some(name) if jobs.is_empty() => {
+                out.reply(Some(reply), false, messages::unknown_job_reply(name))
+            }
+            _ => out.answer(reply, Reply::Status(jobs)),
+        }
+    }
+
+    /// `pmtr-ctl logs JOB`: the shell holds the lines; the core says
+    /// whether the job exists (a job being removed still has its lines).
+    pub(super) fn on_logs(&self, job: String, reply: ReplyToken, out: &mut Actions) {
+        if self.jobs.iter().any(|j| j.def.name == job) {
+            out.answer(reply, Reply::Logs { job });
+        } else {
+            out.reply(Some(reply), false, messages::unknown_job_reply(&job));
         }
     }
 

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::config::Config;
+use crate::config::{Config, Globals, Job};
+use crate::status::JobStatus;
 
 /// A process id, as the kernel gives it.
 pub type Pid = i32;
@@ -114,7 +115,11 @@ pub enum Event {
     /// over it, a delete): read it once the burst settles.
     ConfigTouched,
     /// SIGHUP or `pmtr-ctl reload`: read the file now, even if unchanged.
-    ReloadRequested,
+    /// With a token (`pmtr-ctl reload`), the core answers once the file
+    /// was read: applied, or why not.
+    ReloadRequested {
+        reply: Option<ReplyToken>,
+    },
     /// Answer to [`Action::ReadConfig`]: the file's content hash, and the
     /// configuration or the rendered errors.
     ConfigRead {
@@ -143,6 +148,28 @@ pub enum Event {
         name: String,
         reply: Option<ReplyToken>,
     },
+    /// `pmtr-ctl status [JOB]`: answered with [`Reply::Status`].
+    Status {
+        job: Option<String>,
+        reply: ReplyToken,
+    },
+    /// `pmtr-ctl logs JOB`: answered with [`Reply::Logs`] when the job
+    /// exists.
+    Logs {
+        job: String,
+        reply: ReplyToken,
+    },
+}
+
+/// The core's answer to a control request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Carried out (`ok`) or refused, and what to tell the client.
+    Done { ok: bool, message: String },
+    /// The status of the jobs asked for, in start order.
+    Status(Vec<JobStatus>),
+    /// The job exists: the shell sends the lines it captured.
+    Logs { job: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,10 +182,11 @@ pub enum Level {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Start the job: build its plan, fork, exec; answer with `Spawned` or
-    /// `SpawnFailed`.
+    /// Start the job as `def` says: build its plan, fork, exec; answer
+    /// with `Spawned` or `SpawnFailed`.
     Spawn {
         job: JobId,
+        def: Box<Job>,
     },
     /// Send a signal to the process group `pgid`.
     Signal {
@@ -187,14 +215,18 @@ pub enum Action {
     HashFiles {
         paths: Vec<String>,
     },
-    /// Send the status report to every `report to` destination.
+    /// Send the status report (`Supervisor::report`) to every `report to`
+    /// destination.
     SendReport,
-    /// The answer to the control request that carried `token`: whether
-    /// it was carried out, and what to tell the client.
+    /// Make the sockets, key and metrics file the global statements ask
+    /// for (at start, and for each configuration applied).
+    ApplyGlobals {
+        globals: Globals,
+    },
+    /// The answer to the control request that carried `token`.
     Reply {
         token: ReplyToken,
-        ok: bool,
-        message: String,
+        reply: Reply,
     },
     /// Everything is stopped: remove the pidfile and exit 0.
     Exit,

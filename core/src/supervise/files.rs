@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::event::{Action, Level};
+use super::event::{Action, Level, ReplyToken};
 use super::job::{JobState, Phase, StopReason};
 use super::policy::Policy;
 use super::reload::{self, Change};
@@ -39,11 +39,14 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn on_reload_requested(&mut self, out: &mut Actions) {
-        if self.shutdown.is_none() {
-            self.reload_due = None;
-            out.push(Action::ReadConfig { forced: true });
+    pub(super) fn on_reload_requested(&mut self, reply: Option<ReplyToken>, out: &mut Actions) {
+        if self.shutdown.is_some() {
+            out.reply(reply, false, messages::shutting_down_reply());
+            return;
         }
+        self.reload_due = None;
+        self.reload_replies.extend(reply);
+        out.push(Action::ReadConfig { forced: true });
     }
 
     pub(super) fn on_dependency_touched(&mut self, path: String, now: Mono) {
@@ -78,17 +81,29 @@ impl Supervisor {
         out: &mut Actions,
     ) {
         if self.shutdown.is_some() {
+            for token in std::mem::take(&mut self.reload_replies) {
+                out.reply(Some(token), false, messages::shutting_down_reply());
+            }
             return;
         }
         if !forced && hash == self.config_hash {
             out.log(Level::Debug, messages::config_unchanged());
             return;
         }
+        // A forced read answers the requests that asked for it.
+        let waiting = std::mem::take(&mut self.reload_replies);
         self.config_hash = hash;
         out.log(Level::Info, messages::rescanning());
+        let (ok, answer) = match &result {
+            Err(errors) => (false, messages::reload_refused_reply(errors)),
+            Ok(_) => (true, messages::reloaded_reply().to_string()),
+        };
         match result {
             Err(errors) => out.log(Level::Error, messages::reload_failed(&errors)),
             Ok(config) => self.apply_config(&config, now, out),
+        }
+        for token in waiting {
+            out.reply(Some(token), ok, answer.clone());
         }
     }
 
@@ -96,6 +111,10 @@ impl Supervisor {
     /// jobs stop, changed jobs restart with their new definition, unchanged
     /// jobs are not touched (same pid, same timers).
     fn apply_config(&mut self, config: &Config, now: Mono, out: &mut Actions) {
+        self.globals = config.globals.clone();
+        out.push(Action::ApplyGlobals {
+            globals: self.globals.clone(),
+        });
         let current: Vec<(&str, &Job)> = self
             .jobs
             .iter()

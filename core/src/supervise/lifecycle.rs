@@ -28,6 +28,8 @@ impl Supervisor {
         self.started = true;
         out.log(Level::Info, messages::starting());
         out.log(Level::Info, messages::managing(self.jobs.len()));
+        let globals = self.globals.clone();
+        out.push(Action::ApplyGlobals { globals });
     }
 
     pub(super) fn on_spawned(&mut self, id: JobId, pid: Pid, now: Mono, out: &mut Actions) {
@@ -295,7 +297,8 @@ impl Supervisor {
             if let Phase::Waiting { until, .. } = job.phase {
                 if until <= now && dependencies_ready(&self.dependencies, job, out) {
                     job.phase = Phase::Starting { stop: None };
-                    out.push(Action::Spawn { job: job.id });
+                    let def = Box::new(job.def.clone());
+                    out.push(Action::Spawn { job: job.id, def });
                 }
             }
             if job.gates() {

@@ -137,6 +137,14 @@ pub fn unknown_job_reply(name: &str) -> String {
     format!("no job named {name}")
 }
 
+pub fn reloaded_reply() -> &'static str {
+    "configuration reloaded"
+}
+
+pub fn reload_refused_reply(errors: &str) -> String {
+    format!("the configuration was not applied:\n{}", errors.trim_end())
+}
+
 pub fn shutting_down_reply() -> &'static str {
     "pmtr is shutting down"
 }

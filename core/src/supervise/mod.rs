@@ -16,13 +16,13 @@ pub mod reporting;
 #[cfg(test)]
 mod tests;
 
-use event::{Action, Event, JobId, Level, ReplyToken};
+use event::{Action, Event, JobId, Level, Reply, ReplyToken};
 use job::{JobState, Phase};
 use policy::Policy;
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::config::{Config, Job};
+use crate::config::{Config, Globals, Job};
 use crate::time::Mono;
 
 #[derive(Debug)]
@@ -47,6 +47,10 @@ pub struct Supervisor {
     dependencies: HashMap<String, Option<u64>>,
     /// When the next status report is due; none without `report to`.
     report_due: Option<Mono>,
+    /// The global statements in force, applied by the shell at start.
+    globals: Globals,
+    /// `pmtr-ctl reload` requests waiting for the file to be read.
+    reload_replies: Vec<ReplyToken>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +81,8 @@ impl Supervisor {
             touched: BTreeSet::new(),
             dependencies: HashMap::new(),
             report_due: None,
+            globals: config.globals.clone(),
+            reload_replies: Vec::new(),
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
@@ -131,7 +137,7 @@ impl Supervisor {
             Event::Timer => self.on_timer(now, &mut out),
             Event::Shutdown { signal } => self.on_shutdown(signal, now, &mut out),
             Event::ConfigTouched => self.on_config_touched(now),
-            Event::ReloadRequested => self.on_reload_requested(&mut out),
+            Event::ReloadRequested { reply } => self.on_reload_requested(reply, &mut out),
             Event::ConfigRead {
                 hash,
                 forced,
@@ -145,6 +151,8 @@ impl Supervisor {
                 reply,
             } => self.on_override(&name, enabled, reply, now, &mut out),
             Event::Restart { name, reply } => self.on_restart(&name, reply, now, &mut out),
+            Event::Status { job, reply } => self.on_status(job.as_deref(), reply, now, &mut out),
+            Event::Logs { job, reply } => self.on_logs(job, reply, &mut out),
         }
         self.start_due(now, &mut out);
         self.report_if_due(now, &mut out);
@@ -226,14 +234,16 @@ impl Actions {
         self.0.push(Action::Log { level, message });
     }
 
-    /// Answers a control request, if someone waits for the answer.
+    /// Answers a control request that was carried out (`ok`) or refused,
+    /// if someone waits for the answer.
     fn reply(&mut self, token: Option<ReplyToken>, ok: bool, message: impl Into<String>) {
         if let Some(token) = token {
-            self.0.push(Action::Reply {
-                token,
-                ok,
-                message: message.into(),
-            });
+            let message = message.into();
+            self.answer(token, Reply::Done { ok, message });
         }
+    }
+
+    fn answer(&mut self, token: ReplyToken, reply: Reply) {
+        self.0.push(Action::Reply { token, reply });
     }
 }

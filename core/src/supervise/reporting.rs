@@ -3,9 +3,28 @@
 
 use super::event::Action;
 use super::{Actions, Supervisor};
+use crate::proto::report::{self, ReportJob};
+use crate::status::{job_status, JobStatus};
 use crate::time::Mono;
 
 impl Supervisor {
+    /// Every job's status at `now`, in start order (for metrics).
+    pub fn statuses(&self, now: Mono) -> Vec<JobStatus> {
+        self.jobs.iter().map(|j| job_status(j, now)).collect()
+    }
+
+    /// What the status report lists at `now`: the jobs that are restarted
+    /// when they exit (not `once` jobs, nor jobs done), with their command.
+    pub fn report(&self, now: Mono) -> Vec<ReportJob> {
+        let restartable: Vec<_> = self.jobs.iter().filter(|j| !j.def.once).collect();
+        let statuses: Vec<_> = restartable.iter().map(|j| job_status(j, now)).collect();
+        let commands: Vec<&str> = restartable
+            .iter()
+            .map(|j| j.def.cmd.first().map_or("", String::as_str))
+            .collect();
+        report::jobs_of(&statuses, &commands)
+    }
+
     /// Reports are sent only with a `report to` destination.
     pub(super) fn set_reporting(&mut self, reporting: bool, now: Mono) {
         self.report_due = match (reporting, self.report_due) {

@@ -14,9 +14,9 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::Config;
+use pmtr_core::config::Globals;
 use pmtr_core::proto::report;
-use pmtr_core::status::job_status;
-use pmtr_core::supervise::event::{Action, Event, Level, Pid, ReplyToken};
+use pmtr_core::supervise::event::{Action, Event, Level, Pid, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
@@ -61,13 +61,13 @@ pub struct Daemon {
     wall_offset: f64,
     notifier: Notifier,
     udp: Udp,
-    /// How the last read of the configuration went, for `pmtr-ctl reload`.
-    pub(super) last_reload: Option<Result<(), String>>,
     pub(super) setups: HashMap<RawFd, Setup>,
     pub(super) setup_of_pid: HashMap<Pid, RawFd>,
     /// The core's answers to control requests, taken by `requests.rs`
     /// right after the `apply` that produced them.
-    pub(super) replies: Vec<(ReplyToken, bool, String)>,
+    pub(super) replies: Vec<(ReplyToken, Reply)>,
+    /// The last reply token handed out.
+    pub(super) next_token: u64,
     exit: bool,
 }
 
@@ -153,7 +153,7 @@ impl Daemon {
                     }
                 },
             );
-        let mut daemon = Daemon {
+        let daemon = Daemon {
             supervisor,
             epoll,
             signals,
@@ -165,23 +165,18 @@ impl Daemon {
             captures: HashMap::new(),
             control,
             rings: Rings::default(),
-            metrics: config
-                .globals
-                .metrics_to
-                .as_deref()
-                .map(|p| MetricsFile::new(Path::new(p))),
+            metrics: None,
             wall_offset: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            last_reload: None,
             notifier: Notifier::from_env(),
             udp: Udp::new(),
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             replies: Vec::new(),
+            next_token: 0,
             exit: false,
         };
-        daemon.apply_globals(&config.globals);
         Ok(daemon)
     }
 
@@ -284,7 +279,7 @@ impl Daemon {
             self.reap();
         }
         if reload {
-            self.apply(Event::ReloadRequested);
+            self.apply(Event::ReloadRequested { reply: None });
         }
         if !shutdown.is_empty() && !self.supervisor.is_shutting_down() {
             self.notifier.stopping();
@@ -354,9 +349,13 @@ impl Daemon {
         self.rings.retain(|name| names.contains(name));
     }
 
-    /// Opens, closes or keeps the UDP sockets and key the global
-    /// statements ask for.
-    fn apply_globals(&mut self, globals: &pmtr_core::config::Globals) {
+    /// Opens, closes or keeps the UDP sockets, key and metrics file the
+    /// global statements ask for.
+    fn apply_globals(&mut self, globals: &Globals) {
+        let path = globals.metrics_to.as_deref().map(Path::new);
+        if path != self.metrics.as_ref().map(|m| m.path()) {
+            self.metrics = path.map(MetricsFile::new);
+        }
         for line in self.udp.apply(globals) {
             self.logger.log(Level::Info, &line);
         }
@@ -388,19 +387,7 @@ impl Daemon {
 
     /// The status report, to every `report to` destination.
     fn send_report(&mut self) {
-        let now = self.clock.now();
-        let restartable: Vec<_> = self
-            .supervisor
-            .jobs()
-            .iter()
-            .filter(|j| !j.def.once)
-            .collect();
-        let statuses: Vec<_> = restartable.iter().map(|j| job_status(j, now)).collect();
-        let commands: Vec<&str> = restartable
-            .iter()
-            .map(|j| j.def.cmd.first().map_or("", String::as_str))
-            .collect();
-        let jobs = report::jobs_of(&statuses, &commands);
+        let jobs = self.supervisor.report(self.clock.now());
         for line in self
             .udp
             .send_report(|report_id| report::encode(report_id, &jobs))
@@ -414,13 +401,7 @@ impl Daemon {
         let Some(metrics) = &mut self.metrics else {
             return;
         };
-        let now = self.clock.now();
-        let statuses: Vec<_> = self
-            .supervisor
-            .jobs()
-            .iter()
-            .map(|j| job_status(j, now))
-            .collect();
+        let statuses = self.supervisor.statuses(self.clock.now());
         if let Err(message) =
             metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
         {
@@ -456,13 +437,13 @@ impl Daemon {
                     self.update_metrics();
                     return;
                 }
-                queue.extend(self.spawn_all(&std::mem::take(&mut spawns)));
+                queue.extend(self.spawn_all(std::mem::take(&mut spawns)));
                 continue;
             };
             let now = self.clock.now();
             for action in self.supervisor.handle(event, now) {
                 match action {
-                    Action::Spawn { job } => spawns.push(job),
+                    Action::Spawn { job, def } => spawns.push((job, def)),
                     Action::Signal { pgid, signal } => {
                         if let Err(errno) = process::signal_group(pgid, signal) {
                             let message =
@@ -491,7 +472,8 @@ impl Daemon {
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
                     // After this round's starts, so that it shows them.
                     Action::SendReport => report_pending = true,
-                    Action::Reply { token, ok, message } => self.replies.push((token, ok, message)),
+                    Action::ApplyGlobals { globals } => self.apply_globals(&globals),
+                    Action::Reply { token, reply } => self.replies.push((token, reply)),
                     Action::Exit => self.exit = true,
                 }
             }
@@ -503,7 +485,6 @@ impl Daemon {
         let result = match config_file::read(&self.config_path) {
             Err(error) => {
                 let text = error.to_string();
-                self.last_reload = Some(Err(text.clone()));
                 return Event::ConfigRead {
                     hash: watch::content_hash(text.as_bytes()),
                     forced,
@@ -514,14 +495,7 @@ impl Daemon {
         };
         let (hash, bytes) = result;
         let result = match pmtr_core::config::parse(&bytes) {
-            Ok(config) => {
-                self.apply_globals(&config.globals);
-                let path = config.globals.metrics_to.as_deref().map(Path::new);
-                if path != self.metrics.as_ref().map(|m| m.path()) {
-                    self.metrics = path.map(MetricsFile::new);
-                }
-                Ok(Box::new(config))
-            }
+            Ok(config) => Ok(Box::new(config)),
             Err(diagnostics) => {
                 let shown = self.config_path.to_string_lossy();
                 Err(pmtr_core::config::render_all(
@@ -535,7 +509,6 @@ impl Daemon {
         for error in self.watcher.refresh_config() {
             self.logger.log(Level::Warning, &error.to_string());
         }
-        self.last_reload = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
         Event::ConfigRead {
             hash,
             forced,

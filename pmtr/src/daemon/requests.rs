@@ -1,12 +1,11 @@
-//! Answering `pmtr-ctl`: each request from the control socket becomes
-//! events for the supervisor and a response for the client.
+//! Carrying `pmtr-ctl` requests to the core and its answers back: each
+//! request from the control socket becomes an event with a reply token,
+//! and the core's `Reply` becomes the response. Nothing is decided here.
 
 use std::os::fd::RawFd;
 
 use pmtr_core::proto::local::{JobResult, Request, Response};
-use pmtr_core::status::job_status;
-use pmtr_core::supervise::event::{Event, Level, ReplyToken};
-use pmtr_core::supervise::messages;
+use pmtr_core::supervise::event::{Event, Level, Reply, ReplyToken};
 
 use super::control::Incoming;
 use super::looper::Daemon;
@@ -29,7 +28,10 @@ impl Daemon {
 
     fn answer(&mut self, client: RawFd, request: Request) {
         let responses = match request {
-            Request::Status { job } => self.status(job.as_deref()),
+            Request::Status { job } => match self.ask(|reply| Event::Status { job, reply }) {
+                Reply::Status(jobs) => vec![Response::Status { jobs }],
+                other => refusal(other),
+            },
             Request::Enable { jobs } => self.each_job(jobs, |name, reply| Event::SetEnabled {
                 name,
                 enabled: true,
@@ -44,16 +46,8 @@ impl Daemon {
                 self.each_job(jobs, |name, reply| Event::Restart { name, reply })
             }
             Request::Reload => {
-                self.last_reload = None;
-                self.apply(Event::ReloadRequested);
-                let (ok, message) = match self.last_reload.take() {
-                    Some(Ok(())) => (true, "configuration reloaded".to_string()),
-                    Some(Err(errors)) => (
-                        false,
-                        format!("the configuration was not applied:\n{}", errors.trim_end()),
-                    ),
-                    None => (false, messages::shutting_down_reply().to_string()),
-                };
+                let answer = self.ask(|reply| Event::ReloadRequested { reply: Some(reply) });
+                let (ok, message) = done(answer);
                 vec![Response::Done {
                     results: vec![JobResult {
                         job: String::new(),
@@ -63,25 +57,9 @@ impl Daemon {
                 }]
             }
             Request::Logs { job, lines, follow } => {
-                if !self.knows(&job) {
-                    vec![Response::Error {
-                        message: messages::unknown_job_reply(&job),
-                    }]
-                } else {
-                    if follow {
-                        if let Some(control) = &mut self.control {
-                            control.follow(client, &job);
-                        }
-                    }
-                    self.rings
-                        .last(&job, lines)
-                        .into_iter()
-                        .map(|(pid, line)| Response::Line {
-                            job: job.clone(),
-                            pid,
-                            line,
-                        })
-                        .collect()
+                match self.ask(|reply| Event::Logs { job, reply }) {
+                    Reply::Logs { job } => self.logs(client, job, lines, follow),
+                    other => refusal(other),
                 }
             }
         };
@@ -91,25 +69,41 @@ impl Daemon {
         }
     }
 
-    fn knows(&self, job: &str) -> bool {
-        self.supervisor.jobs().iter().any(|j| j.def.name == job)
+    /// The captured lines of `job`, and from now on its new ones if
+    /// `follow`.
+    fn logs(&mut self, client: RawFd, job: String, lines: usize, follow: bool) -> Vec<Response> {
+        if follow {
+            if let Some(control) = &mut self.control {
+                control.follow(client, &job);
+            }
+        }
+        self.rings
+            .last(&job, lines)
+            .into_iter()
+            .map(|(pid, line)| Response::Line {
+                job: job.clone(),
+                pid,
+                line,
+            })
+            .collect()
     }
 
-    fn status(&self, job: Option<&str>) -> Vec<Response> {
-        let now = self.clock.now();
-        let jobs: Vec<_> = self
-            .supervisor
-            .jobs()
-            .iter()
-            .filter(|j| job.is_none_or(|name| j.def.name == name))
-            .map(|j| job_status(j, now))
-            .collect();
-        match job {
-            Some(name) if jobs.is_empty() => vec![Response::Error {
-                message: messages::unknown_job_reply(name),
-            }],
-            _ => vec![Response::Status { jobs }],
-        }
+    /// Hands the core the event `request` makes with a fresh token, and
+    /// returns the core's answer to it.
+    fn ask(&mut self, request: impl FnOnce(ReplyToken) -> Event) -> Reply {
+        self.next_token += 1;
+        let token = ReplyToken(self.next_token);
+        self.replies.clear();
+        self.apply(request(token));
+        let answer = self
+            .replies
+            .drain(..)
+            .find_map(|(t, reply)| (t == token).then_some(reply));
+        // The core answers every request it is given; say so if not.
+        answer.unwrap_or(Reply::Done {
+            ok: false,
+            message: "no answer from the supervisor".to_string(),
+        })
     }
 
     /// Hands the request for each named job to the core, and passes on
@@ -120,23 +114,32 @@ impl Daemon {
         event: impl Fn(String, Option<ReplyToken>) -> Event,
     ) -> Vec<Response> {
         let mut results = Vec::with_capacity(jobs.len());
-        for (index, name) in jobs.into_iter().enumerate() {
-            let token = ReplyToken(index as u64);
-            self.replies.clear();
-            self.apply(event(name.clone(), Some(token)));
-            let reply = self.replies.iter().find(|(t, _, _)| *t == token);
-            let (ok, message) = match reply {
-                Some((_, ok, message)) => (*ok, message.clone()),
-                // The core answers every request it is given; say so if not.
-                None => (false, "no answer from the supervisor".to_string()),
-            };
+        for name in jobs {
+            let (ok, message) = done(self.ask(|token| event(name.clone(), Some(token))));
             results.push(JobResult {
                 job: name,
                 ok,
                 message,
             });
         }
-        self.replies.clear();
         vec![Response::Done { results }]
     }
+}
+
+/// A request carried out or refused: whether, and what to say.
+fn done(reply: Reply) -> (bool, String) {
+    match reply {
+        Reply::Done { ok, message } => (ok, message),
+        other => (
+            false,
+            format!("unexpected answer from the supervisor: {other:?}"),
+        ),
+    }
+}
+
+/// The refusal the core answered with, as an error response.
+fn refusal(reply: Reply) -> Vec<Response> {
+    vec![Response::Error {
+        message: done(reply).1,
+    }]
 }

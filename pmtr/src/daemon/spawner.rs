@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::unistd::pipe2;
-use pmtr_core::config::Output;
+use pmtr_core::config::{Job, Output};
 use pmtr_core::supervise::event::{Event, JobId, Level, Pid, SpawnFailure};
 
 use super::looper::{token, Daemon};
@@ -74,18 +74,19 @@ impl Daemon {
     /// forks what it holds: the descriptors come back, and the starts that
     /// failed are retried, instead of every start holding a part and none
     /// getting all.
-    pub(super) fn spawn_all(&mut self, jobs: &[JobId]) -> Vec<Event> {
+    pub(super) fn spawn_all(&mut self, jobs: Vec<(JobId, Box<Job>)>) -> Vec<Event> {
         let mut events = Vec::with_capacity(jobs.len());
-        let mut pending = jobs.iter().copied();
+        let batch = SPAWN_BATCH.min(jobs.len());
+        let mut pending = jobs.into_iter();
         let mut more = true;
         while more {
-            let mut prepared = Vec::with_capacity(SPAWN_BATCH.min(jobs.len()));
+            let mut prepared = Vec::with_capacity(batch);
             while prepared.len() < SPAWN_BATCH {
-                let Some(job) = pending.next() else {
+                let Some((job, def)) = pending.next() else {
                     more = false;
                     break;
                 };
-                match self.prepare(job) {
+                match self.prepare(job, &def) {
                     Ok(start) => prepared.push(start),
                     Err(failure) => {
                         let short = matches!(failure, SpawnFailure::Transient(_));
@@ -111,13 +112,9 @@ impl Daemon {
     }
 
     /// Everything a start needs before the fork: its pipes and its plan.
-    fn prepare(&self, id: JobId) -> Result<Prepared, SpawnFailure> {
+    fn prepare(&self, id: JobId, job: &Job) -> Result<Prepared, SpawnFailure> {
         let short =
             |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
-        let job = self
-            .supervisor
-            .job(id)
-            .ok_or_else(|| SpawnFailure::Job("unknown job".into()))?;
         let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
         let capture = if wants_capture {
             // The read end is pmtr's and never blocks; the write end is the

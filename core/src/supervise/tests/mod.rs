@@ -3,6 +3,7 @@
 
 mod files;
 mod matrix;
+mod requests;
 
 use super::event::*;
 use super::job::{JobState, Phase};
@@ -21,6 +22,23 @@ pub(super) fn jobs(names: &[&str]) -> Config {
         .map(|n| format!("job {{\n name {n}\n cmd /bin/sleep 100\n}}\n"))
         .collect();
     config(&text)
+}
+
+pub(super) fn read(text: &str, hash: u64) -> Event {
+    Event::ConfigRead {
+        hash,
+        forced: false,
+        result: Ok(Box::new(config(text))),
+    }
+}
+
+pub(super) fn job(name: &str, cmd: &str, extra: &str) -> String {
+    format!("job {{\n name {name}\n cmd {cmd}\n {extra}\n}}\n")
+}
+
+pub(super) fn started(run: &mut Run, text: &str) {
+    run.event(Event::Start, at(0));
+    let _ = text;
 }
 
 pub(super) fn at(secs: u64) -> Mono {
@@ -62,7 +80,7 @@ impl Run {
         while let Some(event) = queue.pop_front() {
             for action in self.sup.handle(event, now) {
                 match action {
-                    Action::Spawn { job } => {
+                    Action::Spawn { job, .. } => {
                         self.next_pid += 1;
                         let pid = self.next_pid;
                         queue.push_back(Event::Spawned { job, pid });
@@ -111,11 +129,11 @@ impl Run {
     }
 }
 
-pub(super) fn spawned_names(run: &Run, actions: &[Action]) -> Vec<String> {
+pub(super) fn spawned_names(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Spawn { job } => run.sup.job(*job).map(|j| j.name.clone()),
+            Action::Spawn { def, .. } => Some(def.name.clone()),
             _ => None,
         })
         .collect()
@@ -156,7 +174,7 @@ fn start_launches_jobs_in_order_then_file_order() {
          job {\n name d\n cmd /bin/true\n}\n",
     ));
     let actions = run.event(Event::Start, at(0));
-    assert_eq!(spawned_names(&run, &actions), ["b", "a", "d", "c"]);
+    assert_eq!(spawned_names(&actions), ["b", "a", "d", "c"]);
     let log = logs(&actions);
     assert_eq!(log[0], "pmtr: starting");
     assert_eq!(log[1], "managing 4 jobs");
@@ -170,7 +188,7 @@ fn disabled_jobs_do_not_start() {
         "job {\n name a\n cmd /bin/true\n disable\n}\njob {\n name b\n cmd /bin/true\n}",
     ));
     let actions = run.event(Event::Start, at(0));
-    assert_eq!(spawned_names(&run, &actions), ["b"]);
+    assert_eq!(spawned_names(&actions), ["b"]);
     assert_eq!(run.phase("a"), Phase::Disabled);
 }
 
@@ -181,7 +199,7 @@ fn wait_gates_later_jobs_until_it_exits_without_blocking() {
          job {\n name web\n cmd /bin/true\n}\n",
     ));
     let actions = run.event(Event::Start, at(0));
-    assert_eq!(spawned_names(&run, &actions), ["setup"]);
+    assert_eq!(spawned_names(&actions), ["setup"]);
     assert!(logs(&actions).contains(&"pausing for job setup to finish"));
     assert_eq!(
         run.sup.next_deadline(),
@@ -191,7 +209,7 @@ fn wait_gates_later_jobs_until_it_exits_without_blocking() {
     // Other events are handled meanwhile: the loop never blocks on `wait`.
     assert!(run.event(Event::Timer, at(5)).is_empty());
     let actions = run.exit("setup", ExitStatus::Code(0), at(30));
-    assert_eq!(spawned_names(&run, &actions), ["web"]);
+    assert_eq!(spawned_names(&actions), ["web"]);
     assert_eq!(run.phase("setup"), Phase::Done("once"));
 }
 
@@ -201,7 +219,7 @@ fn a_disabled_wait_job_does_not_gate() {
         "job {\n name setup\n cmd /bin/true\n wait\n disable\n}\njob {\n name web\n cmd /bin/true\n}",
     ));
     let actions = run.event(Event::Start, at(0));
-    assert_eq!(spawned_names(&run, &actions), ["web"]);
+    assert_eq!(spawned_names(&actions), ["web"]);
 }
 
 #[test]
@@ -218,7 +236,7 @@ fn a_wait_job_that_cannot_start_opens_its_gate() {
         },
         at(0),
     );
-    assert_eq!(spawned_names(&run, &actions), ["web"]);
+    assert_eq!(spawned_names(&actions), ["web"]);
     assert!(logs(&actions).contains(&"unable to start job setup: unknown user x"));
     assert_eq!(
         run.sup.next_deadline(),
@@ -237,7 +255,7 @@ fn restart_after_a_long_run_is_immediate() {
         logs(&actions)[0],
         "job a [101] exited after 10 sec: exit status 0"
     );
-    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(spawned_names(&actions), ["a"]);
     assert_eq!(run.pid("a"), Some(102));
     assert_eq!(run.state("a").restarts(), 1);
 }
@@ -247,13 +265,13 @@ fn restart_after_a_short_run_waits_ten_seconds_from_the_exit() {
     let mut run = Run::new(jobs(&["a"]));
     run.event(Event::Start, at(0));
     let actions = run.exit("a", ExitStatus::Code(1), Mono::from_millis(9_999));
-    assert!(spawned_names(&run, &actions).is_empty());
+    assert!(spawned_names(&actions).is_empty());
     assert_eq!(run.sup.next_deadline(), Some(Mono::from_millis(19_999)));
     assert!(run
         .event(Event::Timer, Mono::from_millis(19_998))
         .is_empty());
     let actions = run.event(Event::Timer, Mono::from_millis(19_999));
-    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(spawned_names(&actions), ["a"]);
 }
 
 #[test]
@@ -266,7 +284,7 @@ fn a_job_that_exits_at_once_forever_starts_once_per_ten_seconds() {
         run.exit("a", ExitStatus::Code(1), now);
         now = run.sup.next_deadline().unwrap();
         let actions = run.event(Event::Timer, now);
-        assert_eq!(spawned_names(&run, &actions), ["a"]);
+        assert_eq!(spawned_names(&actions), ["a"]);
         starts.push(now.millis() / 1000);
     }
     assert_eq!(starts, [0, 10, 20, 30, 40, 50]);
@@ -331,7 +349,7 @@ fn a_transient_spawn_failure_is_retried_soon() {
     );
     assert_eq!(run.sup.next_deadline(), Some(at(1)));
     let actions = run.event(Event::Timer, at(1));
-    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(spawned_names(&actions), ["a"]);
 }
 
 #[test]
@@ -342,7 +360,7 @@ fn a_job_is_not_restarted_until_its_group_is_gone() {
     run.leftovers.insert(101);
     let actions = run.exit("a", ExitStatus::Code(0), at(20));
     assert!(actions.contains(&Action::Probe { pgid: 101 }));
-    assert!(spawned_names(&run, &actions).is_empty());
+    assert!(spawned_names(&actions).is_empty());
     assert_eq!(signals(&actions), [(101, StopSignal::Term)]);
     assert_eq!(
         logs(&actions),
@@ -356,7 +374,7 @@ fn a_job_is_not_restarted_until_its_group_is_gone() {
     // the group empty and restarts the job.
     let actions = run.leftovers_end(101, at(21));
     assert!(actions.contains(&Action::Probe { pgid: 101 }));
-    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(spawned_names(&actions), ["a"]);
 }
 
 #[test]
@@ -376,7 +394,7 @@ fn leftovers_that_ignore_sigterm_get_sigkill_after_ten_seconds() {
     run.leftovers.remove(&101);
     let actions = run.event(Event::Timer, Mono::from_millis(32_000));
     assert_eq!(actions.first(), Some(&Action::Probe { pgid: 101 }));
-    assert_eq!(spawned_names(&run, &actions), ["a"]);
+    assert_eq!(spawned_names(&actions), ["a"]);
 }
 
 #[test]
@@ -392,7 +410,7 @@ fn shutdown_stops_every_job_at_once_and_exits_when_all_are_gone() {
     assert!(logs(&actions).contains(&"sending SIGTERM to job a [101]"));
     let actions = run.exit("a", TERMINATED, at(5));
     assert!(
-        spawned_names(&run, &actions).is_empty(),
+        spawned_names(&actions).is_empty(),
         "no restart during shutdown"
     );
     assert!(!actions.contains(&Action::Exit));
@@ -478,7 +496,7 @@ fn five_hundred_jobs_dying_at_once_all_come_back() {
     let mut respawned = 0;
     for name in &names {
         let actions = run.exit(name, KILLED, at(60));
-        respawned += spawned_names(&run, &actions).len();
+        respawned += spawned_names(&actions).len();
     }
     assert_eq!(respawned, 500);
     let pids: std::collections::HashSet<Pid> = names.iter().filter_map(|n| run.pid(n)).collect();
