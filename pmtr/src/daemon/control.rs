@@ -7,16 +7,18 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+use nix::errno::Errno;
+use nix::sys::epoll::EpollFlags;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use pmtr_core::proto::local::{Request, Response, MAX_REQUEST};
 use pmtr_core::time::Mono;
 
+use super::registry::{Registry, Source, Token};
 use crate::reason::Reason;
 
 /// Output a client may leave unread before it is dropped.
@@ -35,7 +37,7 @@ pub enum ControlError {
 
 /// A request from a client allowed to make it.
 pub struct Incoming {
-    pub client: RawFd,
+    pub client: Token,
     pub request: Request,
 }
 
@@ -60,7 +62,8 @@ pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
     owner: u32,
-    clients: HashMap<RawFd, Client>,
+    clients: HashMap<Token, Client>,
+    listener_token: Option<Token>,
     /// Time a client has to send its request, or to read a response.
     client_deadline_millis: u64,
 }
@@ -98,20 +101,17 @@ impl ControlServer {
             path: path.to_path_buf(),
             owner: nix::unistd::geteuid().as_raw(),
             clients: HashMap::new(),
+            listener_token: None,
             client_deadline_millis,
         })
     }
 
-    pub fn listener_fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
-    }
-
-    pub fn listener(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.listener.as_fd()
-    }
-
-    pub fn owns(&self, fd: RawFd) -> bool {
-        fd == self.listener_fd() || self.clients.contains_key(&fd)
+    /// Watches the listening socket; until then no client is accepted.
+    pub fn register(&mut self, registry: &mut Registry) -> Result<(), Errno> {
+        let listener = self.listener.as_fd();
+        let token = registry.add(listener, EpollFlags::EPOLLIN, Source::ControlListener)?;
+        self.listener_token = Some(token);
+        Ok(())
     }
 
     /// The earliest client deadline: a loop timeout beside the
@@ -121,28 +121,34 @@ impl ControlServer {
     }
 
     /// Drops clients past their deadline.
-    pub fn expire(&mut self, epoll: &Epoll, now: Mono) {
-        let expired: Vec<RawFd> = self
+    pub fn expire(&mut self, registry: &mut Registry, now: Mono) {
+        let expired: Vec<Token> = self
             .clients
             .iter()
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
-            .map(|(&fd, _)| fd)
+            .map(|(&token, _)| token)
             .collect();
-        for fd in expired {
-            self.drop_client(epoll, fd);
+        for token in expired {
+            self.drop_client(registry, token);
         }
     }
 
     /// Handles readiness of one of the server's descriptors. Returns the
     /// requests that arrived, and refusals to log.
-    pub fn ready(&mut self, epoll: &Epoll, fd: RawFd, now: Mono) -> (Vec<Incoming>, Vec<String>) {
+    pub fn ready(
+        &mut self,
+        registry: &mut Registry,
+        source: Source,
+        token: Token,
+        now: Mono,
+    ) -> (Vec<Incoming>, Vec<String>) {
         let mut incoming = Vec::new();
         let mut refusals = Vec::new();
-        if fd == self.listener_fd() {
-            self.accept(epoll, now, &mut refusals);
+        if source == Source::ControlListener {
+            self.accept(registry, now, &mut refusals);
             return (incoming, refusals);
         }
-        let Some(client) = self.clients.get_mut(&fd) else {
+        let Some(client) = self.clients.get_mut(&token) else {
             return (incoming, refusals);
         };
         let mut closed = false;
@@ -174,12 +180,12 @@ impl ControlServer {
                 client.phase = Phase::Answering;
                 match Request::decode(&line) {
                     Ok(request) => incoming.push(Incoming {
-                        client: fd,
+                        client: token,
                         request,
                     }),
                     Err(error) => self.respond(
-                        epoll,
-                        fd,
+                        registry,
+                        token,
                         &[Response::Error {
                             message: error.to_string(),
                         }],
@@ -189,19 +195,19 @@ impl ControlServer {
             } else if client.input.len() > MAX_REQUEST {
                 client.phase = Phase::Answering;
                 let message = format!("request longer than {MAX_REQUEST} bytes");
-                self.respond(epoll, fd, &[Response::Error { message }], now);
+                self.respond(registry, token, &[Response::Error { message }], now);
             } else if closed {
-                self.drop_client(epoll, fd);
+                self.drop_client(registry, token);
             }
         } else if closed {
-            self.drop_client(epoll, fd);
+            self.drop_client(registry, token);
         } else {
-            self.flush(epoll, fd, now);
+            self.flush(registry, token, now);
         }
         (incoming, refusals)
     }
 
-    fn accept(&mut self, epoll: &Epoll, now: Mono, refusals: &mut Vec<String>) {
+    fn accept(&mut self, registry: &mut Registry, now: Mono, refusals: &mut Vec<String>) {
         loop {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
@@ -213,15 +219,14 @@ impl ControlServer {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let fd = stream.as_raw_fd();
             let peer = getsockopt(&stream, PeerCredentials).ok();
             let allowed = peer.is_some_and(|p| p.uid() == 0 || p.uid() == self.owner);
-            let events = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, fd as u64);
-            if epoll.add(stream.as_fd(), events).is_err() {
+            let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+            let Ok(token) = registry.add(stream.as_fd(), interest, Source::ControlClient) else {
                 continue;
-            }
+            };
             self.clients.insert(
-                fd,
+                token,
                 Client {
                     stream,
                     input: Vec::new(),
@@ -239,17 +244,23 @@ impl ControlServer {
                 };
                 refusals.push(format!("refused a control connection from uid {uid} (pid {pid}): only {who} may control pmtr"));
                 let message = format!("permission denied: only {who} may control this pmtr");
-                if let Some(client) = self.clients.get_mut(&fd) {
+                if let Some(client) = self.clients.get_mut(&token) {
                     client.phase = Phase::Answering;
                 }
-                self.respond(epoll, fd, &[Response::Error { message }], now);
+                self.respond(registry, token, &[Response::Error { message }], now);
             }
         }
     }
 
     /// Queues `responses` for the client and writes what the socket takes.
-    pub fn respond(&mut self, epoll: &Epoll, fd: RawFd, responses: &[Response], now: Mono) {
-        let Some(client) = self.clients.get_mut(&fd) else {
+    pub fn respond(
+        &mut self,
+        registry: &mut Registry,
+        token: Token,
+        responses: &[Response],
+        now: Mono,
+    ) {
+        let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
         for response in responses {
@@ -257,25 +268,32 @@ impl ControlServer {
                 .output
                 .extend_from_slice(response.encode().as_bytes());
         }
-        self.flush(epoll, fd, now);
+        self.flush(registry, token, now);
     }
 
     /// Turns the client into a follower of `job`'s output (before the
     /// first lines are sent: an answered client is closed once written).
-    pub fn follow(&mut self, fd: RawFd, job: &str) {
-        if let Some(client) = self.clients.get_mut(&fd) {
+    pub fn follow(&mut self, token: Token, job: &str) {
+        if let Some(client) = self.clients.get_mut(&token) {
             client.phase = Phase::Following(job.to_string());
             client.deadline = None;
         }
     }
 
     /// Sends a job's new output line to every client following it.
-    pub fn broadcast(&mut self, epoll: &Epoll, job: &str, pid: i32, line: &str, now: Mono) {
-        let followers: Vec<RawFd> = self
+    pub fn broadcast(
+        &mut self,
+        registry: &mut Registry,
+        job: &str,
+        pid: i32,
+        line: &str,
+        now: Mono,
+    ) {
+        let followers: Vec<Token> = self
             .clients
             .iter()
             .filter(|(_, c)| matches!(&c.phase, Phase::Following(name) if name == job))
-            .map(|(&fd, _)| fd)
+            .map(|(&token, _)| token)
             .collect();
         if followers.is_empty() {
             return;
@@ -286,18 +304,18 @@ impl ControlServer {
             line: line.to_string(),
         }
         .encode();
-        for fd in followers {
-            if let Some(client) = self.clients.get_mut(&fd) {
+        for token in followers {
+            if let Some(client) = self.clients.get_mut(&token) {
                 client.output.extend_from_slice(encoded.as_bytes());
             }
-            self.flush(epoll, fd, now);
+            self.flush(registry, token, now);
         }
     }
 
     /// Writes pending output without blocking; closes an answered client
     /// once all is written; drops one too slow to read.
-    fn flush(&mut self, epoll: &Epoll, fd: RawFd, now: Mono) {
-        let Some(client) = self.clients.get_mut(&fd) else {
+    fn flush(&mut self, registry: &mut Registry, token: Token, now: Mono) {
+        let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
         while !client.output.is_empty() {
@@ -309,14 +327,14 @@ impl ControlServer {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    self.drop_client(epoll, fd);
+                    self.drop_client(registry, token);
                     return;
                 }
             }
         }
         let pending = !client.output.is_empty();
         if pending && client.output.len() > MAX_PENDING_OUTPUT {
-            self.drop_client(epoll, fd);
+            self.drop_client(registry, token);
             return;
         }
         match (&client.phase, pending) {
@@ -329,7 +347,7 @@ impl ControlServer {
                         break;
                     }
                 }
-                self.drop_client(epoll, fd);
+                self.drop_client(registry, token);
             }
             (_, pending) => {
                 // A reader that does not keep up with the response has until
@@ -349,15 +367,14 @@ impl ControlServer {
                 if pending {
                     flags |= EpollFlags::EPOLLOUT;
                 }
-                let mut event = EpollEvent::new(flags, fd as u64);
-                let _ = epoll.modify(client.stream.as_fd(), &mut event);
+                registry.modify(client.stream.as_fd(), token, flags);
             }
         }
     }
 
-    fn drop_client(&mut self, epoll: &Epoll, fd: RawFd) {
-        if let Some(client) = self.clients.remove(&fd) {
-            let _ = epoll.delete(client.stream.as_fd());
+    fn drop_client(&mut self, registry: &mut Registry, token: Token) {
+        if let Some(client) = self.clients.remove(&token) {
+            registry.remove(client.stream.as_fd(), token);
         }
     }
 }

@@ -1,32 +1,34 @@
-//! The event loop: one thread, one epoll, one wait. Every source is a
-//! descriptor — the signalfd, each job's status and output pipes — and the
-//! only timeout is the supervisor's next deadline. Each wakeup handles, in
-//! order: signals, reaping, pipes, due timers; each event goes to the
-//! supervisor and the actions it returns are executed here.
+//! The event loop: one thread, one epoll, one wait. Each wake-up turns
+//! readiness into events — signals (and reaping) first, then inotify, the
+//! control socket and UDP, then status and output pipes, then due timers —
+//! feeds each to the supervisor and executes the actions it returns. The
+//! only timeout is the supervisor's next deadline (or a control client's).
+//! The parts it drives own their descriptors: the registry says whose an
+//! event is.
 
-use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use pmtr_core::config::Config;
-use pmtr_core::config::Globals;
-use pmtr_core::proto::report;
-use pmtr_core::supervise::event::{Action, Event, Level, Pid, Reply, ReplyToken};
+use pmtr_core::config::{Config, Globals};
+use pmtr_core::proto::local::{Request, Response};
+use pmtr_core::supervise::event::{Action, Event, Level, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
-use super::control::ControlServer;
+use super::control::{ControlServer, Incoming};
 use super::log::Logger;
 use super::metrics::MetricsFile;
 use super::notify::Notifier;
-use super::output::{Capture, Drained};
-use super::rings::Rings;
-use super::spawner::Setup;
+use super::output::Captures;
+use super::registry::{Registry, Source, Token};
+use super::requests::{self, Outcome};
+use super::spawner::Spawner;
 use super::test_times;
 use super::udp::Udp;
 use super::watch::{self, Touched, Watcher};
@@ -36,38 +38,36 @@ use crate::sys::plan::PlanContext;
 use crate::sys::process;
 
 /// The monotonic clock, in the core's units.
-pub(super) struct Clock(Instant);
+struct Clock(Instant);
 
 impl Clock {
-    pub(super) fn now(&self) -> Mono {
+    fn now(&self) -> Mono {
         Mono::from_millis(self.0.elapsed().as_millis().try_into().unwrap_or(u64::MAX))
     }
 }
 
 pub struct Daemon {
-    pub(super) supervisor: Supervisor,
-    pub(super) epoll: Epoll,
+    supervisor: Supervisor,
+    registry: Registry,
     signals: SignalFd,
     watcher: Watcher,
     config_path: PathBuf,
-    pub(super) logger: Logger,
-    pub(super) clock: Clock,
-    pub(super) context: PlanContext,
-    pub(super) captures: HashMap<RawFd, Capture>,
-    pub(super) control: Option<ControlServer>,
-    pub(super) rings: Rings,
+    logger: Logger,
+    clock: Clock,
+    spawner: Spawner,
+    captures: Captures,
+    control: Option<ControlServer>,
+    udp: Udp,
+    udp_token: Option<Token>,
     metrics: Option<MetricsFile>,
     /// Wall-clock time (Unix seconds) at monotonic zero, for metrics.
     wall_offset: f64,
     notifier: Notifier,
-    udp: Udp,
-    pub(super) setups: HashMap<RawFd, Setup>,
-    pub(super) setup_of_pid: HashMap<Pid, RawFd>,
-    /// The core's answers to control requests, taken by `requests.rs`
-    /// right after the `apply` that produced them.
-    pub(super) replies: Vec<(ReplyToken, Reply)>,
+    /// The core's answers to control requests, taken right after the
+    /// `apply` that produced them.
+    replies: Vec<(ReplyToken, Reply)>,
     /// The last reply token handed out.
-    pub(super) next_token: u64,
+    last_token: u64,
     exit: bool,
 }
 
@@ -90,15 +90,12 @@ impl Daemon {
         mut logger: Logger,
         context: PlanContext,
     ) -> Result<Daemon, LoopError> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| LoopError {
+        let mut registry = Registry::new().map_err(|errno| LoopError {
             what: "create the epoll instance",
             errno,
         })?;
-        epoll
-            .add(
-                signals.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, token(signals.as_fd().as_raw_fd())),
-            )
+        registry
+            .add(signals.as_fd(), EpollFlags::EPOLLIN, Source::Signals)
             .map_err(|errno| LoopError {
                 what: "watch signals",
                 errno,
@@ -115,69 +112,49 @@ impl Daemon {
             logger.log(Level::Warning, &error.to_string());
         }
         if let Some(fd) = watcher.fd() {
-            if let Err(errno) = epoll.add(
-                fd,
-                EpollEvent::new(EpollFlags::EPOLLIN, token(fd.as_raw_fd())),
-            ) {
-                logger.log(
-                    Level::Warning,
-                    &format!("unable to watch files: {}; reload with SIGHUP", Text(errno)),
-                );
+            if let Err(errno) = registry.add(fd, EpollFlags::EPOLLIN, Source::Watcher) {
+                let message = format!("unable to watch files: {}; reload with SIGHUP", Text(errno));
+                logger.log(Level::Warning, &message);
             }
         }
-        let control =
-            socket.and_then(
-                |path| match ControlServer::bind(path, times.client_deadline_millis) {
-                    Ok(server) => {
-                        let fd = server.listener_fd();
-                        match epoll.add(
-                            server.listener(),
-                            EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
-                        ) {
-                            Ok(()) => Some(server),
-                            Err(errno) => {
-                                logger.log(
-                                    Level::Warning,
-                                    &format!("unable to serve the control socket: {}", Text(errno)),
-                                );
-                                None
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        logger.log(
-                            Level::Warning,
-                            &format!("{error}; pmtr-ctl will not reach this pmtr"),
-                        );
-                        None
-                    }
-                },
-            );
-        let daemon = Daemon {
+        let deadline = times.client_deadline_millis;
+        let control = socket.and_then(|path| match ControlServer::bind(path, deadline) {
+            Ok(mut server) => match server.register(&mut registry) {
+                Ok(()) => Some(server),
+                Err(errno) => {
+                    let message = format!("unable to serve the control socket: {}", Text(errno));
+                    logger.log(Level::Warning, &message);
+                    None
+                }
+            },
+            Err(error) => {
+                let message = format!("{error}; pmtr-ctl will not reach this pmtr");
+                logger.log(Level::Warning, &message);
+                None
+            }
+        });
+        Ok(Daemon {
             supervisor,
-            epoll,
+            registry,
             signals,
             watcher,
             config_path: config_path.to_path_buf(),
             logger,
             clock: Clock(Instant::now()),
-            context,
-            captures: HashMap::new(),
+            spawner: Spawner::new(context),
+            captures: Captures::default(),
             control,
-            rings: Rings::default(),
+            udp: Udp::new(),
+            udp_token: None,
             metrics: None,
             wall_offset: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             notifier: Notifier::from_env(),
-            udp: Udp::new(),
-            setups: HashMap::new(),
-            setup_of_pid: HashMap::new(),
             replies: Vec::new(),
-            next_token: 0,
+            last_token: 0,
             exit: false,
-        };
-        Ok(daemon)
+        })
     }
 
     /// Runs until the supervisor says everything is stopped.
@@ -190,54 +167,69 @@ impl Daemon {
         self.notifier.ready();
         process::release_free_memory();
         let mut ready = vec![EpollEvent::empty(); 64];
-        let signal_fd = self.signals.as_fd().as_raw_fd();
         while !self.exit {
-            let count = match self.epoll.wait(&mut ready, self.timeout()) {
+            let count = match self.registry.wait(&mut ready, self.timeout()) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
-                    self.logger
-                        .log(Level::Error, &format!("epoll_wait: {}", Text(errno)));
+                    let message = format!("epoll_wait: {}", Text(errno));
+                    self.logger.log(Level::Error, &message);
                     continue;
                 }
             };
-            let fds: Vec<RawFd> = ready[..count].iter().map(|e| e.data() as RawFd).collect();
-            if fds.contains(&signal_fd) {
-                self.read_signals();
-            }
-            let watch_fd = self.watcher.fd().map(|fd| fd.as_raw_fd());
-            if watch_fd.is_some_and(|fd| fds.contains(&fd)) {
-                for touched in self.watcher.read() {
-                    self.apply(match touched {
-                        Touched::Config => Event::ConfigTouched,
-                        Touched::Dependency(path) => Event::DependencyTouched { path },
-                    });
-                }
-            }
-            let others: Vec<RawFd> = fds
-                .into_iter()
-                .filter(|&fd| fd != signal_fd && Some(fd) != watch_fd)
+            let sources: Vec<(Source, Token)> = ready[..count]
+                .iter()
+                .filter_map(|event| self.registry.resolve(event))
                 .collect();
-            for &fd in &others {
-                if self.control.as_ref().is_some_and(|c| c.owns(fd)) {
-                    self.serve(fd);
-                } else if self.udp.listener().is_some_and(|l| l.as_raw_fd() == fd) {
-                    self.receive_control();
-                }
-            }
-            for fd in others {
-                if self.setups.contains_key(&fd) {
-                    self.read_setup(fd);
-                } else if self.captures.contains_key(&fd) {
-                    self.read_capture(fd);
-                }
-            }
+            self.dispatch(&sources);
             let now = self.clock.now();
             if let Some(control) = &mut self.control {
-                control.expire(&self.epoll, now);
+                control.expire(&mut self.registry, now);
             }
             if self.supervisor.next_deadline().is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
+            }
+        }
+    }
+
+    /// One batch of readiness, in the loop's order. A registration that
+    /// ends while the batch is handled leaves a token its owner no longer
+    /// holds: the events after find nobody, even if the fd is reused.
+    fn dispatch(&mut self, sources: &[(Source, Token)]) {
+        let pass = |wanted: &[Source]| -> Vec<(Source, Token)> {
+            let wanted = |(source, _): &&(Source, Token)| wanted.contains(source);
+            sources.iter().filter(wanted).copied().collect()
+        };
+        if !pass(&[Source::Signals]).is_empty() {
+            self.read_signals();
+        }
+        if !pass(&[Source::Watcher]).is_empty() {
+            for touched in self.watcher.read() {
+                self.apply(match touched {
+                    Touched::Config => Event::ConfigTouched,
+                    Touched::Dependency(path) => Event::DependencyTouched { path },
+                });
+            }
+        }
+        let network = [
+            Source::ControlListener,
+            Source::ControlClient,
+            Source::UdpListener,
+        ];
+        for (source, token) in pass(&network) {
+            match source {
+                Source::UdpListener => self.receive_control(),
+                _ => self.serve(source, token),
+            }
+        }
+        for (source, token) in pass(&[Source::Setup, Source::Capture]) {
+            match source {
+                Source::Setup => {
+                    if let Some(event) = self.spawner.read_setup(&mut self.registry, token) {
+                        self.apply(event);
+                    }
+                }
+                _ => self.read_capture(token),
             }
         }
     }
@@ -292,80 +284,99 @@ impl Daemon {
     fn reap(&mut self) {
         let mut events = Vec::new();
         for (pid, status) in process::reap_all() {
-            // A child that failed before exec wrote why, then exited: its
-            // reason comes before its exit, so that the exit is not logged
-            // as the job's own.
-            if let Some(fd) = self.setup_of_pid.get(&pid).copied() {
-                events.extend(self.take_setup(fd));
-            }
+            events.extend(self.spawner.reaped(&mut self.registry, pid));
             events.push(Event::Reaped { pid, status });
         }
         self.apply_all(events);
     }
 
-    fn read_setup(&mut self, fd: RawFd) {
-        if let Some(event) = self.take_setup(fd) {
-            self.apply(event);
-        }
-    }
-
     /// Job output: logged, kept in the job's ring, sent to followers.
-    fn read_capture(&mut self, fd: RawFd) {
+    fn read_capture(&mut self, token: Token) {
         let Daemon {
             captures,
             logger,
-            rings,
             control,
-            epoll,
+            registry,
             clock,
             ..
         } = self;
-        let Some(capture) = captures.get_mut(&fd) else {
-            return;
-        };
         let now = clock.now();
-        let drained = capture.drain(&mut |job: &str, pid: i32, line: &str| {
+        let mut lines = Vec::new();
+        captures.read(registry, token, &mut |job: &str, pid: i32, line: &str| {
             logger.log(Level::Info, &format!("{job}[{pid}]: {line}"));
-            rings.push(job, pid, line);
-            if let Some(control) = control.as_mut() {
-                control.broadcast(epoll, job, pid, line, now);
+            if control.is_some() {
+                lines.push((job.to_string(), pid, line.to_string()));
             }
         });
-        if drained == Drained::Closed {
-            if let Some(capture) = self.captures.remove(&fd) {
-                let _ = self.epoll.delete(capture.fd());
+        if let Some(control) = control.as_mut() {
+            for (job, pid, line) in lines {
+                control.broadcast(registry, &job, pid, &line, now);
             }
         }
     }
 
-    /// Drops the output rings of jobs a reload deleted.
-    fn forget_deleted_jobs_output(&mut self) {
-        let names: std::collections::HashSet<&str> = self
-            .supervisor
-            .jobs()
-            .iter()
-            .map(|j| j.def.name.as_str())
-            .collect();
-        self.rings.retain(|name| names.contains(name));
+    /// Readiness of the control socket or one of its clients.
+    fn serve(&mut self, source: Source, token: Token) {
+        let now = self.clock.now();
+        let Some(control) = &mut self.control else {
+            return;
+        };
+        let (incoming, refusals) = control.ready(&mut self.registry, source, token, now);
+        for refusal in refusals {
+            self.logger.log(Level::Warning, &refusal);
+        }
+        for Incoming { client, request } in incoming {
+            self.answer(client, request);
+        }
     }
 
-    /// Opens, closes or keeps the UDP sockets, key and metrics file the
-    /// global statements ask for.
-    fn apply_globals(&mut self, globals: &Globals) {
-        let path = globals.metrics_to.as_deref().map(Path::new);
-        if path != self.metrics.as_ref().map(|m| m.path()) {
-            self.metrics = path.map(MetricsFile::new);
+    /// Carries a `pmtr-ctl` request to the core and its answer back.
+    fn answer(&mut self, client: Token, request: Request) {
+        let mut last = self.last_token;
+        let events = requests::events(&request, || {
+            last += 1;
+            ReplyToken(last)
+        });
+        self.last_token = last;
+        let replies = events.into_iter().map(|event| self.ask(event)).collect();
+        let responses = match requests::outcome(request, replies) {
+            Outcome::Respond(responses) => responses,
+            Outcome::Logs { job, lines, follow } => {
+                if follow {
+                    if let Some(control) = &mut self.control {
+                        control.follow(client, &job);
+                    }
+                }
+                let last = self.captures.last(&job, lines);
+                let line = |(pid, line)| Response::Line {
+                    job: job.clone(),
+                    pid,
+                    line,
+                };
+                last.into_iter().map(line).collect()
+            }
+        };
+        let now = self.clock.now();
+        if let Some(control) = &mut self.control {
+            control.respond(&mut self.registry, client, &responses, now);
         }
-        for line in self.udp.apply(globals) {
-            self.logger.log(Level::Info, &line);
-        }
-        if let Some(listener) = self.udp.listener() {
-            let fd = listener.as_raw_fd();
-            // EEXIST: the same listener, already watched.
-            let _ = self
-                .epoll
-                .add(listener, EpollEvent::new(EpollFlags::EPOLLIN, token(fd)));
-        }
+    }
+
+    /// Applies a control request's event; the core's answer to it.
+    fn ask(&mut self, event: Event) -> Option<Reply> {
+        let token = match &event {
+            Event::Status { reply, .. } | Event::Logs { reply, .. } => Some(*reply),
+            Event::SetEnabled { reply, .. }
+            | Event::Restart { reply, .. }
+            | Event::ReloadRequested { reply } => *reply,
+            _ => None,
+        };
+        self.replies.clear();
+        self.apply(event);
+        let replies = std::mem::take(&mut self.replies);
+        replies
+            .into_iter()
+            .find_map(|(t, reply)| (Some(t) == token).then_some(reply))
     }
 
     /// Control datagrams: each passing request becomes an event.
@@ -385,33 +396,9 @@ impl Daemon {
         self.apply_all(events);
     }
 
-    /// The status report, to every `report to` destination.
-    fn send_report(&mut self) {
-        let jobs = self.supervisor.report(self.clock.now());
-        for line in self
-            .udp
-            .send_report(|report_id| report::encode(report_id, &jobs))
-        {
-            self.logger.log(Level::Warning, &line);
-        }
-    }
-
-    /// Rewrites the metrics file if its text changed.
-    fn update_metrics(&mut self) {
-        let Some(metrics) = &mut self.metrics else {
-            return;
-        };
-        let statuses = self.supervisor.statuses(self.clock.now());
-        if let Err(message) =
-            metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
-        {
-            self.logger.log(Level::Warning, &message);
-        }
-    }
-
     /// Hands an event to the supervisor and executes what it decides;
     /// actions that produce events (a spawn, a probe) feed them back.
-    pub(super) fn apply(&mut self, first: Event) {
+    fn apply(&mut self, first: Event) {
         self.apply_all(vec![first]);
     }
 
@@ -437,7 +424,14 @@ impl Daemon {
                     self.update_metrics();
                     return;
                 }
-                queue.extend(self.spawn_all(std::mem::take(&mut spawns)));
+                let jobs = std::mem::take(&mut spawns);
+                let started = self
+                    .spawner
+                    .spawn_all(&mut self.registry, &mut self.captures, jobs);
+                queue.extend(started);
+                for warning in self.spawner.take_warnings() {
+                    self.logger.log(Level::Error, &warning);
+                }
                 continue;
             };
             let now = self.clock.now();
@@ -482,7 +476,8 @@ impl Daemon {
 
     /// Reads and checks the configuration file for a reload.
     fn read_config(&mut self, forced: bool) -> Event {
-        let result = match config_file::read(&self.config_path) {
+        let bytes = match config_file::read(&self.config_path) {
+            Ok(bytes) => bytes,
             Err(error) => {
                 let text = error.to_string();
                 return Event::ConfigRead {
@@ -491,28 +486,83 @@ impl Daemon {
                     result: Err(text),
                 };
             }
-            Ok(bytes) => (watch::content_hash(&bytes), bytes),
         };
-        let (hash, bytes) = result;
-        let result = match pmtr_core::config::parse(&bytes) {
-            Ok(config) => Ok(Box::new(config)),
-            Err(diagnostics) => {
+        let result = pmtr_core::config::parse(&bytes)
+            .map(Box::new)
+            .map_err(|diagnostics| {
                 let shown = self.config_path.to_string_lossy();
-                Err(pmtr_core::config::render_all(
-                    &diagnostics,
-                    &shown,
-                    &bytes,
-                    SHOWN_ERRORS,
-                ))
-            }
-        };
+                pmtr_core::config::render_all(&diagnostics, &shown, &bytes, SHOWN_ERRORS)
+            });
         for error in self.watcher.refresh_config() {
             self.logger.log(Level::Warning, &error.to_string());
         }
         Event::ConfigRead {
-            hash,
+            hash: watch::content_hash(&bytes),
             forced,
             result,
+        }
+    }
+
+    /// Drops the output rings of jobs a reload deleted.
+    fn forget_deleted_jobs_output(&mut self) {
+        let names: std::collections::HashSet<&str> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .map(|j| j.def.name.as_str())
+            .collect();
+        self.captures.retain(|name| names.contains(name));
+    }
+
+    /// Opens, closes or keeps the UDP sockets, key and metrics file the
+    /// global statements ask for.
+    fn apply_globals(&mut self, globals: &Globals) {
+        let path = globals.metrics_to.as_deref().map(Path::new);
+        if path != self.metrics.as_ref().map(|m| m.path()) {
+            self.metrics = path.map(MetricsFile::new);
+        }
+        // The listener may be replaced: watched again whatever it is.
+        if let (Some(token), Some(listener)) = (self.udp_token.take(), self.udp.listener()) {
+            self.registry.remove(listener.as_fd(), token);
+        }
+        for line in self.udp.apply(globals) {
+            self.logger.log(Level::Info, &line);
+        }
+        if let Some(listener) = self.udp.listener() {
+            match self
+                .registry
+                .add(listener.as_fd(), EpollFlags::EPOLLIN, Source::UdpListener)
+            {
+                Ok(token) => self.udp_token = Some(token),
+                Err(errno) => {
+                    let message = format!("unable to watch the control port: {}", Text(errno));
+                    self.logger.log(Level::Error, &message);
+                }
+            }
+        }
+    }
+
+    /// The status report, to every `report to` destination.
+    fn send_report(&mut self) {
+        let jobs = self.supervisor.report(self.clock.now());
+        for line in self
+            .udp
+            .send_report(|report_id| pmtr_core::proto::report::encode(report_id, &jobs))
+        {
+            self.logger.log(Level::Warning, &line);
+        }
+    }
+
+    /// Rewrites the metrics file if its text changed.
+    fn update_metrics(&mut self) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let statuses = self.supervisor.statuses(self.clock.now());
+        if let Err(message) =
+            metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
+        {
+            self.logger.log(Level::Warning, &message);
         }
     }
 }
@@ -528,8 +578,4 @@ fn hash_files(paths: Vec<String>) -> Event {
     Event::FilesHashed {
         hashes: hashes.collect(),
     }
-}
-
-pub(super) fn token(fd: RawFd) -> u64 {
-    fd as u64
 }

@@ -1,135 +1,97 @@
-//! Carrying `pmtr-ctl` requests to the core and its answers back: each
-//! request from the control socket becomes an event with a reply token,
-//! and the core's `Reply` becomes the response. Nothing is decided here.
-
-use std::os::fd::RawFd;
+//! The translation between `pmtr-ctl`'s requests and the core: each
+//! request becomes events carrying reply tokens, and the core's replies
+//! become the responses. Pure: nothing here is decided, only carried.
 
 use pmtr_core::proto::local::{JobResult, Request, Response};
-use pmtr_core::supervise::event::{Event, Level, Reply, ReplyToken};
+use pmtr_core::supervise::event::{Event, Reply, ReplyToken};
 
-use super::control::Incoming;
-use super::looper::Daemon;
+/// What the daemon does once the core has answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Respond(Vec<Response>),
+    /// Send `job`'s last `lines` lines, and follow it if asked.
+    Logs {
+        job: String,
+        lines: usize,
+        follow: bool,
+    },
+}
 
-impl Daemon {
-    /// Readiness of a control-socket descriptor.
-    pub(super) fn serve(&mut self, fd: RawFd) {
-        let now = self.clock.now();
-        let Some(control) = &mut self.control else {
-            return;
-        };
-        let (incoming, refusals) = control.ready(&self.epoll, fd, now);
-        for refusal in refusals {
-            self.logger.log(Level::Warning, &refusal);
-        }
-        for Incoming { client, request } in incoming {
-            self.answer(client, request);
-        }
+/// The events `request` becomes, each with a token from `mint`.
+pub fn events(request: &Request, mut mint: impl FnMut() -> ReplyToken) -> Vec<Event> {
+    let each = |jobs: &[String],
+                mint: &mut dyn FnMut() -> ReplyToken,
+                make: &dyn Fn(String, ReplyToken) -> Event| {
+        jobs.iter().map(|name| make(name.clone(), mint())).collect()
+    };
+    match request {
+        Request::Status { job } => vec![Event::Status {
+            job: job.clone(),
+            reply: mint(),
+        }],
+        Request::Enable { jobs } => each(jobs, &mut mint, &|name, token| set(name, true, token)),
+        Request::Disable { jobs } => each(jobs, &mut mint, &|name, token| set(name, false, token)),
+        Request::Restart { jobs } => each(jobs, &mut mint, &|name, token| Event::Restart {
+            name,
+            reply: Some(token),
+        }),
+        Request::Reload => vec![Event::ReloadRequested {
+            reply: Some(mint()),
+        }],
+        Request::Logs { job, .. } => vec![Event::Logs {
+            job: job.clone(),
+            reply: mint(),
+        }],
     }
+}
 
-    fn answer(&mut self, client: RawFd, request: Request) {
-        let responses = match request {
-            Request::Status { job } => match self.ask(|reply| Event::Status { job, reply }) {
-                Reply::Status(jobs) => vec![Response::Status { jobs }],
-                other => refusal(other),
-            },
-            Request::Enable { jobs } => self.each_job(jobs, |name, reply| Event::SetEnabled {
-                name,
-                enabled: true,
-                reply,
-            }),
-            Request::Disable { jobs } => self.each_job(jobs, |name, reply| Event::SetEnabled {
-                name,
-                enabled: false,
-                reply,
-            }),
-            Request::Restart { jobs } => {
-                self.each_job(jobs, |name, reply| Event::Restart { name, reply })
-            }
-            Request::Reload => {
-                let answer = self.ask(|reply| Event::ReloadRequested { reply: Some(reply) });
-                let (ok, message) = done(answer);
-                vec![Response::Done {
-                    results: vec![JobResult {
-                        job: String::new(),
-                        ok,
-                        message,
-                    }],
-                }]
-            }
-            Request::Logs { job, lines, follow } => {
-                match self.ask(|reply| Event::Logs { job, reply }) {
-                    Reply::Logs { job } => self.logs(client, job, lines, follow),
-                    other => refusal(other),
-                }
-            }
-        };
-        let now = self.clock.now();
-        if let Some(control) = &mut self.control {
-            control.respond(&self.epoll, client, &responses, now);
-        }
+fn set(name: String, enabled: bool, token: ReplyToken) -> Event {
+    Event::SetEnabled {
+        name,
+        enabled,
+        reply: Some(token),
     }
+}
 
-    /// The captured lines of `job`, and from now on its new ones if
-    /// `follow`.
-    fn logs(&mut self, client: RawFd, job: String, lines: usize, follow: bool) -> Vec<Response> {
-        if follow {
-            if let Some(control) = &mut self.control {
-                control.follow(client, &job);
-            }
-        }
-        self.rings
-            .last(&job, lines)
-            .into_iter()
-            .map(|(pid, line)| Response::Line {
-                job: job.clone(),
-                pid,
-                line,
-            })
-            .collect()
-    }
-
-    /// Hands the core the event `request` makes with a fresh token, and
-    /// returns the core's answer to it.
-    fn ask(&mut self, request: impl FnOnce(ReplyToken) -> Event) -> Reply {
-        self.next_token += 1;
-        let token = ReplyToken(self.next_token);
-        self.replies.clear();
-        self.apply(request(token));
-        let answer = self
-            .replies
-            .drain(..)
-            .find_map(|(t, reply)| (t == token).then_some(reply));
-        // The core answers every request it is given; say so if not.
-        answer.unwrap_or(Reply::Done {
+/// What to do with the core's `replies` to the events of `request`, in
+/// their order; a missing reply is a refusal that says so.
+pub fn outcome(request: Request, replies: Vec<Option<Reply>>) -> Outcome {
+    let mut replies = replies.into_iter().map(|reply| {
+        reply.unwrap_or(Reply::Done {
             ok: false,
             message: "no answer from the supervisor".to_string(),
         })
-    }
-
-    /// Hands the request for each named job to the core, and passes on
-    /// the core's answer: one result per name, in the order asked.
-    fn each_job(
-        &mut self,
-        jobs: Vec<String>,
-        event: impl Fn(String, Option<ReplyToken>) -> Event,
-    ) -> Vec<Response> {
-        let mut results = Vec::with_capacity(jobs.len());
-        for name in jobs {
-            let (ok, message) = done(self.ask(|token| event(name.clone(), Some(token))));
-            results.push(JobResult {
-                job: name,
-                ok,
-                message,
-            });
+    });
+    let done = |jobs: Vec<String>, replies: &mut dyn Iterator<Item = Reply>| {
+        let results = jobs
+            .into_iter()
+            .map(|job| {
+                let (ok, message) = done(replies.next());
+                JobResult { job, ok, message }
+            })
+            .collect();
+        Outcome::Respond(vec![Response::Done { results }])
+    };
+    match request {
+        Request::Enable { jobs } | Request::Disable { jobs } | Request::Restart { jobs } => {
+            done(jobs, &mut replies)
         }
-        vec![Response::Done { results }]
+        Request::Reload => done(vec![String::new()], &mut replies),
+        Request::Status { .. } => match replies.next() {
+            Some(Reply::Status(jobs)) => Outcome::Respond(vec![Response::Status { jobs }]),
+            other => refusal(other),
+        },
+        Request::Logs { lines, follow, .. } => match replies.next() {
+            Some(Reply::Logs { job }) => Outcome::Logs { job, lines, follow },
+            other => refusal(other),
+        },
     }
 }
 
 /// A request carried out or refused: whether, and what to say.
-fn done(reply: Reply) -> (bool, String) {
+fn done(reply: Option<Reply>) -> (bool, String) {
     match reply {
-        Reply::Done { ok, message } => (ok, message),
+        Some(Reply::Done { ok, message }) => (ok, message),
         other => (
             false,
             format!("unexpected answer from the supervisor: {other:?}"),
@@ -137,9 +99,121 @@ fn done(reply: Reply) -> (bool, String) {
     }
 }
 
-/// The refusal the core answered with, as an error response.
-fn refusal(reply: Reply) -> Vec<Response> {
-    vec![Response::Error {
+fn refusal(reply: Option<Reply>) -> Outcome {
+    Outcome::Respond(vec![Response::Error {
         message: done(reply).1,
-    }]
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> impl FnMut() -> ReplyToken {
+        let mut next = 0;
+        move || {
+            next += 1;
+            ReplyToken(next)
+        }
+    }
+
+    #[test]
+    fn one_event_per_named_job_and_one_result_per_reply_in_order() {
+        let request = Request::Disable {
+            jobs: vec!["a".into(), "ghost".into()],
+        };
+        let events = events(&request, tokens());
+        assert_eq!(
+            events,
+            [
+                set("a".into(), false, ReplyToken(1)),
+                set("ghost".into(), false, ReplyToken(2))
+            ]
+        );
+        let replies = vec![
+            Some(Reply::Done {
+                ok: true,
+                message: "disabled".into(),
+            }),
+            Some(Reply::Done {
+                ok: false,
+                message: "no job named ghost".into(),
+            }),
+        ];
+        let Outcome::Respond(responses) = outcome(request, replies) else {
+            panic!("not a response");
+        };
+        let [Response::Done { results }] = responses.as_slice() else {
+            panic!("{responses:?}");
+        };
+        let results: Vec<_> = results
+            .iter()
+            .map(|r| (r.job.as_str(), r.ok, r.message.as_str()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("a", true, "disabled"),
+                ("ghost", false, "no job named ghost")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_status_or_logs_request_is_an_error_response() {
+        let refused = || {
+            Some(Reply::Done {
+                ok: false,
+                message: "no job named x".into(),
+            })
+        };
+        for request in [
+            Request::Status {
+                job: Some("x".into()),
+            },
+            Request::Logs {
+                job: "x".into(),
+                lines: 5,
+                follow: true,
+            },
+        ] {
+            assert_eq!(
+                outcome(request, vec![refused()]),
+                Outcome::Respond(vec![Response::Error {
+                    message: "no job named x".into()
+                }])
+            );
+        }
+        let logs = Request::Logs {
+            job: "x".into(),
+            lines: 5,
+            follow: true,
+        };
+        let found = Some(Reply::Logs { job: "x".into() });
+        assert_eq!(
+            outcome(logs, vec![found]),
+            Outcome::Logs {
+                job: "x".into(),
+                lines: 5,
+                follow: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_reply_is_a_refusal_that_says_so() {
+        let Outcome::Respond(responses) = outcome(Request::Reload, vec![None]) else {
+            panic!("not a response");
+        };
+        assert_eq!(
+            responses,
+            [Response::Done {
+                results: vec![JobResult {
+                    job: String::new(),
+                    ok: false,
+                    message: "no answer from the supervisor".into(),
+                }]
+            }]
+        );
+    }
 }

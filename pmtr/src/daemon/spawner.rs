@@ -1,20 +1,23 @@
-//! Starting jobs from the event loop: pipes, plans and forks in batches,
-//! and the status pipes through which children report a failed setup.
+//! Starting jobs: pipes, plans and forks in batches, and the status pipes
+//! through which children report a failed setup. The spawner owns those
+//! pipes; what it learns it returns as events.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::epoll::{EpollEvent, EpollFlags};
+use nix::sys::epoll::EpollFlags;
 use nix::unistd::pipe2;
 use pmtr_core::config::{Job, Output};
-use pmtr_core::supervise::event::{Event, JobId, Level, Pid, SpawnFailure};
+use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
-use super::looper::{token, Daemon};
-use super::output::Capture;
+use super::output::{Capture, Captures};
+use super::registry::{Registry, Source, Token};
 use crate::reason::{strerror, Text};
 use crate::sys::child::decode_failure;
 use crate::sys::plan::ExecPlan;
+use crate::sys::plan::PlanContext;
 use crate::sys::spawn::{spawn, status_pipe, Forked};
 
 /// Most starts prepared before their forks run back to back; bounds the
@@ -33,23 +36,41 @@ struct Prepared {
 }
 
 /// The status pipe of a child that has not exec'd yet.
-pub(super) struct Setup {
-    pub(super) pid: Pid,
-    pub(super) pipe: OwnedFd,
+struct Setup {
+    pid: Pid,
+    pipe: OwnedFd,
 }
 
-impl Daemon {
+pub struct Spawner {
+    /// What every plan is built from: resolved once at start.
+    context: PlanContext,
+    setups: HashMap<Token, Setup>,
+    setup_of_pid: HashMap<Pid, Token>,
+    /// What went wrong without stopping a start, for the log.
+    warnings: Vec<String>,
+}
+
+impl Spawner {
+    pub fn new(context: PlanContext) -> Spawner {
+        Spawner {
+            context,
+            setups: HashMap::new(),
+            setup_of_pid: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Reads a child's status pipe: end-of-file (it exec'd) or the step
     /// that failed. Either way the pipe is done with.
-    pub(super) fn take_setup(&mut self, fd: RawFd) -> Option<Event> {
-        let setup = self.setups.get(&fd)?;
+    pub fn read_setup(&mut self, registry: &mut Registry, token: Token) -> Option<Event> {
+        let setup = self.setups.get(&token)?;
         let mut message = [0u8; 8];
         let read = nix::unistd::read(&setup.pipe, &mut message);
         if read == Err(Errno::EAGAIN) || read == Err(Errno::EINTR) {
             return None;
         }
         let pid = setup.pid;
-        self.forget_setup(fd);
+        self.forget_setup(registry, token);
         let (step, errno) = decode_failure(&message[..read.ok()?])?;
         Some(Event::SetupFailed {
             pid,
@@ -58,10 +79,23 @@ impl Daemon {
         })
     }
 
-    pub(super) fn forget_setup(&mut self, fd: RawFd) {
-        if let Some(setup) = self.setups.remove(&fd) {
+    /// What went wrong since the last call, for the log.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// A child was reaped: what its status pipe says, read now so that a
+    /// failed setup comes before the exit (which is then not logged as
+    /// the job's own).
+    pub fn reaped(&mut self, registry: &mut Registry, pid: Pid) -> Option<Event> {
+        let token = self.setup_of_pid.get(&pid).copied()?;
+        self.read_setup(registry, token)
+    }
+
+    fn forget_setup(&mut self, registry: &mut Registry, token: Token) {
+        if let Some(setup) = self.setups.remove(&token) {
             self.setup_of_pid.remove(&setup.pid);
-            let _ = self.epoll.delete(setup.pipe.as_fd());
+            registry.remove(setup.pipe.as_fd(), token);
         }
     }
 
@@ -74,7 +108,12 @@ impl Daemon {
     /// forks what it holds: the descriptors come back, and the starts that
     /// failed are retried, instead of every start holding a part and none
     /// getting all.
-    pub(super) fn spawn_all(&mut self, jobs: Vec<(JobId, Box<Job>)>) -> Vec<Event> {
+    pub fn spawn_all(
+        &mut self,
+        registry: &mut Registry,
+        captures: &mut Captures,
+        jobs: Vec<(JobId, Box<Job>)>,
+    ) -> Vec<Event> {
         let mut events = Vec::with_capacity(jobs.len());
         let batch = SPAWN_BATCH.min(jobs.len());
         let mut pending = jobs.into_iter();
@@ -105,7 +144,7 @@ impl Daemon {
                 });
             }
             for (start, result) in prepared.into_iter().zip(forked) {
-                events.push(self.finish(start, result));
+                events.push(self.finish(registry, captures, start, result));
             }
         }
         events
@@ -142,7 +181,13 @@ impl Daemon {
     }
 
     /// After the fork: keep the pipes, or report why the fork failed.
-    fn finish(&mut self, start: Prepared, result: Result<Forked, Errno>) -> Event {
+    fn finish(
+        &mut self,
+        registry: &mut Registry,
+        captures: &mut Captures,
+        start: Prepared,
+        result: Result<Forked, Errno>,
+    ) -> Event {
         let Prepared {
             job,
             name,
@@ -161,42 +206,30 @@ impl Daemon {
             }
         };
         if let Some((read, _write)) = capture {
-            self.watch_capture(Capture::new(name, forked.pid, read));
+            if let Err(errno) = captures.watch(registry, Capture::new(name, forked.pid, read)) {
+                let warning = format!("unable to watch job output: {}", Text(errno));
+                self.warnings.push(warning);
+            }
         }
-        self.watch_setup(Setup {
-            pid: forked.pid,
-            pipe: forked.status,
-        });
+        self.watch_setup(
+            registry,
+            Setup {
+                pid: forked.pid,
+                pipe: forked.status,
+            },
+        );
         Event::Spawned {
             job,
             pid: forked.pid,
         }
     }
 
-    fn watch_capture(&mut self, capture: Capture) {
-        let fd = capture.fd().as_raw_fd();
-        match self.epoll.add(
-            capture.fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
-        ) {
-            Ok(()) => {
-                self.captures.insert(fd, capture);
-            }
-            Err(errno) => self.logger.log(
-                Level::Error,
-                &format!("unable to watch job output: {}", Text(errno)),
-            ),
+    fn watch_setup(&mut self, registry: &mut Registry, setup: Setup) {
+        // Not watchable (epoll full): a failed setup then shows as an exit.
+        let watched = registry.add(setup.pipe.as_fd(), EpollFlags::EPOLLIN, Source::Setup);
+        if let Ok(token) = watched {
+            self.setup_of_pid.insert(setup.pid, token);
+            self.setups.insert(token, setup);
         }
-    }
-
-    fn watch_setup(&mut self, setup: Setup) {
-        let fd = setup.pipe.as_raw_fd();
-        // Unwatched, the pipe is still read when the child is reaped.
-        let _ = self.epoll.add(
-            setup.pipe.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, token(fd)),
-        );
-        self.setup_of_pid.insert(setup.pid, fd);
-        self.setups.insert(fd, setup);
     }
 }
