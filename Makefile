@@ -24,7 +24,7 @@ all: build
 
 build:
 	cargo build --release --bins
-	cargo run --release --quiet -p pmtr-rptserver --example generate -- $(GENERATED)
+	cargo run --release --quiet -p xtask -- generate $(GENERATED)
 	sed -e 's|/usr/bin/pmtr|$(BINDIR)/pmtr|g' -e 's|/etc/pmtr.conf|$(SYSCONFDIR)/pmtr.conf|g' \
 		dist/pmtr.service > $(GENERATED)/pmtr.service
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use pmtr_core::config::{self, Config, Diagnostic};
 
-use crate::reason::Reason;
+use pmtr_common::reason::Reason;
 
 /// Larger files are refused before parsing: a real configuration of
 /// 100 000 jobs is about 5 MB.

@@ -1,15 +1,9 @@
-//! The `pmtr` package: the imperative shell around `pmtr-core`. It reads
-//! files, checks the machine, and (in later layers) runs the event loop
-//! that executes what the core decides.
+//! The `pmtr` package: the imperative shell around `pmtr-core` — the
+//! programs' front ends (`programs/`), the daemon's event loop and its
+//! parts (`daemon/`), and the thin syscall layer (`sys/`, the only place
+//! with `unsafe`).
 
-pub mod check;
-pub mod cli;
 pub mod config_file;
-pub mod ctl;
-pub mod ctl_cli;
 pub mod daemon;
-pub mod keyfile;
-pub mod onconnect_cli;
-pub mod preflight;
-pub mod reason;
+pub mod programs;
 pub mod sys;

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use pmtr::reason::Reason;
-use pmtr::sys::clock::local_time_text;
+use pmtr_common::clock::local_time_text;
+use pmtr_common::reason::Reason;
 use pmtr_core::proto::auth::{self, Key, Kind, MAX_SKEW_SECS};
 use pmtr_core::proto::report;
 
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let key = match &args.key {
         None => None,
-        Some(path) => match pmtr::keyfile::load(path) {
+        Some(path) => match pmtr_common::keyfile::load(path) {
             Ok(key) => Some(key),
             Err(reason) => {
                 eprintln!("pmtr-rptserver: key {}: {reason}", path.display());

@@ -33,7 +33,7 @@ fn status_json(port: u16) -> Option<serde_json::Value> {
 }
 
 fn host_name() -> String {
-    pmtr::sys::net::host_name()
+    pmtr_common::host::host_name()
 }
 
 fn key_file(sandbox: &Sandbox, name: &str, secret: &str) -> PathBuf {
@@ -236,7 +236,7 @@ fn with_a_key_only_fresh_signed_datagrams_are_obeyed() {
     // A replay of a good datagram, a stale one, a wrong key: refused (the
     // refusal log is rate-limited, so the effect is what is checked).
     let secret = pmtr_core::proto::auth::Key::new(b"a shared secret of some length").unwrap();
-    let now = pmtr::keyfile::unix_now();
+    let now = pmtr_common::keyfile::unix_now();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let enable = pmtr_core::proto::auth::sign(
         &secret,

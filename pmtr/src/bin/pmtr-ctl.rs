@@ -1,10 +1,10 @@
-//! `pmtr-ctl`: controls a running pmtr. See `pmtr::ctl`.
+//! `pmtr-ctl`: controls a running pmtr. See `pmtr::programs::ctl`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use pmtr::ctl_cli::CtlArgs;
+use pmtr::programs::ctl::{self, cli::CtlArgs};
 
 fn main() -> ExitCode {
-    pmtr::ctl::run(&CtlArgs::parse())
+    ctl::run(&CtlArgs::parse())
 }

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pmtr::check;
-use pmtr::cli::Args;
+use pmtr::programs::pmtr::{check, cli::Args};
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -19,7 +19,7 @@ use pmtr_core::proto::local::{Request, Response, MAX_REQUEST};
 use pmtr_core::time::Mono;
 
 use super::registry::{Registry, Source, Token};
-use crate::reason::Reason;
+use pmtr_common::reason::Reason;
 
 /// Output a client may leave unread before it is dropped.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;

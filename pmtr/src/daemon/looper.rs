@@ -33,9 +33,9 @@ use super::test_times;
 use super::udp::Udp;
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
-use crate::reason::Text;
 use crate::sys::plan::PlanContext;
 use crate::sys::process;
+use pmtr_common::reason::Text;
 
 /// The monotonic clock, in the core's units.
 struct Clock(Instant);

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::reason::Reason;
+use pmtr_common::reason::Reason;
 
 pub struct MetricsFile {
     path: PathBuf,

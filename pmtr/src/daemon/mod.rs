@@ -17,15 +17,15 @@ mod test_times;
 mod udp;
 pub mod watch;
 
-use crate::reason::Text;
+use pmtr_common::reason::Text;
 use std::process::ExitCode;
 
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::getpid;
 use pmtr_core::supervise::event::Level;
 
-use crate::cli::Args;
 use crate::config_file;
+use crate::programs::pmtr::cli::Args;
 use crate::sys::daemonize::{daemonize, detach_stdio, ensure_stdio_open, Readiness};
 use crate::sys::plan::PlanContext;
 use crate::sys::{process, signals};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::reason::{Reason, Text};
+use pmtr_common::reason::{Reason, Text};
 
 pub struct Pidfile {
     path: PathBuf,

@@ -14,11 +14,11 @@ use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
 use super::output::{Capture, Captures};
 use super::registry::{Registry, Source, Token};
-use crate::reason::{strerror, Text};
 use crate::sys::child::decode_failure;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::PlanContext;
 use crate::sys::spawn::{spawn, status_pipe, Forked};
+use pmtr_common::reason::{strerror, Text};
 
 /// Most starts prepared before their forks run back to back; bounds the
 /// descriptors held at once (two pipes per start).

@@ -14,9 +14,9 @@ use pmtr_core::config::{Globals, UdpEndpoint};
 use pmtr_core::proto::auth::{self, Key, Kind, ReplayGuard};
 use pmtr_core::proto::control::{self, MAX_DATAGRAM};
 
-use crate::keyfile;
-use crate::reason::Reason;
 use crate::sys::net;
+use pmtr_common::keyfile;
+use pmtr_common::reason::Reason;
 
 /// Most datagrams read per wake-up, so that a flood cannot starve the rest
 /// of the loop.
@@ -92,7 +92,7 @@ impl Udp {
             }
         }
         if globals.report_to != self.globals.report_to {
-            let host = net::host_name();
+            let host = pmtr_common::host::host_name();
             self.destinations = globals
                 .report_to
                 .iter()
@@ -234,7 +234,7 @@ impl Destination {
                     if let Err(errno) = net::set_multicast_interface(socket, address) {
                         log.push(format!(
                             "unable to send reports out of {interface}: {}",
-                            crate::reason::Text(errno)
+                            pmtr_common::reason::Text(errno)
                         ));
                     }
                 }

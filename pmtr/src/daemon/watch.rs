@@ -51,9 +51,9 @@ pub struct Watcher {
 /// Why watching does not work; pmtr keeps running and reloads on SIGHUP.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("unable to watch files (inotify): {}; reload with SIGHUP", crate::reason::Text(*.0))]
+    #[error("unable to watch files (inotify): {}; reload with SIGHUP", pmtr_common::reason::Text(*.0))]
     Init(Errno),
-    #[error("unable to watch {}: {}", .0.display(), crate::reason::Text(*.1))]
+    #[error("unable to watch {}: {}", .0.display(), pmtr_common::reason::Text(*.1))]
     Directory(PathBuf, Errno),
 }
 

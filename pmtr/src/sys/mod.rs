@@ -3,7 +3,6 @@
 #![allow(unsafe_code)]
 
 pub mod child;
-pub mod clock;
 pub mod daemonize;
 pub mod net;
 pub mod plan;

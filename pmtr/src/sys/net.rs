@@ -44,12 +44,3 @@ pub fn set_multicast_interface(socket: &UdpSocket, interface: Ipv4Addr) -> Resul
         Ok(())
     }
 }
-
-/// This machine's host name, as reports carry it.
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}

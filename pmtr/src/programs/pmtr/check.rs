@@ -6,8 +6,8 @@ use std::path::Path;
 
 use pmtr_core::config::render_all;
 
+use super::preflight;
 use crate::config_file;
-use crate::preflight;
 
 /// Most diagnostics printed for one file; a binary file would print
 /// thousands.

@@ -1,8 +1,8 @@
-//! Writes the man pages and shell completions of `pmtr`, `pmtr-ctl`,
-//! `pmtr-rptserver` and `onconnect`, generated from their clap
-//! definitions, so that they cannot drift from `--help`:
+//! The workspace's build tasks. `generate` writes the man pages and shell
+//! completions of `pmtr`, `pmtr-ctl`, `pmtr-rptserver` and `onconnect`
+//! from their clap definitions, so that they cannot drift from `--help`:
 //!
-//!     cargo run -p pmtr-rptserver --example generate -- OUTDIR
+//!     cargo xtask generate OUTDIR
 //!
 //! gives OUTDIR/man/*.1 and OUTDIR/completions/{bash,zsh,fish} files.
 
@@ -11,16 +11,31 @@ use std::path::Path;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use pmtr::cli::Args;
-use pmtr::ctl_cli::CtlArgs;
-use pmtr::onconnect_cli::Args as OnconnectArgs;
+use pmtr::programs::ctl::cli::CtlArgs;
+use pmtr::programs::onconnect::cli::Args as OnconnectArgs;
+use pmtr::programs::pmtr::cli::Args;
 use pmtr_rptserver::cli::Args as RptserverArgs;
 
-fn main() -> std::io::Result<()> {
-    let out = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "target/release/generated".into());
-    generate(Path::new(&out))
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["generate", out] => match generate(Path::new(out)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("xtask: generate {out}: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo xtask generate OUTDIR");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 fn generate(out: &Path) -> std::io::Result<()> {

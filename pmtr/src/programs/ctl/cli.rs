@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::cli::DEFAULT_SOCKET;
+use crate::programs::pmtr::cli::DEFAULT_SOCKET;
 
 /// pmtr-ctl: asks a running pmtr for the state of its jobs, enables,
 /// disables and restarts them, reloads its configuration and shows job

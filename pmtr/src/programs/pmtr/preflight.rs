@@ -10,7 +10,7 @@ use std::path::Path;
 use nix::unistd::{access, AccessFlags, User};
 use pmtr_core::config::{Config, Diagnostic, Location, Origin};
 
-use crate::reason::{Reason, Text};
+use pmtr_common::reason::{Reason, Text};
 
 /// Warnings about `config` on this machine, in file order.
 pub fn warnings(config: &Config) -> Vec<Diagnostic> {

@@ -2,6 +2,7 @@
 //! header, in the C library's `ctime` layout.
 
 /// `Wed Nov 25 11:24:09 2026` for Unix time `secs`, in the local time zone.
+#[allow(unsafe_code)] // the one libc call of this crate, with its SAFETY note
 pub fn local_time_text(secs: i64) -> String {
     // SAFETY: localtime_r fills the zeroed `tm` we own from a time_t we own;
     // it is the re-entrant form.

@@ -5,6 +5,8 @@
 //! Exit status: 0 done, 1 refused (unknown job, bad request, not
 //! allowed), 2 pmtr could not be reached.
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -15,8 +17,8 @@ use pmtr_core::proto::auth::Kind;
 use pmtr_core::proto::local::{Request, Response};
 use pmtr_core::status::{duration_text, JobStatus, State};
 
-use crate::ctl_cli::{Command, CtlArgs};
-use crate::reason::Reason;
+use cli::{Command, CtlArgs};
+use pmtr_common::reason::Reason;
 
 const REFUSED: u8 = 1;
 const UNREACHABLE: u8 = 2;
@@ -152,12 +154,12 @@ fn remote(args: &CtlArgs, server: &str) -> ExitCode {
     let message = pmtr_core::proto::control::encode(verb == "enable", names);
     let datagram = match &args.key {
         None => message.clone().into_bytes(),
-        Some(path) => match crate::keyfile::load(path) {
+        Some(path) => match pmtr_common::keyfile::load(path) {
             Ok(key) => pmtr_core::proto::auth::sign(
                 &key,
                 Kind::Control,
-                crate::keyfile::unix_now(),
-                crate::keyfile::nonce(),
+                pmtr_common::keyfile::unix_now(),
+                pmtr_common::keyfile::nonce(),
                 message.as_bytes(),
             ),
             Err(reason) => {
