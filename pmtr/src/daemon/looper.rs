@@ -55,6 +55,8 @@ pub struct Daemon {
     logger: Logger,
     clock: Clock,
     spawner: Spawner,
+    /// What every plan is built from: resolved once at start.
+    context: PlanContext,
     captures: Captures,
     control: Option<ControlServer>,
     udp: Udp,
@@ -141,7 +143,8 @@ impl Daemon {
             config_path: config_path.to_path_buf(),
             logger,
             clock: Clock(Instant::now()),
-            spawner: Spawner::new(context),
+            spawner: Spawner::new(),
+            context,
             captures: Captures::default(),
             control,
             udp: Udp::new(),
@@ -425,9 +428,12 @@ impl Daemon {
                     return;
                 }
                 let jobs = std::mem::take(&mut spawns);
-                let started = self
-                    .spawner
-                    .spawn_all(&mut self.registry, &mut self.captures, jobs);
+                let started = self.spawner.spawn_all(
+                    &self.context,
+                    &mut self.registry,
+                    &mut self.captures,
+                    jobs,
+                );
                 queue.extend(started);
                 for warning in self.spawner.take_warnings() {
                     self.logger.log(Level::Error, &warning);

@@ -25,10 +25,10 @@ use pmtr_common::reason::{strerror, Text};
 const SPAWN_BATCH: usize = 64;
 
 /// A start with everything resolved, waiting for its fork.
-struct Prepared {
+struct Prepared<'context> {
     job: JobId,
     name: String,
-    plan: ExecPlan,
+    plan: ExecPlan<'context>,
     /// The capture pipe (read end, write end), for `syslog` streams.
     capture: Option<(OwnedFd, OwnedFd)>,
     /// The status pipe, until the fork takes it.
@@ -42,8 +42,6 @@ struct Setup {
 }
 
 pub struct Spawner {
-    /// What every plan is built from: resolved once at start.
-    context: PlanContext,
     setups: HashMap<Token, Setup>,
     setup_of_pid: HashMap<Pid, Token>,
     /// What went wrong without stopping a start, for the log.
@@ -51,9 +49,8 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    pub fn new(context: PlanContext) -> Spawner {
+    pub fn new() -> Spawner {
         Spawner {
-            context,
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
@@ -110,6 +107,7 @@ impl Spawner {
     /// getting all.
     pub fn spawn_all(
         &mut self,
+        context: &PlanContext,
         registry: &mut Registry,
         captures: &mut Captures,
         jobs: Vec<(JobId, Box<Job>)>,
@@ -125,7 +123,7 @@ impl Spawner {
                     more = false;
                     break;
                 };
-                match self.prepare(job, &def) {
+                match prepare(context, job, &def) {
                     Ok(start) => prepared.push(start),
                     Err(failure) => {
                         let short = matches!(failure, SpawnFailure::Transient(_));
@@ -150,42 +148,12 @@ impl Spawner {
         events
     }
 
-    /// Everything a start needs before the fork: its pipes and its plan.
-    fn prepare(&self, id: JobId, job: &Job) -> Result<Prepared, SpawnFailure> {
-        let short =
-            |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
-        let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
-        let capture = if wants_capture {
-            // The read end is pmtr's and never blocks; the write end is the
-            // job's stdout and blocks like any.
-            let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
-            let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-            Some((read, write))
-        } else {
-            None
-        };
-        let status = status_pipe().map_err(|errno| short("pipe", errno))?;
-        let plan = ExecPlan::build(
-            job,
-            &self.context,
-            capture.as_ref().map(|(_, w)| w.as_raw_fd()),
-        )
-        .map_err(|error| SpawnFailure::Job(error.to_string()))?;
-        Ok(Prepared {
-            job: id,
-            name: job.name.clone(),
-            plan,
-            capture,
-            status: Some(status),
-        })
-    }
-
     /// After the fork: keep the pipes, or report why the fork failed.
     fn finish(
         &mut self,
         registry: &mut Registry,
         captures: &mut Captures,
-        start: Prepared,
+        start: Prepared<'_>,
         result: Result<Forked, Errno>,
     ) -> Event {
         let Prepared {
@@ -232,4 +200,34 @@ impl Spawner {
             self.setups.insert(token, setup);
         }
     }
+}
+
+/// Everything a start needs before the fork: its pipes and its plan.
+fn prepare<'c>(
+    context: &'c PlanContext,
+    id: JobId,
+    job: &Job,
+) -> Result<Prepared<'c>, SpawnFailure> {
+    let short =
+        |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
+    let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
+    let capture = if wants_capture {
+        // The read end is pmtr's and never blocks; the write end is the
+        // job's stdout and blocks like any.
+        let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
+        let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        Some((read, write))
+    } else {
+        None
+    };
+    let status = status_pipe().map_err(|errno| short("pipe", errno))?;
+    let plan = ExecPlan::build(job, context, capture.as_ref().map(|(_, w)| w.as_raw_fd()))
+        .map_err(|error| SpawnFailure::Job(error.to_string()))?;
+    Ok(Prepared {
+        job: id,
+        name: job.name.clone(),
+        plan,
+        capture,
+        status: Some(status),
+    })
 }

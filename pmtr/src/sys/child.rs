@@ -45,7 +45,7 @@ fn step_byte(step: SetupStep) -> u8 {
 
 /// Runs in the forked child: applies the plan and execs, or reports the
 /// failed step on `status_fd` and exits.
-pub fn run(plan: &ExecPlan, status_fd: RawFd) -> ! {
+pub fn run(plan: &ExecPlan<'_>, status_fd: RawFd) -> ! {
     if let Err(step) = apply(plan) {
         fail(status_fd, step);
     }
@@ -69,7 +69,7 @@ fn check(result: libc::c_int, step: SetupStep) -> Result<(), SetupStep> {
     }
 }
 
-fn apply(plan: &ExecPlan) -> Result<(), SetupStep> {
+fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
     // SAFETY (whole function): plain syscalls on values the plan owns; each
     // pointer passed is to a live C string, struct or array of the plan, or
     // to a local. None allocates or takes a lock.

@@ -3,6 +3,7 @@
 //! groups, limits, CPU set — so that the child only interprets it.
 
 use std::ffi::CString;
+use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -24,10 +25,11 @@ pub struct Identity {
     pub groups: Vec<libc::gid_t>,
 }
 
-/// The prebuilt plan of one start. Holds raw pointers into its own strings
-/// and into the `PlanContext`'s environment: build it, fork, drop it, while
-/// the context lives.
-pub struct ExecPlan {
+/// The prebuilt plan of one start. `argv` and `envp` are the pointer
+/// arrays `execve` takes: they point into the plan's own strings and into
+/// the environment of the `PlanContext` it was built from, which the
+/// lifetime keeps alive and unchanged for as long as the plan exists.
+pub struct ExecPlan<'context> {
     pub program: CString,
     _argv: Vec<CString>,
     pub argv: Vec<*const libc::c_char>,
@@ -43,6 +45,7 @@ pub struct ExecPlan {
     pub stdin: Stream,
     pub stdout: Stream,
     pub stderr: Stream,
+    context: PhantomData<&'context PlanContext>,
 }
 
 /// Why a plan could not be made: the job cannot start as defined.
@@ -117,14 +120,14 @@ fn c_string(text: impl Into<Vec<u8>>) -> Result<CString, PlanError> {
 
 use PlanError::Nul;
 
-impl ExecPlan {
+impl<'context> ExecPlan<'context> {
     /// Resolves `job` into a plan. `capture` is the write end of the pipe
     /// for `syslog` streams, if the job has any.
     pub fn build(
         job: &Job,
-        context: &PlanContext,
+        context: &'context PlanContext,
         capture: Option<RawFd>,
-    ) -> Result<ExecPlan, PlanError> {
+    ) -> Result<ExecPlan<'context>, PlanError> {
         let program = c_string(job.cmd.first().map_or("", String::as_str))?;
         let argv_strings = job
             .cmd
@@ -190,6 +193,7 @@ impl ExecPlan {
             stdin: Stream::File(c_string(job.stdin_path())?),
             stdout: stream(&job.stdout)?,
             stderr: stream(&job.stderr)?,
+            context: PhantomData,
         })
     }
 }
@@ -423,7 +427,9 @@ mod tests {
     #[test]
     fn relative_streams_are_under_dir_and_syslog_uses_the_pipe() {
         let job = job("job {\n name t\n cmd /bin/true\n dir /srv\n out o.log\n in i.txt\n}");
-        let plan = ExecPlan::build(&job, &context(vec![]), Some(9)).unwrap();
+        // The plan points into the context: it must outlive the plan.
+        let context = context(vec![]);
+        let plan = ExecPlan::build(&job, &context, Some(9)).unwrap();
         assert!(matches!(&plan.stdout, Stream::File(p) if p.to_str().unwrap() == "/srv/o.log"));
         assert!(matches!(&plan.stdin, Stream::File(p) if p.to_str().unwrap() == "/srv/i.txt"));
         assert!(matches!(plan.stderr, Stream::Fd(9)));

@@ -28,7 +28,7 @@ pub fn status_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 /// Forks a child that runs `plan` and reports on `status` (from
 /// [`status_pipe`]). Fails only for want of a system resource (fork
 /// EAGAIN/ENOMEM): the job is not at fault.
-pub fn spawn(plan: &ExecPlan, status: (OwnedFd, OwnedFd)) -> Result<Forked, Errno> {
+pub fn spawn(plan: &ExecPlan<'_>, status: (OwnedFd, OwnedFd)) -> Result<Forked, Errno> {
     let (status_read, status_write) = status;
     // SAFETY: pmtr is single-threaded, so the child may run any code; it
     // runs only `child::run`, which is async-signal-safe and never returns.
