@@ -8,6 +8,7 @@ a FIFO when it runs, so the benchmark learns each start the moment it
 happens, without polling.
 
     python3 bench/engine.py [--runs 3] [--only start,pss,idle,restart,storm,shutdown]
+                            [--before PMTR]    # an earlier pmtr binary, side by side
 
 Cases:
   start N      time from launching the supervisor until N jobs run (N = 100, 1000)
@@ -126,7 +127,7 @@ class Subject:
         env = dict(os.environ, READY_FIFO=self.fifo.path)
         ready = helpers["ready"]
         stubborn_ready = helpers["ready-stubborn"]
-        if kind in ("pmtr", "original"):
+        if kind in ("pmtr", "before", "original"):
             conf = os.path.join(self.dir, "pmtr.conf")
             with open(conf, "w") as f:
                 for i in range(jobs):
@@ -243,6 +244,7 @@ def main():
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--ours")
     parser.add_argument("--original")
+    parser.add_argument("--before", help="an earlier pmtr binary, measured beside this one")
     args = parser.parse_args()
     only = set(args.only.split(","))
     # A SIGTERM (timeout, Ctrl-C) unwinds through the `finally` clauses, so
@@ -251,7 +253,9 @@ def main():
     become_subreaper()
     programs = {"pmtr": args.ours or build_ours(), "original": args.original or build_original()}
     have_s6 = shutil.which("s6-svscan") is not None
-    supervisors = ["pmtr", "original"] + (["s6"] if have_s6 else [])
+    if args.before:
+        programs["before"] = args.before
+    supervisors = ["pmtr"] + (["before"] if args.before else []) + ["original"] + (["s6"] if have_s6 else [])
     work = tmpfs_dir("pmtr-bench-engine-")
     helpers = build_helpers(work)
 
@@ -259,7 +263,7 @@ def main():
         return Subject(kind, programs, helpers, work, jobs, stubborn)
 
     print(f"# engine benchmark, median of {args.runs}, on {work}")
-    print(f"# pmtr: {programs['pmtr']}\n# original: {programs['original']}\n# s6: {shutil.which('s6-svscan')}")
+    print(f"# pmtr: {programs['pmtr']}\n# before: {args.before}\n# original: {programs['original']}\n# s6: {shutil.which('s6-svscan')}")
 
     if "start" in only:
         for n in (100, 1000):

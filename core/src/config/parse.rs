@@ -268,82 +268,98 @@ impl<'a> Parser<'a> {
     /// (the fault is reported).
     fn option(&mut self, def: &'static OptionDef, keyword: &'a Word<'a>) -> Option<RawOption<'a>> {
         let line = keyword.at.line;
-        let mut args: Vec<&'a Word<'a>> = Vec::new();
-        let needs_value = |this: &mut Self, what: String| {
-            this.errors.push(error(
-                keyword,
-                format!("{what} needs a value: {}", def.usage),
-            ));
-            None
-        };
-        match def.syntax {
-            Syntax::Flag => {}
+        let args = match def.syntax {
+            Syntax::Flag => Vec::new(),
             Syntax::Value => match self.value_on_line(line) {
-                Some(value) => args.push(value),
-                None => return needs_value(self, format!("`{}`", def.name)),
+                Some(value) => vec![value],
+                None => return self.needs_value(def, keyword, format!("`{}`", def.name)),
             },
             Syntax::RestOfLine => {
+                let mut args = Vec::new();
                 while let Some(word) = self.next_on_line(line) {
                     args.push(word);
                 }
                 if args.is_empty() {
-                    return needs_value(self, format!("`{}`", def.name));
+                    return self.needs_value(def, keyword, format!("`{}`", def.name));
                 }
+                args
             }
-            Syntax::Every => {
-                match self.next_on_line(line) {
-                    Some(every) if every.is("every") => {}
-                    _ => {
-                        self.errors
-                            .push(error(keyword, format!("write `{}`", def.usage)));
-                        self.skip_line(line);
-                        return None;
-                    }
-                }
-                match self.value_on_line(line) {
-                    Some(value) => args.push(value),
-                    None => return needs_value(self, "`bounce every`".into()),
-                }
-            }
-            Syntax::Pairs => {
-                let Some(first) = self.next_on_line(line).filter(|w| !w.is("}")) else {
-                    return needs_value(self, format!("`{}`", def.name));
-                };
-                if first.is("{") {
-                    args = self.block(first)?;
-                    if args.len() % 2 == 1 {
-                        let last = args[args.len() - 1];
-                        self.errors.push(error(
-                            last,
-                            format!(
-                                "`{}` has no value: a `{}` block holds RESOURCE VALUE pairs",
-                                last.text, def.name
-                            ),
-                        ));
-                        return None;
-                    }
-                } else {
-                    let Some(value) = self.value_on_line(line) else {
-                        return needs_value(self, format!("`{} {}`", def.name, first.text));
-                    };
-                    args.push(first);
-                    args.push(value);
-                }
-            }
-            Syntax::Block => {
-                let Some(open) = self.peek().filter(|w| w.is("{")) else {
-                    self.errors.push(error(
-                        keyword,
-                        format!("`{}` must be followed by `{{`: {}", def.name, def.usage),
-                    ));
-                    self.skip_line(line);
-                    return None;
-                };
-                self.pos += 1;
-                args = self.block(open)?;
+            Syntax::Every => self.every(def, keyword)?,
+            Syntax::Pairs => self.pairs(def, keyword)?,
+            Syntax::Block => self.option_block(def, keyword)?,
+        };
+        Some(RawOption { def, keyword, args })
+    }
+
+    /// Reports that `what` lacks its value; the option is dropped.
+    fn needs_value<T>(&mut self, def: &OptionDef, keyword: &Word<'_>, what: String) -> Option<T> {
+        let message = format!("{what} needs a value: {}", def.usage);
+        self.errors.push(error(keyword, message));
+        None
+    }
+
+    /// `bounce every INTERVAL`: the interval.
+    fn every(&mut self, def: &OptionDef, keyword: &'a Word<'a>) -> Option<Vec<&'a Word<'a>>> {
+        let line = keyword.at.line;
+        match self.next_on_line(line) {
+            Some(every) if every.is("every") => {}
+            _ => {
+                self.errors
+                    .push(error(keyword, format!("write `{}`", def.usage)));
+                self.skip_line(line);
+                return None;
             }
         }
-        Some(RawOption { def, keyword, args })
+        match self.value_on_line(line) {
+            Some(value) => Some(vec![value]),
+            None => self.needs_value(def, keyword, "`bounce every`".into()),
+        }
+    }
+
+    /// `ulimit RESOURCE VALUE` or `ulimit { RESOURCE VALUE ... }`: the pairs.
+    fn pairs(&mut self, def: &OptionDef, keyword: &'a Word<'a>) -> Option<Vec<&'a Word<'a>>> {
+        let line = keyword.at.line;
+        let Some(first) = self.next_on_line(line).filter(|w| !w.is("}")) else {
+            return self.needs_value(def, keyword, format!("`{}`", def.name));
+        };
+        if !first.is("{") {
+            let Some(value) = self.value_on_line(line) else {
+                let what = format!("`{} {}`", def.name, first.text);
+                return self.needs_value(def, keyword, what);
+            };
+            return Some(vec![first, value]);
+        }
+        let args = self.block(first)?;
+        if args.len() % 2 == 1 {
+            let last = args[args.len() - 1];
+            self.errors.push(error(
+                last,
+                format!(
+                    "`{}` has no value: a `{}` block holds RESOURCE VALUE pairs",
+                    last.text, def.name
+                ),
+            ));
+            return None;
+        }
+        Some(args)
+    }
+
+    /// An option whose words are a `{ ... }` block (`depends`).
+    fn option_block(
+        &mut self,
+        def: &OptionDef,
+        keyword: &'a Word<'a>,
+    ) -> Option<Vec<&'a Word<'a>>> {
+        let Some(open) = self.peek().filter(|w| w.is("{")) else {
+            self.errors.push(error(
+                keyword,
+                format!("`{}` must be followed by `{{`: {}", def.name, def.usage),
+            ));
+            self.skip_line(keyword.at.line);
+            return None;
+        };
+        self.pos += 1;
+        self.block(open)
     }
 
     /// The words of a `{ ... }` block up to its `}`, over any number of lines.

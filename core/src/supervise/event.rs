@@ -3,6 +3,7 @@
 //! core and the imperative shell.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::{Config, Globals, Job};
 use crate::status::JobStatus;
@@ -186,7 +187,7 @@ pub enum Action {
     /// with `Spawned` or `SpawnFailed`.
     Spawn {
         job: JobId,
-        def: Box<Job>,
+        def: Arc<Job>,
     },
     /// Send a signal to the process group `pgid`.
     Signal {
@@ -221,7 +222,9 @@ pub enum Action {
     /// Make the sockets, key and metrics file the global statements ask
     /// for (at start, and for each configuration applied).
     ApplyGlobals {
-        globals: Globals,
+        /// Boxed: the statements are large, and every action is as large
+        /// as the largest (a thousand `Spawn`s go out at start).
+        globals: Box<Globals>,
     },
     /// The answer to the control request that carried `token`.
     Reply {
@@ -230,4 +233,20 @@ pub enum Action {
     },
     /// Everything is stopped: remove the pidfile and exit 0.
     Exit,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every action is as large as the largest variant, and a start sends
+    /// one per job: keep the big payloads boxed.
+    #[test]
+    fn actions_stay_small() {
+        assert!(
+            std::mem::size_of::<Action>() <= 48,
+            "{}",
+            std::mem::size_of::<Action>()
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! read or hash, and applies what changed.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::event::{Action, Level, ReplyToken};
 use super::job::{JobState, Phase, StopReason};
@@ -113,7 +114,7 @@ impl Supervisor {
     fn apply_config(&mut self, config: &Config, now: Mono, out: &mut Actions) {
         self.globals = config.globals.clone();
         out.push(Action::ApplyGlobals {
-            globals: self.globals.clone(),
+            globals: Box::new(self.globals.clone()),
         });
         let current: Vec<(&str, &Job)> = self
             .jobs
@@ -143,16 +144,7 @@ impl Supervisor {
                 }
                 Change::Keep(name) => {
                     let Some(mut job) = take(&name) else { continue };
-                    if job.is_being_removed() {
-                        // Deleted, then put back while still stopping.
-                        job.phase.set_stop_reason(StopReason::Restart);
-                    }
-                    // The file rules again: an override ends here.
-                    if job
-                        .enabled_override
-                        .take()
-                        .is_some_and(|o| o == job.def.disabled)
-                    {
+                    if keep(&mut job) {
                         overridden.push(next.len());
                     }
                     next.push(job);
@@ -162,27 +154,8 @@ impl Supervisor {
                         continue;
                     };
                     out.log(Level::Info, messages::job_changed(&def.name));
-                    if def.wait {
-                        job.gate_open = false;
-                    }
-                    job.start_failed = false;
-                    job.enabled_override = None;
-                    if job.phase.is_active() {
-                        let reason = if def.disabled {
-                            StopReason::Disable
-                        } else {
-                            StopReason::Restart
-                        };
-                        job.pending = Some(Box::new(def));
+                    if let Some(reason) = replace(&mut job, def, now) {
                         stops.push((next.len(), reason));
-                    } else {
-                        job.phase = if def.disabled {
-                            Phase::Disabled
-                        } else {
-                            Phase::waiting(now)
-                        };
-                        job.def = def;
-                        job.pending = None;
                     }
                     next.push(job);
                 }
@@ -250,4 +223,43 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// A job the new file keeps as it is. True when a control request's
+/// override ended (the file rules again) and must be undone.
+fn keep(job: &mut JobState) -> bool {
+    if job.is_being_removed() {
+        // Deleted, then put back while still stopping.
+        job.phase.set_stop_reason(StopReason::Restart);
+    }
+    job.enabled_override
+        .take()
+        .is_some_and(|o| o == job.def.disabled)
+}
+
+/// A job the new file changes to `def`: taken at once if it has no
+/// process, else pending until its stop — the reason returned.
+fn replace(job: &mut JobState, def: Job, now: Mono) -> Option<StopReason> {
+    if def.wait {
+        job.gate_open = false;
+    }
+    job.start_failed = false;
+    job.enabled_override = None;
+    if job.phase.is_active() {
+        let reason = if def.disabled {
+            StopReason::Disable
+        } else {
+            StopReason::Restart
+        };
+        job.pending = Some(Box::new(def));
+        return Some(reason);
+    }
+    job.phase = if def.disabled {
+        Phase::Disabled
+    } else {
+        Phase::waiting(now)
+    };
+    job.def = Arc::new(def);
+    job.pending = None;
+    None
 }

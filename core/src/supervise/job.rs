@@ -3,6 +3,8 @@
 //! the data of that state (a process only while there is one, a deadline
 //! only while one is due).
 
+use std::sync::Arc;
+
 use super::event::{ExitStatus, JobId, Pid};
 use crate::config::Job;
 use crate::time::Mono;
@@ -10,7 +12,8 @@ use crate::time::Mono;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobState {
     pub id: JobId,
-    pub def: Job,
+    /// Shared with the `Spawn` actions that start it: no copy per start.
+    pub def: Arc<Job>,
     pub phase: Phase,
     /// The definition to start with once the process group is gone (a
     /// reload changed the job while it ran).
@@ -198,7 +201,7 @@ impl JobState {
         };
         JobState {
             id,
-            def,
+            def: Arc::new(def),
             phase,
             pending: None,
             enabled_override: None,

@@ -10,6 +10,7 @@ use super::{messages, Actions, Shutdown, Supervisor};
 use crate::time::Mono;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 impl Supervisor {
     /// When a running job's `bounce every` comes, if it has one.
@@ -28,7 +29,7 @@ impl Supervisor {
         self.started = true;
         out.log(Level::Info, messages::starting());
         out.log(Level::Info, messages::managing(self.jobs.len()));
-        let globals = self.globals.clone();
+        let globals = Box::new(self.globals.clone());
         out.push(Action::ApplyGlobals { globals });
     }
 
@@ -297,7 +298,7 @@ impl Supervisor {
             if let Phase::Waiting { until, .. } = job.phase {
                 if until <= now && dependencies_ready(&self.dependencies, job, out) {
                     job.phase = Phase::Starting { stop: None };
-                    let def = Box::new(job.def.clone());
+                    let def = Arc::clone(&job.def);
                     out.push(Action::Spawn { job: job.id, def });
                 }
             }
@@ -366,7 +367,7 @@ impl Supervisor {
             }
             StopReason::Restart | StopReason::Disable => {
                 if let Some(def) = job.pending.take() {
-                    job.def = *def;
+                    job.def = Arc::new(*def);
                 }
                 job.phase = if job.enabled() {
                     Phase::waiting(now)

@@ -22,7 +22,7 @@ use policy::Policy;
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::config::{Config, Globals, Job};
+use crate::config::{Config, Globals};
 use crate::time::Mono;
 
 #[derive(Debug)]
@@ -102,10 +102,6 @@ impl Supervisor {
     /// The jobs in start order, for status and reports.
     pub fn jobs(&self) -> &[JobState] {
         &self.jobs
-    }
-
-    pub fn job(&self, id: JobId) -> Option<&Job> {
-        self.jobs.iter().find(|j| j.id == id).map(|j| &j.def)
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -231,6 +231,9 @@ impl Daemon {
                     if let Some(event) = self.spawner.read_setup(&mut self.registry, token) {
                         self.apply(event);
                     }
+                    if self.spawner.take_settled() {
+                        process::release_free_memory();
+                    }
                 }
                 _ => self.read_capture(token),
             }
@@ -291,6 +294,9 @@ impl Daemon {
             events.push(Event::Reaped { pid, status });
         }
         self.apply_all(events);
+        if self.spawner.take_settled() {
+            process::release_free_memory();
+        }
     }
 
     /// Job output: logged, kept in the job's ring, sent to followers.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -46,6 +47,9 @@ pub struct Spawner {
     setup_of_pid: HashMap<Pid, Token>,
     /// What went wrong without stopping a start, for the log.
     warnings: Vec<String>,
+    /// Every child of the last starts has exec'd (or failed): the memory
+    /// the starts used is free.
+    settled: bool,
 }
 
 impl Spawner {
@@ -54,6 +58,7 @@ impl Spawner {
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
+            settled: false,
         }
     }
 
@@ -76,6 +81,12 @@ impl Spawner {
         })
     }
 
+    /// True once after the last child of a round of starts has exec'd:
+    /// a moment to give freed memory back.
+    pub fn take_settled(&mut self) -> bool {
+        std::mem::take(&mut self.settled)
+    }
+
     /// What went wrong since the last call, for the log.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -94,6 +105,13 @@ impl Spawner {
             self.setup_of_pid.remove(&setup.pid);
             registry.remove(setup.pipe.as_fd(), token);
         }
+        // Sized for the busiest moment (every job of a start forked and
+        // not exec'd yet): give the tables back once that has passed.
+        if self.setups.is_empty() && self.setups.capacity() > 0 {
+            self.setups.shrink_to_fit();
+            self.setup_of_pid.shrink_to_fit();
+            self.settled = true;
+        }
     }
 
     /// Starts jobs in batches: every plan of a batch is built first, then
@@ -110,7 +128,7 @@ impl Spawner {
         context: &PlanContext,
         registry: &mut Registry,
         captures: &mut Captures,
-        jobs: Vec<(JobId, Box<Job>)>,
+        jobs: Vec<(JobId, Arc<Job>)>,
     ) -> Vec<Event> {
         let mut events = Vec::with_capacity(jobs.len());
         let batch = SPAWN_BATCH.min(jobs.len());
