@@ -135,6 +135,7 @@ fn a_burst_is_applied_once_and_an_unchanged_save_does_nothing() {
     // The same bytes again: nothing.
     let same = std::fs::read(&path).unwrap();
     std::fs::write(&path, same).unwrap();
+    // Past the settle cap, a rescan would have come.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(pmtr.count("rescanning job configuration"), rescans);
 }
@@ -296,6 +297,7 @@ fn without_inotify_sighup_still_reloads() {
         ),
     )
     .unwrap();
+    // Past the settle cap, a watched file would have been applied.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         pmtr.count("started job b"),
@@ -317,6 +319,7 @@ fn a_dependency_change_restarts_and_an_unchanged_rewrite_does_not() {
     let pmtr = Pmtr::start(&sandbox, &text);
     let first = pmtr.expect_started("d", 1, SHORT);
     sandbox.write("app.conf", "v1");
+    // Past the settle cap, a restart would have come.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(pmtr.count("started job d"), 1, "same content: no restart");
     save_by_rename(&sandbox.path("app.conf"), "v2");

@@ -93,7 +93,9 @@ fn a_job_that_ignores_sigterm_is_killed_after_the_grace() {
     let status = pmtr.wait_exit(GUARD).expect("pmtr exits");
     let took = asked.elapsed();
     assert_eq!(status.code(), Some(0));
-    assert!(took >= KILL_AFTER, "took {took:?}");
+    // pmtr's clock counts whole milliseconds: up to 1 ms early.
+    let grace = KILL_AFTER - std::time::Duration::from_millis(1);
+    assert!(took >= grace, "took {took:?}");
     assert!(pmtr
         .transcript()
         .contains(&format!("sending SIGKILL to job stubborn [{pid}]")));

@@ -50,7 +50,8 @@ fn wait_gates_later_jobs_and_once_is_not_restarted() {
         .position(|l| l.contains("started job web"))
         .unwrap();
     assert!(exited < started, "{}", pmtr.transcript());
-    // web found the flag: it runs, it did not exit.
+    // web found the flag: it runs, it did not exit (an absence, watched
+    // for a moment).
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(web), "{}", pmtr.transcript());
     assert!(pmtr
