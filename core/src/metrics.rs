@@ -64,6 +64,14 @@ pub fn render(jobs: &[JobStatus], wall_offset_secs: f64) -> String {
             }
         }
     }
+    // One series per job, for the state it is in (as `pmtr-ctl status
+    // --json` names it): `pmtr_job_state{state="failed"} == 1` alerts.
+    let _ = writeln!(out, "# HELP pmtr_job_state 1 for the state the job is in.");
+    let _ = writeln!(out, "# TYPE pmtr_job_state gauge");
+    for job in jobs {
+        let (name, state) = (escape(&job.name), job.state.key());
+        let _ = writeln!(out, "pmtr_job_state{{job=\"{name}\",state=\"{state}\"}} 1");
+    }
     out
 }
 
@@ -117,6 +125,8 @@ mod tests {
         assert!(text.contains("pmtr_job_up{job=\"off\"} 0\n"));
         assert!(text.contains("pmtr_job_enabled{job=\"off\"} 0\n"));
         assert!(text.contains("pmtr_job_restarts_total{job=\"web\"} 3\n"));
+        assert!(text.contains("pmtr_job_state{job=\"web\",state=\"running\"} 1\n"));
+        assert!(text.contains("pmtr_job_state{job=\"off\",state=\"disabled\"} 1\n"));
         assert!(
             text.contains("pmtr_job_start_time_seconds{job=\"web\"} 1700000002.5\n"),
             "{text}"

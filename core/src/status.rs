@@ -22,9 +22,29 @@ pub enum State {
     Done,
     /// The last start failed before the program ran.
     FailedToStart,
+    /// Waiting out a `backoff` after rapid exits in a row.
+    Backoff,
+    /// `give up after N`: not restarted until asked.
+    Failed,
 }
 
 impl State {
+    /// The name `--json` and metrics use: `waiting_to_restart`.
+    pub fn key(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::WaitingToRestart => "waiting_to_restart",
+            State::Waiting => "waiting",
+            State::Stopping => "stopping",
+            State::Disabled => "disabled",
+            State::Done => "done",
+            State::FailedToStart => "failed_to_start",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+        }
+    }
+
+    /// The name `pmtr-ctl status` shows: `waiting to restart`.
     pub fn label(self) -> &'static str {
         match self {
             State::Running => "running",
@@ -34,6 +54,8 @@ impl State {
             State::Disabled => "disabled",
             State::Done => "done",
             State::FailedToStart => "failed to start",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
         }
     }
 }
@@ -105,7 +127,15 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
         Phase::Stopping { .. } | Phase::Draining { .. } => (State::Stopping, None),
         Phase::Disabled => (State::Disabled, None),
         Phase::Done(_) => (State::Done, None),
+        Phase::Failed => (State::Failed, None),
         Phase::Starting { .. } => (not_running, None),
+        // `backoff` only for jobs that set one: the default rule keeps
+        // its original name.
+        Phase::Waiting { until, .. }
+            if until > now && job.def.backoff_millis.is_some() && job.rapid_exits > 0 =>
+        {
+            (State::Backoff, Some(until))
+        }
         Phase::Waiting { until, .. } if until > now && !job.start_failed => {
             (State::WaitingToRestart, Some(until))
         }
@@ -138,6 +168,24 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_keys_are_the_json_names() {
+        for state in [
+            State::Running,
+            State::WaitingToRestart,
+            State::Waiting,
+            State::Stopping,
+            State::Disabled,
+            State::Done,
+            State::FailedToStart,
+            State::Backoff,
+            State::Failed,
+        ] {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.key()));
+        }
+    }
     use crate::config::parse;
     use crate::supervise::event::{Event, JobId};
     use crate::supervise::Supervisor;

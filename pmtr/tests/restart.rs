@@ -83,3 +83,40 @@ fn a_job_that_always_fails_starts_once_per_guard() {
         pmtr.transcript()
     );
 }
+
+/// SPEC 11.1 through the daemon: a job that cannot run backs off, doubling,
+/// then is given up on; status says `failed` and `pmtr-ctl restart` starts
+/// it again.
+#[test]
+fn a_job_that_keeps_failing_backs_off_then_is_given_up_on() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name broken\n cmd /bin/false\n backoff 200ms 400ms\n give up after 4\n}\n",
+    );
+    pmtr.expect(
+        "giving up (pmtr-ctl restart or enable starts it again)",
+        GUARD,
+    );
+    let delays: Vec<String> = pmtr
+        .lines()
+        .iter()
+        .filter_map(|l| {
+            l.split_once("restarting it in ")
+                .map(|(_, rest)| rest.to_string())
+        })
+        .collect();
+    assert_eq!(
+        delays,
+        ["0.2 sec", "0.4 sec", "0.4 sec"],
+        "{}",
+        pmtr.transcript()
+    );
+    assert_eq!(pmtr.count("started job broken"), 4);
+    let status = sandbox.ctl(&["status", "broken", "--json"]);
+    let json = crate::harness::text(&status.stdout);
+    assert!(json.contains("\"state\": \"failed\""), "{json}");
+    let restart = sandbox.ctl(&["restart", "broken"]);
+    assert_eq!(restart.status.code(), Some(0));
+    pmtr.expect_started("broken", 5, SHORT);
+}

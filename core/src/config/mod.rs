@@ -13,7 +13,8 @@ mod values;
 pub use diagnostic::{render_all, Diagnostic, Location, Severity};
 pub use docs::reference_markdown;
 pub use model::{
-    Config, CpuSet, EnvVar, Globals, Job, Limit, Origin, Output, Resource, UdpEndpoint, Ulimit,
+    Config, CpuSet, EnvVar, Globals, Job, Limit, Origin, Output, Resource, RestartPolicy,
+    UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 

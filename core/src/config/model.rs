@@ -71,6 +71,27 @@ pub struct Job {
     /// Files whose content the job depends on, as written (relative ones
     /// are under `dir`: see [`Job::resolve`]).
     pub depends: Vec<String>,
+    /// `restart`: which exits are followed by a restart.
+    pub restart: RestartPolicy,
+    /// `backoff INITIAL MAX`, milliseconds; `None`: both are the
+    /// rapid-restart guard (10 s), as SPEC 4.2.
+    pub backoff_millis: Option<(u64, u64)>,
+    /// `stable`, milliseconds: a shorter run is a rapid exit. `None`: the
+    /// rapid-restart guard (10 s).
+    pub stable_millis: Option<u64>,
+    /// `give up after N`: after N rapid exits in a row the job is failed.
+    pub give_up_after: Option<u32>,
+}
+
+/// `restart always|on-failure|never` (SPEC 11.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    /// An exit with status 0 ends the job, as `once` does.
+    OnFailure,
+    /// Every exit ends the job, as `once` does.
+    Never,
 }
 
 impl Job {

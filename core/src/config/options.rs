@@ -5,7 +5,7 @@
 
 use super::diagnostic::Diagnostic;
 use super::lex::Word;
-use super::model::{EnvVar, Globals, Job, Limit, Output, Resource, Ulimit};
+use super::model::{EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, Ulimit};
 use super::values;
 
 /// The shape of what follows an option's name.
@@ -19,8 +19,8 @@ pub enum Syntax {
     RestOfLine,
     /// `RESOURCE VALUE` on the same line, or a block of such pairs.
     Pairs,
-    /// The word `every`, then one value: `bounce every 1d`.
-    Every,
+    /// Fixed words, then one value: `bounce every 1d`, `give up after 5`.
+    Then(&'static [&'static str]),
     /// A block of values, over any number of lines: `depends { a b }`.
     Block,
 }
@@ -272,7 +272,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         name: "bounce",
-        syntax: Syntax::Every,
+        syntax: Syntax::Then(&["every"]),
         usage: "bounce every N{s,m,h,d}",
         default: "",
         doc: "Restart the job each time it has run this long: seconds, minutes, hours or days.",
@@ -280,6 +280,86 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         apply: |job, words, errors| match values::interval(&words[0].text) {
             Ok(seconds) => job.bounce_every_secs = Some(seconds),
             Err(message) => errors.push(error(words[0], format!("bounce every: {message}"))),
+        },
+    },
+    OptionDef {
+        name: "restart",
+        syntax: Syntax::Value,
+        usage: "restart always|on-failure|never",
+        default: "always",
+        doc: "Which exits are followed by a restart: `on-failure` ends the job (as `once`) when it exits with status 0; `never` is `once`. Exit status 33 ends it whatever this says.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            let word = words[0];
+            job.restart = match word.text.as_ref() {
+                "always" => RestartPolicy::Always,
+                "on-failure" => RestartPolicy::OnFailure,
+                "never" => RestartPolicy::Never,
+                other => {
+                    let known = ["always", "on-failure", "never"];
+                    let hint = nearest(other, known)
+                        .map_or(String::new(), |near| format!("; did you mean `{near}`?"));
+                    let message = format!("restart: `{other}` is not always, on-failure or never{hint}");
+                    errors.push(error(word, message));
+                    return;
+                }
+            };
+        },
+    },
+    OptionDef {
+        name: "backoff",
+        syntax: Syntax::RestOfLine,
+        usage: "backoff INITIAL MAX",
+        default: "10s 10s",
+        doc: "After the k-th rapid exit in a row (a run shorter than `stable`) the restart waits min(INITIAL·2^(k−1), MAX). Durations in ms, s, m, h or d.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            let [initial, max] = words else {
+                let last = words[words.len() - 1];
+                errors.push(error(last, "backoff takes two durations: INITIAL MAX (like `backoff 1s 1m`)"));
+                return;
+            };
+            let duration = |word: &Word<'_>, errors: &mut Vec<Diagnostic>| {
+                values::duration_millis(&word.text)
+                    .map_err(|message| errors.push(error(word, format!("backoff: {message}"))))
+                    .ok()
+            };
+            let (Some(a), Some(b)) = (duration(initial, errors), duration(max, errors)) else {
+                return;
+            };
+            if b < a {
+                let message = format!("backoff: MAX `{}` is below INITIAL `{}`", max.text, initial.text);
+                errors.push(error(max, message));
+                return;
+            }
+            job.backoff_millis = Some((a, b));
+        },
+    },
+    OptionDef {
+        name: "stable",
+        syntax: Syntax::Value,
+        usage: "stable DURATION",
+        default: "10s",
+        doc: "A run shorter than this is a rapid exit (restarted after the backoff); a longer one resets the count and is restarted at once.",
+        repeatable: false,
+        apply: |job, words, errors| match values::duration_millis(&words[0].text) {
+            Ok(millis) => job.stable_millis = Some(millis),
+            Err(message) => errors.push(error(words[0], format!("stable: {message}"))),
+        },
+    },
+    OptionDef {
+        name: "give",
+        syntax: Syntax::Then(&["up", "after"]),
+        usage: "give up after N",
+        default: "never",
+        doc: "After N rapid exits in a row the job is `failed`: not restarted until `pmtr-ctl restart` or `enable`, or a reload that changes it.",
+        repeatable: false,
+        apply: |job, words, errors| match words[0].text.parse::<u32>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => job.give_up_after = Some(n),
+            _ => errors.push(error(
+                words[0],
+                format!("give up after: `{}` is not a count from 1 to 1000000", words[0].text),
+            )),
         },
     },
     OptionDef {
@@ -622,6 +702,35 @@ mod tests {
         assert!(job_error("ulimit -n 5\n ulimit -n 6").contains("given twice"));
         assert!(job_error("ulimit -n").contains("needs a value"));
         assert!(job_error("ulimit { -n 5 -c }").contains("has no value"));
+    }
+
+    /// SPEC 11.1: restart policy, backoff, stable, give up after.
+    #[test]
+    fn restart_policy_options() {
+        let job = job_with("restart on-failure\n backoff 500ms 1m\n stable 30s\n give up after 5");
+        assert_eq!(job.restart, RestartPolicy::OnFailure);
+        assert_eq!(job.backoff_millis, Some((500, 60_000)));
+        assert_eq!(job.stable_millis, Some(30_000));
+        assert_eq!(job.give_up_after, Some(5));
+        let default = job_with("");
+        assert_eq!(default.restart, RestartPolicy::Always);
+        assert_eq!(
+            (
+                default.backoff_millis,
+                default.stable_millis,
+                default.give_up_after
+            ),
+            (None, None, None)
+        );
+        assert_eq!(job_with("restart never").restart, RestartPolicy::Never);
+        assert!(job_error("restart allways").contains("did you mean `always`?"));
+        assert!(job_error("backoff 5s 1s").contains("MAX `1s` is below INITIAL `5s`"));
+        assert!(job_error("backoff 5s").contains("two durations"));
+        assert!(job_error("backoff 5 10s").contains("no time unit"));
+        assert!(job_error("stable 0s").contains("more than 0"));
+        assert!(job_error("give up after 0").contains("not a count from 1"));
+        assert!(job_error("give up 3").contains("write `give up after N`"));
+        assert!(job_error("give up after").contains("needs a value"));
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl<'a> Parser<'a> {
                             .or(brace_in_cmd);
                     }
                     fixed_option =
-                        matches!(def.syntax, Syntax::Flag | Syntax::Value | Syntax::Every)
+                        matches!(def.syntax, Syntax::Flag | Syntax::Value | Syntax::Then(_))
                             .then_some((word.at.line, def.name));
                     match option {
                         Some(option) => job.options.push(option),
@@ -284,7 +284,7 @@ impl<'a> Parser<'a> {
                 }
                 args
             }
-            Syntax::Every => self.every(def, keyword)?,
+            Syntax::Then(words) => self.then(def, keyword, words)?,
             Syntax::Pairs => self.pairs(def, keyword)?,
             Syntax::Block => self.option_block(def, keyword)?,
         };
@@ -298,21 +298,32 @@ impl<'a> Parser<'a> {
         None
     }
 
-    /// `bounce every INTERVAL`: the interval.
-    fn every(&mut self, def: &OptionDef, keyword: &'a Word<'a>) -> Option<Vec<&'a Word<'a>>> {
+    /// `bounce every INTERVAL`, `give up after N`: the fixed `words`, then
+    /// the value.
+    fn then(
+        &mut self,
+        def: &OptionDef,
+        keyword: &'a Word<'a>,
+        words: &[&str],
+    ) -> Option<Vec<&'a Word<'a>>> {
         let line = keyword.at.line;
-        match self.next_on_line(line) {
-            Some(every) if every.is("every") => {}
-            _ => {
-                self.errors
-                    .push(error(keyword, format!("write `{}`", def.usage)));
-                self.skip_line(line);
-                return None;
+        for expected in words {
+            match self.next_on_line(line) {
+                Some(word) if word.is(expected) => {}
+                _ => {
+                    self.errors
+                        .push(error(keyword, format!("write `{}`", def.usage)));
+                    self.skip_line(line);
+                    return None;
+                }
             }
         }
         match self.value_on_line(line) {
             Some(value) => Some(vec![value]),
-            None => self.needs_value(def, keyword, "`bounce every`".into()),
+            None => {
+                let what = format!("`{} {}`", def.name, words.join(" "));
+                self.needs_value(def, keyword, what)
+            }
         }
     }
 

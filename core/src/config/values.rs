@@ -56,6 +56,39 @@ pub fn interval(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `N` followed by `ms`, `s`, `m`, `h` or `d`, as milliseconds (SPEC 11).
+pub fn duration_millis(text: &str) -> Result<u64, String> {
+    let how = "write a number followed by ms, s, m, h or d (like `500ms` or `30s`)";
+    let (digits, scale) = if let Some(digits) = text.strip_suffix("ms") {
+        (digits, 1)
+    } else {
+        let split = text.len().saturating_sub(1);
+        let scale = match &text[split..] {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("`{text}` has no time unit: {how}")),
+        };
+        (&text[..split], scale)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not a duration: {how}"));
+    }
+    let millis = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&ms| ms <= MAX_INTERVAL_SECS * 1_000);
+    match millis {
+        Some(0) => Err("the duration must be more than 0".into()),
+        Some(millis) => Ok(millis),
+        None => Err(format!(
+            "`{text}` is longer than the longest duration, 3650d"
+        )),
+    }
+}
+
 /// A CPU list such as `0,2-4`, or a hex mask such as `0x8f`.
 pub fn cpu_set(text: &str) -> Result<CpuSet, String> {
     let set = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {

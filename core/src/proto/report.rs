@@ -53,7 +53,9 @@ pub fn jobs_of(statuses: &[JobStatus], commands: &[&str]) -> Vec<ReportJob> {
         .filter(|(status, _)| status.state != State::Done)
         .map(|(status, cmd)| ReportJob {
             name: status.name.clone(),
-            enabled: status.enabled,
+            // Old collectors know `e` and `d`: a job that was given up on
+            // is not running and will not be, so it reads as disabled.
+            enabled: status.enabled && status.state != State::Failed,
             seconds: status.uptime_seconds.unwrap_or(0),
             pid: Some(status.pid.unwrap_or(0)),
             cmd: Some(cmd.to_string()),

@@ -56,7 +56,10 @@ impl Supervisor {
             Phase::Running(_) | Phase::Stopping { .. } | Phase::Draining { .. } => {
                 self.stop(index, StopReason::Restart, now, out)
             }
-            Phase::Waiting { .. } | Phase::Done(_) => job.phase = Phase::waiting(now),
+            Phase::Waiting { .. } | Phase::Done(_) | Phase::Failed => {
+                job.rapid_exits = 0;
+                job.phase = Phase::waiting(now);
+            }
             // On its way up; and disabled jobs were refused above.
             Phase::Starting { .. } | Phase::Disabled => {}
         }
@@ -150,7 +153,10 @@ impl Supervisor {
                     stop: Some(StopReason::Disable),
                 },
             ) => job.phase.set_stop_reason(StopReason::Restart),
-            (true, Phase::Disabled) => job.phase = Phase::waiting(now),
+            (true, Phase::Disabled | Phase::Failed) => {
+                job.rapid_exits = 0;
+                job.phase = Phase::waiting(now);
+            }
             (
                 true,
                 Phase::Waiting { .. }
@@ -171,7 +177,7 @@ impl Supervisor {
                     self.stop(index, StopReason::Disable, now, out);
                 }
             }
-            (false, Phase::Waiting { .. } | Phase::Done(_) | Phase::Disabled) => {
+            (false, Phase::Waiting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled) => {
                 job.phase = Phase::Disabled
             }
         }

@@ -244,6 +244,7 @@ fn replace(job: &mut JobState, def: Job, now: Mono) -> Option<StopReason> {
         job.gate_open = false;
     }
     job.start_failed = false;
+    job.rapid_exits = 0;
     job.enabled_override = None;
     if job.phase.is_active() {
         let reason = if def.disabled {

@@ -27,6 +27,9 @@ pub struct JobState {
     pub last_exit: Option<ExitStatus>,
     /// The last start never reached `execv`.
     pub start_failed: bool,
+    /// Rapid exits in a row (runs shorter than `stable`), which the
+    /// backoff grows with; a stable run resets it.
+    pub rapid_exits: u32,
 }
 
 /// What a job is doing.
@@ -67,6 +70,9 @@ pub enum Phase {
     },
     /// Exited and not restarted; why, for the log.
     Done(&'static str),
+    /// `give up after N`: N rapid exits in a row. Started again only by
+    /// a restart or enable request, or a reload that changes the job.
+    Failed,
     Disabled,
 }
 
@@ -107,6 +113,8 @@ pub enum Then {
     StartAt(Mono),
     /// It exited on its own and is not restarted.
     Done(&'static str),
+    /// It exited on its own once too often (`give up after`).
+    Failed,
     /// pmtr stopped it: what the stop was for.
     Stopped(StopReason),
 }
@@ -209,6 +217,7 @@ impl JobState {
             starts: 0,
             last_exit: None,
             start_failed: false,
+            rapid_exits: 0,
         }
     }
 

@@ -46,6 +46,7 @@ impl Supervisor {
             | Phase::Stopping { .. }
             | Phase::Draining { .. }
             | Phase::Done(_)
+            | Phase::Failed
             | Phase::Disabled => return,
         };
         job.phase = Phase::Running(Run {
@@ -84,6 +85,7 @@ impl Supervisor {
             | Phase::Stopping { .. }
             | Phase::Draining { .. }
             | Phase::Done(_)
+            | Phase::Failed
             | Phase::Disabled => return,
         };
         match failure {
@@ -100,10 +102,18 @@ impl Supervisor {
                 job.start_failed = true;
                 job.gate_open = true;
                 let placeholder = ExitStatus::Code(-1);
-                job.phase = match policy::after_exit(&policy, &job.def, placeholder, now, now, true)
-                {
+                let run = (now, now);
+                let decision =
+                    policy::after_exit(&policy, &job.def, placeholder, run, true, job.rapid_exits);
+                job.rapid_exits = decision.rapid_exits;
+                job.phase = match decision.after {
                     AfterExit::RestartAt(t) => Phase::waiting(t),
                     AfterExit::Done(why) => Phase::Done(why),
+                    AfterExit::GiveUp => {
+                        let (name, count) = (&job.def.name, job.rapid_exits);
+                        out.log(Level::Warning, messages::giving_up(name, count));
+                        Phase::Failed
+                    }
                 };
             }
         }
@@ -128,6 +138,7 @@ impl Supervisor {
             | Phase::Starting { .. }
             | Phase::Draining { .. }
             | Phase::Done(_)
+            | Phase::Failed
             | Phase::Disabled => return,
         }
         out.log(
@@ -158,6 +169,7 @@ impl Supervisor {
             | Phase::Starting { .. }
             | Phase::Draining { .. }
             | Phase::Done(_)
+            | Phase::Failed
             | Phase::Disabled => return,
         };
         if !run.setup_failed {
@@ -256,6 +268,7 @@ impl Supervisor {
                 | Phase::Waiting { .. }
                 | Phase::Starting { .. }
                 | Phase::Done(_)
+                | Phase::Failed
                 | Phase::Disabled => None,
             };
             if kill_due.is_some_and(|t| t <= now) {
@@ -339,7 +352,7 @@ impl Supervisor {
                 }
             }
             Phase::Starting { stop } => *stop = Some(reason),
-            Phase::Waiting { .. } | Phase::Done(_) | Phase::Disabled => {
+            Phase::Waiting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled => {
                 self.finish_stop(index, reason, now);
             }
         }
@@ -354,6 +367,7 @@ impl Supervisor {
         match then {
             Then::StartAt(t) => job.phase = Phase::waiting(t),
             Then::Done(why) => job.phase = Phase::Done(why),
+            Then::Failed => job.phase = Phase::Failed,
             Then::Stopped(reason) => self.finish_stop(index, reason, now),
         }
     }
@@ -380,26 +394,41 @@ impl Supervisor {
     }
 }
 
-/// What the restart rule says of a job's own exit, logged.
+/// What the restart rule says of a job's own exit, logged; counts the
+/// job's rapid exits.
 fn after_exit(
     policy: &Policy,
-    job: &JobState,
+    job: &mut JobState,
     run: &Run,
     status: ExitStatus,
     now: Mono,
     out: &mut Actions,
 ) -> Then {
+    let times = (run.started, now);
+    let decision = policy::after_exit(
+        policy,
+        &job.def,
+        status,
+        times,
+        run.setup_failed,
+        job.rapid_exits,
+    );
+    job.rapid_exits = decision.rapid_exits;
     let name = &job.def.name;
-    match policy::after_exit(policy, &job.def, status, run.started, now, run.setup_failed) {
+    match decision.after {
         AfterExit::Done(why) => {
             out.log(Level::Info, messages::not_restarting(name, why));
             Then::Done(why)
         }
+        AfterExit::GiveUp => {
+            out.log(Level::Warning, messages::giving_up(name, job.rapid_exits));
+            Then::Failed
+        }
         AfterExit::RestartAt(at) => {
             if at > now {
-                let guard = policy.rapid_restart_millis;
+                let stable = job.def.stable_millis.unwrap_or(policy.rapid_restart_millis);
                 let delay = at.millis_since(now);
-                out.log(Level::Info, messages::restarting_in(name, guard, delay));
+                out.log(Level::Info, messages::restarting_in(name, stable, delay));
             }
             Then::StartAt(at)
         }
@@ -464,6 +493,10 @@ fn kill(policy: &Policy, name: &str, phase: &mut Phase, now: Mono, out: &mut Act
             *signals = Some(killed);
             *probe_at = Some(now.plus_millis(policy.reprobe_millis));
         }
-        Phase::Waiting { .. } | Phase::Starting { .. } | Phase::Done(_) | Phase::Disabled => {}
+        Phase::Waiting { .. }
+        | Phase::Starting { .. }
+        | Phase::Done(_)
+        | Phase::Failed
+        | Phase::Disabled => {}
     }
 }

@@ -49,6 +49,13 @@ pub fn restarting_in(name: &str, guard_millis: u64, in_millis: u64) -> String {
     format!("job {name} exited within {guard} sec of its start: restarting it in {delay} sec")
 }
 
+pub fn giving_up(name: &str, rapid_exits: u32) -> String {
+    format!(
+        "job {name} exited {rapid_exits} times in a row soon after its start: giving up \
+         (pmtr-ctl restart or enable starts it again)"
+    )
+}
+
 pub fn spawn_retry(name: &str, reason: &str, in_millis: u64) -> String {
     let delay = secs(in_millis);
     format!("unable to start job {name}: {reason}; retrying in {delay} sec")

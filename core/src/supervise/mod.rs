@@ -203,7 +203,7 @@ impl Supervisor {
                 let kill = signals.and_then(|s| s.kill_due(grace));
                 [kill, probe_at].into_iter().flatten().min()
             }
-            Phase::Starting { .. } | Phase::Done(_) | Phase::Disabled => None,
+            Phase::Starting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled => None,
         }
     }
 

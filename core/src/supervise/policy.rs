@@ -3,7 +3,7 @@
 //! main process exits on its own.
 
 use super::event::ExitStatus;
-use crate::config::Job;
+use crate::config::{Job, RestartPolicy};
 use crate::time::Mono;
 
 /// A job that ran less than this is restarted only this long after its
@@ -77,31 +77,68 @@ pub enum AfterExit {
     RestartAt(Mono),
     /// Not restarted; the reason, for the log.
     Done(&'static str),
+    /// `give up after N`: N rapid exits in a row (SPEC 11.1).
+    GiveUp,
 }
 
-/// What follows the exit at `exited` of a job started at `started`.
-/// `setup_failed` marks a start that never reached `execv`: it counts as
-/// an immediate exit.
+/// What follows an exit, and the count of rapid exits in a row after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub after: AfterExit,
+    pub rapid_exits: u32,
+}
+
+/// What follows the exit at `exited` of a job started at `started`, after
+/// `rapid_exits` rapid exits in a row. `setup_failed` marks a start that
+/// never reached `execv`: it counts as an immediate exit. With the default
+/// options this is SPEC 4.2: a run shorter than 10 s waits 10 s.
 pub fn after_exit(
     policy: &Policy,
     job: &Job,
     status: ExitStatus,
-    started: Mono,
-    exited: Mono,
+    run: (Mono, Mono),
     setup_failed: bool,
-) -> AfterExit {
+    rapid_exits: u32,
+) -> Decision {
+    let (started, exited) = run;
+    let done = |why| Decision {
+        after: AfterExit::Done(why),
+        rapid_exits,
+    };
     if status == ExitStatus::Code(NO_RESTART_STATUS) {
-        return AfterExit::Done("exit status 33");
+        return done("exit status 33");
     }
     if job.once {
-        return AfterExit::Done("once");
+        return done("once");
     }
-    let ran = exited.millis_since(started);
+    match (job.restart, status) {
+        (RestartPolicy::Never, _) => return done("restart never"),
+        (RestartPolicy::OnFailure, ExitStatus::Code(0)) => {
+            return done("exit status 0, restart on-failure")
+        }
+        _ => {}
+    }
     let guard = policy.rapid_restart_millis;
-    if setup_failed || ran < guard {
-        AfterExit::RestartAt(exited.plus_millis(guard))
-    } else {
-        AfterExit::RestartAt(exited)
+    let stable = job.stable_millis.unwrap_or(guard);
+    if !setup_failed && exited.millis_since(started) >= stable {
+        return Decision {
+            after: AfterExit::RestartAt(exited),
+            rapid_exits: 0,
+        };
+    }
+    let rapid_exits = rapid_exits.saturating_add(1);
+    if job.give_up_after.is_some_and(|n| rapid_exits >= n) {
+        return Decision {
+            after: AfterExit::GiveUp,
+            rapid_exits,
+        };
+    }
+    let (initial, max) = job.backoff_millis.unwrap_or((guard, guard));
+    let doublings = (rapid_exits - 1).min(63);
+    let delay = initial.saturating_mul(1u64 << doublings).min(max);
+    Decision {
+        after: AfterExit::RestartAt(exited.plus_millis(delay)),
+        rapid_exits,
     }
 }
 
@@ -197,13 +234,103 @@ mod tests {
                     &Policy::default(),
                     job,
                     status,
-                    started,
-                    exited,
-                    setup_failed
-                ),
+                    (started, exited),
+                    setup_failed,
+                    0
+                )
+                .after,
                 expected,
                 "{status} after {started}..{exited}"
             );
         }
+    }
+
+    /// SPEC 11.1: the backoff doubles from INITIAL to MAX over rapid exits
+    /// in a row, a stable run resets it, and `give up after` ends it.
+    #[test]
+    fn backoff_doubles_resets_and_gives_up() {
+        let job = Job {
+            backoff_millis: Some((1_000, 8_000)),
+            stable_millis: Some(5_000),
+            give_up_after: Some(7),
+            ..Job::default()
+        };
+        let policy = Policy::default();
+        let quick = |k| {
+            after_exit(
+                &policy,
+                &job,
+                ExitStatus::Code(1),
+                (Mono::ZERO, Mono::from_secs(1)),
+                false,
+                k,
+            )
+        };
+        let delays: Vec<_> = (0..6)
+            .map(|k| match quick(k).after {
+                AfterExit::RestartAt(at) => at.millis_since(Mono::from_secs(1)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(delays, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+        assert_eq!(
+            quick(6),
+            Decision {
+                after: AfterExit::GiveUp,
+                rapid_exits: 7
+            }
+        );
+        let stable = after_exit(
+            &policy,
+            &job,
+            ExitStatus::Code(1),
+            (Mono::ZERO, Mono::from_secs(5)),
+            false,
+            4,
+        );
+        assert_eq!(
+            stable,
+            Decision {
+                after: AfterExit::RestartAt(Mono::from_secs(5)),
+                rapid_exits: 0
+            }
+        );
+    }
+
+    #[test]
+    fn on_failure_and_never() {
+        let policy = Policy::default();
+        let with = |restart| Job {
+            restart,
+            ..Job::default()
+        };
+        let after = |job: &Job, status| {
+            after_exit(
+                &policy,
+                job,
+                status,
+                (Mono::ZERO, Mono::from_secs(60)),
+                false,
+                0,
+            )
+            .after
+        };
+        let on_failure = with(RestartPolicy::OnFailure);
+        assert_eq!(
+            after(&on_failure, ExitStatus::Code(0)),
+            AfterExit::Done("exit status 0, restart on-failure")
+        );
+        assert_eq!(
+            after(&on_failure, ExitStatus::Code(2)),
+            AfterExit::RestartAt(Mono::from_secs(60))
+        );
+        assert_eq!(
+            after(&on_failure, SIGKILL),
+            AfterExit::RestartAt(Mono::from_secs(60))
+        );
+        assert_eq!(
+            after(&with(RestartPolicy::Never), ExitStatus::Code(2)),
+            AfterExit::Done("restart never")
+        );
     }
 }

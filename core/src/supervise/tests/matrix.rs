@@ -6,11 +6,12 @@
 use super::*;
 
 const JOB: &str = "job {\n name a\n cmd /bin/sleep 100\n}\n";
+const GIVES_UP: &str = "job {\n name a\n cmd /bin/sleep 100\n give up after 1\n}\n";
 const CHANGED: &str = "job {\n name a\n cmd /bin/sleep 200\n}\n";
 
 /// The phases, in the table's row order.
-const PHASES: [&str; 7] = [
-    "waiting", "starting", "running", "stopping", "draining", "done", "disabled",
+const PHASES: [&str; 8] = [
+    "waiting", "starting", "running", "stopping", "draining", "done", "failed", "disabled",
 ];
 
 /// The events, in the table's column order.
@@ -33,7 +34,7 @@ const EVENTS: [&str; 14] = [
 
 /// Where each phase goes on each event: `PHASES` down, `EVENTS` across.
 #[rustfmt::skip]
-const TABLE: [[&str; 14]; 7] = [
+const TABLE: [[&str; 14]; 8] = [
     // spawned    sys-fail    job-fail    setup       reaped      alive       gone        timer       shutdown    enable      disable     restart     changed     deleted
     ["waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "running",  "waiting",  "waiting",  "disabled", "running",  "running",  "gone"],
     ["running",  "waiting",  "waiting",  "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting"],
@@ -41,6 +42,7 @@ const TABLE: [[&str; 14]; 7] = [
     ["stopping", "stopping", "stopping", "stopping", "running",  "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping"],
     ["draining", "draining", "draining", "draining", "draining", "draining", "waiting",  "draining", "draining", "draining", "draining", "draining", "draining", "draining"],
     ["done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "disabled", "running",  "running",  "gone"],
+    ["failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "running",  "disabled", "running",  "running",  "gone"],
     ["disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "running",  "disabled", "disabled", "running",  "gone"],
 ];
 
@@ -55,6 +57,7 @@ fn kind(run: &Run) -> &'static str {
         Phase::Stopping { .. } => "stopping",
         Phase::Draining { .. } => "draining",
         Phase::Done(_) => "done",
+        Phase::Failed => "failed",
         Phase::Disabled => "disabled",
     }
 }
@@ -62,7 +65,8 @@ fn kind(run: &Run) -> &'static str {
 /// Job `a` in `phase`, reached through events between 0 s and 1 s; its
 /// first process (if it had one) was pid 101.
 fn in_phase(phase: &str) -> Run {
-    let mut run = Run::new(config(JOB));
+    let text = if phase == "failed" { GIVES_UP } else { JOB };
+    let mut run = Run::new(config(text));
     if phase == "starting" {
         // The shell has not forked yet: no `Spawned` is fed back.
         run.sup.handle(Event::Start, at(0));
@@ -78,6 +82,7 @@ fn in_phase(phase: &str) -> Run {
             run.exit("a", ExitStatus::Code(0), at(1));
         }
         "done" => drop(run.exit("a", ExitStatus::Code(33), at(1))),
+        "failed" => drop(run.exit("a", ExitStatus::Code(1), at(1))),
         "disabled" => {
             run.event(enable("a", false), at(1));
             run.exit("a", TERMINATED, at(1));

@@ -3,6 +3,7 @@
 
 mod files;
 mod matrix;
+mod policies;
 mod requests;
 
 use super::event::*;

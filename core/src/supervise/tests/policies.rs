@@ -1,0 +1,114 @@
+//! SPEC 11.1 through the whole machine: backoff, its reset after a stable
+//! run, giving up, and what status and reports say of it.
+
+use super::*;
+use crate::status::{job_status, State};
+
+fn failing(options: &str) -> Run {
+    let text = format!("job {{\n name a\n cmd /bin/false\n {options}\n}}\n");
+    let mut run = Run::new(config(&text));
+    run.event(Event::Start, at(0));
+    run
+}
+
+/// Exits at once each time it starts; returns the start times (ms).
+fn starts_of(run: &mut Run, exits: usize) -> Vec<u64> {
+    let mut starts = vec![0];
+    let mut now = at(0);
+    for _ in 0..exits {
+        run.exit("a", ExitStatus::Code(1), now);
+        let Some(due) = run.sup.next_deadline() else {
+            break;
+        };
+        now = due;
+        let actions = run.event(Event::Timer, now);
+        assert_eq!(spawned_names(&actions), ["a"]);
+        starts.push(now.millis());
+    }
+    starts
+}
+
+#[test]
+fn the_backoff_doubles_up_to_its_maximum() {
+    let mut run = failing("backoff 1s 8s");
+    let starts = starts_of(&mut run, 6);
+    assert_eq!(starts, [0, 1_000, 3_000, 7_000, 15_000, 23_000, 31_000]);
+}
+
+#[test]
+fn a_stable_run_resets_the_backoff() {
+    let mut run = failing("backoff 1s 1m\n stable 5s");
+    starts_of(&mut run, 3); // waits 1, 2, 4 s: started again at 7 s
+    let actions = run.exit("a", ExitStatus::Code(1), at(20)); // ran 13 s
+    assert_eq!(spawned_names(&actions), ["a"], "restarted at once");
+    run.exit("a", ExitStatus::Code(1), at(21));
+    assert_eq!(run.sup.next_deadline(), Some(at(22)), "back to INITIAL");
+}
+
+#[test]
+fn giving_up_leaves_the_job_failed_until_asked() {
+    let mut run = failing("give up after 3");
+    let starts = starts_of(&mut run, 2);
+    let third = Mono::from_millis(starts[2]);
+    let actions = run.exit("a", ExitStatus::Code(1), third);
+    assert!(
+        logs(&actions).contains(
+            &"job a exited 3 times in a row soon after its start: giving up \
+              (pmtr-ctl restart or enable starts it again)"
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(run.phase("a"), Phase::Failed);
+    assert_eq!(run.sup.next_deadline(), None, "nothing due: it stays down");
+    let status = job_status(run.state("a"), at(101));
+    assert_eq!(status.state, State::Failed);
+    assert_eq!(status.state.label(), "failed");
+    let report = run.sup.report(at(101));
+    assert!(!report[0].enabled, "reported as `d` to old collectors");
+    // A restart request starts it, with the count of rapid exits reset.
+    let restart = Event::Restart {
+        name: "a".into(),
+        reply: None,
+    };
+    let actions = run.event(restart, at(102));
+    assert_eq!(spawned_names(&actions), ["a"]);
+    run.exit("a", ExitStatus::Code(1), at(103));
+    assert_eq!(
+        run.sup.next_deadline(),
+        Some(at(113)),
+        "counting from 1 again"
+    );
+}
+
+#[test]
+fn status_shows_backoff_with_the_next_start() {
+    let mut run = failing("backoff 2s 1m");
+    run.exit("a", ExitStatus::Code(1), at(1));
+    let status = job_status(run.state("a"), at(2));
+    assert_eq!(
+        (status.state, status.restart_in_seconds),
+        (State::Backoff, Some(1))
+    );
+    // Without `backoff` the original's rule keeps its name.
+    let mut plain = failing("");
+    plain.exit("a", ExitStatus::Code(1), at(1));
+    assert_eq!(
+        job_status(plain.state("a"), at(2)).state,
+        State::WaitingToRestart
+    );
+}
+
+#[test]
+fn on_failure_ends_the_job_on_status_0_and_restarts_it_otherwise() {
+    let mut run = failing("restart on-failure");
+    let actions = run.exit("a", ExitStatus::Code(2), at(30));
+    assert_eq!(spawned_names(&actions), ["a"]);
+    let actions = run.exit("a", ExitStatus::Code(0), at(60));
+    assert!(
+        logs(&actions).contains(&"job a will not be restarted (exit status 0, restart on-failure)")
+    );
+    assert_eq!(
+        run.phase("a"),
+        Phase::Done("exit status 0, restart on-failure")
+    );
+}
