@@ -1,7 +1,7 @@
 //! Stopping: shutdown on TERM/INT/QUIT stops every job's process group,
 //! escalates to SIGKILL, removes the pidfile and exits 0 (SPEC 4.3, 4.4).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::harness::{
     alive, stubborn, wait_until, Pmtr, Sandbox, Signal, GUARD, KILL_AFTER, SHORT, TEST_TIMES,
@@ -155,4 +155,39 @@ fn a_job_that_forks_and_exits_is_not_duplicated() {
         "the leftover was not stopped"
     );
     pmtr.expect_started("forker", 2, crate::harness::GUARD);
+}
+
+/// SPEC 11.2 through the daemon: the job's own stop signal, and its own
+/// timeout before SIGKILL.
+#[test]
+fn a_job_is_stopped_with_its_own_signal_and_timeout() {
+    let sandbox = Sandbox::new();
+    let quit = sandbox.path("quit");
+    let (stubborn_cmd, ignoring) = stubborn(&sandbox, "stubborn");
+    let text = format!(
+        "job {{\n name nginx\n cmd /bin/sh -c \"trap 'echo > {}; exit 0' QUIT; while true; do sleep 0.1; done\"\n stop signal QUIT\n}}\n\
+         job {{\n name stubborn\n cmd {stubborn_cmd}\n stop timeout 1s\n}}\n",
+        quit.display()
+    );
+    // A long default grace: only the job's own timeout can end it in time.
+    let times = format!("{TEST_TIMES},kill_after=600000");
+    let mut pmtr = Pmtr::start_env(&sandbox, &text, &[], None, &[(TEST_TIMES_VARIABLE, &times)]);
+    let nginx = pmtr.expect_started("nginx", 1, SHORT);
+    let pid = pmtr.expect_started("stubborn", 1, SHORT);
+    assert!(wait_until(SHORT, || ignoring.exists()));
+    let asked = Instant::now();
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(GUARD).and_then(|s| s.code()), Some(0));
+    assert!(asked.elapsed() >= Duration::from_millis(999));
+    let transcript = pmtr.transcript();
+    assert!(
+        transcript.contains(&format!("sending SIGQUIT to job nginx [{nginx}]")),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains(&format!("sending SIGKILL to job stubborn [{pid}]")),
+        "{transcript}"
+    );
+    assert!(quit.exists(), "the job's QUIT handler ran");
+    assert!(!alive(pid) && !alive(nginx));
 }

@@ -14,7 +14,7 @@ pub use diagnostic::{render_all, Diagnostic, Location, Severity};
 pub use docs::reference_markdown;
 pub use model::{
     Config, CpuSet, EnvVar, Globals, Job, Limit, Origin, Output, Resource, RestartPolicy,
-    UdpEndpoint, Ulimit,
+    StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 

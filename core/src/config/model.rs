@@ -81,6 +81,59 @@ pub struct Job {
     pub stable_millis: Option<u64>,
     /// `give up after N`: after N rapid exits in a row the job is failed.
     pub give_up_after: Option<u32>,
+    /// `stop signal`: sent to stop the job (SIGTERM by default).
+    pub stop_signal: StopSignal,
+    /// `stop timeout`, milliseconds: SIGKILL follows the stop signal after
+    /// this. `None`: the kill grace (10 s).
+    pub stop_timeout_millis: Option<u64>,
+}
+
+/// `stop signal NAME` (SPEC 11.2): what pmtr sends to stop a job; SIGKILL
+/// follows after `stop timeout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StopSignal {
+    #[default]
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Usr1,
+    Usr2,
+    Kill,
+    Winch,
+}
+
+impl StopSignal {
+    pub const ALL: [StopSignal; 8] = [
+        StopSignal::Term,
+        StopSignal::Int,
+        StopSignal::Quit,
+        StopSignal::Hup,
+        StopSignal::Usr1,
+        StopSignal::Usr2,
+        StopSignal::Kill,
+        StopSignal::Winch,
+    ];
+
+    /// `SIGTERM`, as logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Int => "SIGINT",
+            StopSignal::Quit => "SIGQUIT",
+            StopSignal::Hup => "SIGHUP",
+            StopSignal::Usr1 => "SIGUSR1",
+            StopSignal::Usr2 => "SIGUSR2",
+            StopSignal::Kill => "SIGKILL",
+            StopSignal::Winch => "SIGWINCH",
+        }
+    }
+
+    /// `TERM` or `SIGTERM`, as the file may write it.
+    pub fn from_name(text: &str) -> Option<StopSignal> {
+        let bare = text.strip_prefix("SIG").unwrap_or(text);
+        StopSignal::ALL.into_iter().find(|s| &s.name()[3..] == bare)
+    }
 }
 
 /// `restart always|on-failure|never` (SPEC 11.1).

@@ -5,7 +5,9 @@
 
 use super::diagnostic::Diagnostic;
 use super::lex::Word;
-use super::model::{EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, Ulimit};
+use super::model::{
+    EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, StopSignal, Ulimit,
+};
 use super::values;
 
 /// The shape of what follows an option's name.
@@ -363,6 +365,15 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         },
     },
     OptionDef {
+        name: "stop",
+        syntax: Syntax::RestOfLine,
+        usage: "stop signal NAME | stop timeout DURATION",
+        default: "signal TERM, timeout 10s",
+        doc: "How pmtr stops the job — on reload, disable, bounce, restart and shutdown alike: the signal it sends the job's process group (`TERM`, `INT`, `QUIT`, `HUP`, `USR1`, `USR2`, `KILL`, `WINCH`, with or without `SIG`), and how long it waits before SIGKILL. One line each.",
+        repeatable: true,
+        apply: apply_stop,
+    },
+    OptionDef {
         name: "depends",
         syntax: Syntax::Block,
         usage: "depends { FILE ... }",
@@ -481,6 +492,41 @@ fn output(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<Output> {
         return Some(Output::Syslog);
     }
     path(word, errors).map(Output::File)
+}
+
+fn apply_stop(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
+    let usage = "write `stop signal NAME` or `stop timeout DURATION`";
+    let [what, value] = words else {
+        errors.push(error(words[words.len() - 1], usage));
+        return;
+    };
+    match what.text.as_ref() {
+        "signal" => match StopSignal::from_name(&value.text) {
+            Some(_) if job.stop_signal != StopSignal::default() => {
+                errors.push(error(what, "`stop signal` is given twice"))
+            }
+            Some(signal) => job.stop_signal = signal,
+            None => {
+                let names = StopSignal::ALL.map(|s| &s.name()[3..]);
+                let bare = value.text.strip_prefix("SIG").unwrap_or(&value.text);
+                let hint = nearest(bare, names)
+                    .map_or(String::new(), |near| format!("; did you mean `{near}`?"));
+                let message = format!(
+                    "stop signal: `{}` is not one of TERM, INT, QUIT, HUP, USR1, USR2, KILL, WINCH{hint}",
+                    value.text
+                );
+                errors.push(error(value, message));
+            }
+        },
+        "timeout" => match values::duration_millis(&value.text) {
+            Ok(_) if job.stop_timeout_millis.is_some() => {
+                errors.push(error(what, "`stop timeout` is given twice"))
+            }
+            Ok(millis) => job.stop_timeout_millis = Some(millis),
+            Err(message) => errors.push(error(value, format!("stop timeout: {message}"))),
+        },
+        _ => errors.push(error(what, usage)),
+    }
 }
 
 fn apply_ulimits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
@@ -731,6 +777,20 @@ mod tests {
         assert!(job_error("give up after 0").contains("not a count from 1"));
         assert!(job_error("give up 3").contains("write `give up after N`"));
         assert!(job_error("give up after").contains("needs a value"));
+    }
+
+    /// SPEC 11.2: stop signal and stop timeout.
+    #[test]
+    fn stop_options() {
+        let job = job_with("stop signal QUIT\n stop timeout 30s");
+        assert_eq!(job.stop_signal, StopSignal::Quit);
+        assert_eq!(job.stop_timeout_millis, Some(30_000));
+        assert_eq!(job_with("stop signal SIGINT").stop_signal, StopSignal::Int);
+        assert_eq!(job_with("").stop_signal, StopSignal::Term);
+        assert!(job_error("stop signal TREM").contains("did you mean `TERM`?"));
+        assert!(job_error("stop timeout 0s").contains("more than 0"));
+        assert!(job_error("stop signal INT\n stop signal HUP").contains("given twice"));
+        assert!(job_error("stop now").contains("write `stop signal NAME`"));
     }
 
     #[test]

@@ -70,12 +70,9 @@ pub enum SpawnFailure {
     Job(String),
 }
 
-/// Signals the supervisor sends; always to a job's whole process group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopSignal {
-    Term,
-    Kill,
-}
+/// Signals the supervisor sends, always to a job's whole process group:
+/// a job's `stop signal`, and SIGKILL.
+pub use crate::config::StopSignal;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {

@@ -7,6 +7,7 @@ use super::event::{Action, ExitStatus, JobId, Level, Pid, SetupStep, SpawnFailur
 use super::job::{JobState, Phase, Run, Signals, StopReason, Then};
 use super::policy::{self, AfterExit, Policy};
 use super::{messages, Actions, Shutdown, Supervisor};
+use crate::config::Job;
 use crate::time::Mono;
 
 use std::collections::HashMap;
@@ -217,11 +218,12 @@ impl Supervisor {
         };
         match signals {
             None => {
-                out.log(Level::Info, messages::leftovers(&job.def.name, pgid));
-                out.push(Action::Signal {
-                    pgid,
-                    signal: StopSignal::Term,
-                });
+                let signal = job.def.stop_signal;
+                out.log(
+                    Level::Info,
+                    messages::leftovers(&job.def.name, pgid, signal),
+                );
+                out.push(Action::Signal { pgid, signal });
                 *signals = Some(Signals::term(now));
             }
             Some(sent) if sent.kill_sent => *probe_at = Some(now.plus_millis(reprobe)),
@@ -249,7 +251,7 @@ impl Supervisor {
                 continue;
             }
             let job = &mut self.jobs[index];
-            let grace = policy.kill_after_millis;
+            let grace = stop_timeout(&policy, &job.def);
             let kill_due = match &mut job.phase {
                 Phase::Stopping { signals, .. } => signals.kill_due(grace),
                 Phase::Draining {
@@ -321,16 +323,15 @@ impl Supervisor {
         }
     }
 
-    /// Stops job `index` for `reason`: SIGTERM to its group (SIGKILL
-    /// follows from `on_timer`), or at once if it has no process.
+    /// Stops job `index` for `reason`: its `stop signal` (SIGTERM) to its
+    /// group (SIGKILL follows from `on_timer`), or at once if it has no
+    /// process.
     pub(super) fn stop(&mut self, index: usize, reason: StopReason, now: Mono, out: &mut Actions) {
         let job = &mut self.jobs[index];
+        let signal = job.def.stop_signal;
         let term = |name: &str, pid: Pid, out: &mut Actions| {
-            out.log(Level::Info, messages::sending_term(name, pid));
-            out.push(Action::Signal {
-                pgid: pid,
-                signal: StopSignal::Term,
-            });
+            out.log(Level::Info, messages::sending_stop(name, pid, signal));
+            out.push(Action::Signal { pgid: pid, signal });
         };
         match &mut job.phase {
             Phase::Running(run) => {
@@ -392,6 +393,12 @@ impl Supervisor {
             StopReason::Shutdown => job.phase = Phase::Done("pmtr is shutting down"),
         }
     }
+}
+
+/// How long a stop waits before SIGKILL: the job's `stop timeout`, or the
+/// kill grace.
+pub(super) fn stop_timeout(policy: &Policy, def: &Job) -> u64 {
+    def.stop_timeout_millis.unwrap_or(policy.kill_after_millis)
 }
 
 /// What the restart rule says of a job's own exit, logged; counts the

@@ -1,7 +1,7 @@
 //! The log lines operators grep for, worded as the original pmtr words
 //! them. Every message the supervisor logs is built here.
 
-use super::event::{ExitStatus, Pid, SetupStep};
+use super::event::{ExitStatus, Pid, SetupStep, StopSignal};
 use crate::config::Job;
 
 pub fn starting() -> String {
@@ -20,16 +20,17 @@ pub fn exited(name: &str, pid: Pid, ran_secs: u64, status: ExitStatus) -> String
     format!("job {name} [{pid}] exited after {ran_secs} sec: {status}")
 }
 
-pub fn sending_term(name: &str, pid: Pid) -> String {
-    format!("sending SIGTERM to job {name} [{pid}]")
+pub fn sending_stop(name: &str, pid: Pid, signal: StopSignal) -> String {
+    format!("sending {} to job {name} [{pid}]", signal.name())
 }
 
 pub fn sending_kill(name: &str, pid: Pid) -> String {
     format!("sending SIGKILL to job {name} [{pid}]")
 }
 
-pub fn leftovers(name: &str, pid: Pid) -> String {
-    format!("job {name} [{pid}] left processes in its group: sending SIGTERM to them")
+pub fn leftovers(name: &str, pid: Pid, signal: StopSignal) -> String {
+    let signal = signal.name();
+    format!("job {name} [{pid}] left processes in its group: sending {signal} to them")
 }
 
 pub fn exiting(signal: i32) -> String {
@@ -217,7 +218,10 @@ mod tests {
             ),
             "job web [42] exited after 0 sec: signal 9 (SIGKILL)"
         );
-        assert_eq!(sending_term("web", 42), "sending SIGTERM to job web [42]");
+        assert_eq!(
+            sending_stop("web", 42, StopSignal::Term),
+            "sending SIGTERM to job web [42]"
+        );
         assert_eq!(sending_kill("web", 42), "sending SIGKILL to job web [42]");
         assert_eq!(exiting(15), "pmtr: exiting on signal 15");
         assert_eq!(managing(3), "managing 3 jobs");

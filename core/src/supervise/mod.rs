@@ -185,7 +185,7 @@ impl Supervisor {
     /// When `job` next needs the supervisor, given whether a `wait` job
     /// ahead of it holds it back.
     fn deadline_of(&self, job: &JobState, gated: bool) -> Option<Mono> {
-        let grace = self.policy.kill_after_millis;
+        let grace = lifecycle::stop_timeout(&self.policy, &job.def);
         match job.phase {
             Phase::Waiting { until, .. } => {
                 let may_start = self.started && self.shutdown.is_none() && !gated;

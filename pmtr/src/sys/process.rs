@@ -38,7 +38,13 @@ pub fn reap_all() -> Vec<(libc::pid_t, ExitStatus)> {
 pub fn signal_group(pgid: libc::pid_t, signal: StopSignal) -> Result<(), Errno> {
     let signal = match signal {
         StopSignal::Term => Signal::SIGTERM,
+        StopSignal::Int => Signal::SIGINT,
+        StopSignal::Quit => Signal::SIGQUIT,
+        StopSignal::Hup => Signal::SIGHUP,
+        StopSignal::Usr1 => Signal::SIGUSR1,
+        StopSignal::Usr2 => Signal::SIGUSR2,
         StopSignal::Kill => Signal::SIGKILL,
+        StopSignal::Winch => Signal::SIGWINCH,
     };
     match killpg(Pid::from_raw(pgid), signal) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),

@@ -112,3 +112,60 @@ fn on_failure_ends_the_job_on_status_0_and_restarts_it_otherwise() {
         Phase::Done("exit status 0, restart on-failure")
     );
 }
+
+/// SPEC 11.2: a job's stop signal and timeout in every kind of stop, and a
+/// shutdown that waits for the longest timeout.
+#[test]
+fn stops_use_the_jobs_signal_and_timeout() {
+    let text = "job {\n name q\n cmd /bin/q\n stop signal QUIT\n stop timeout 30s\n}\n\
+                job {\n name t\n cmd /bin/t\n stop timeout 2s\n}\n";
+    let mut run = Run::new(config(text));
+    run.event(Event::Start, at(0));
+    let disable = Event::SetEnabled {
+        name: "q".into(),
+        enabled: false,
+        reply: None,
+    };
+    let actions = run.event(disable, at(1));
+    assert_eq!(signals(&actions), [(101, StopSignal::Quit)]);
+    assert!(logs(&actions).contains(&"sending SIGQUIT to job q [101]"));
+    assert_eq!(run.sup.next_deadline(), Some(at(31)), "SIGKILL after 30 s");
+    let actions = run.event(Event::Shutdown { signal: 15 }, at(2));
+    assert_eq!(signals(&actions), [(102, StopSignal::Term)]);
+    // t's 2 s pass first; q's 30 s still run: pmtr does not exit before.
+    let actions = run.event(Event::Timer, at(4));
+    assert_eq!(signals(&actions), [(102, StopSignal::Kill)]);
+    run.exit(
+        "t",
+        ExitStatus::Signal {
+            number: 9,
+            name: "SIGKILL",
+        },
+        at(4),
+    );
+    assert_eq!(run.sup.next_deadline(), Some(at(31)));
+    let actions = run.event(Event::Timer, at(31));
+    assert_eq!(signals(&actions), [(101, StopSignal::Kill)]);
+    let actions = run.exit(
+        "q",
+        ExitStatus::Signal {
+            number: 9,
+            name: "SIGKILL",
+        },
+        at(31),
+    );
+    assert_eq!(actions.last(), Some(&Action::Exit));
+}
+
+#[test]
+fn leftovers_get_the_jobs_stop_signal() {
+    let text = "job {\n name q\n cmd /bin/q\n stop signal INT\n}\n";
+    let mut run = Run::new(config(text));
+    run.event(Event::Start, at(0));
+    run.leftovers.insert(101);
+    let actions = run.exit("q", ExitStatus::Code(0), at(20));
+    assert_eq!(signals(&actions), [(101, StopSignal::Int)]);
+    assert!(
+        logs(&actions).contains(&"job q [101] left processes in its group: sending SIGINT to them")
+    );
+}
