@@ -240,3 +240,39 @@ fn a_flood_of_errors_is_capped() {
     assert!(stderr.contains("4900 more not shown"));
     assert!(stderr.ends_with("5000 errors in configuration\n"));
 }
+
+/// SPEC 11.3: a cycle of `after` is an error at FILE:LINE:COL that names
+/// every job of the cycle.
+#[test]
+fn a_cycle_of_after_is_reported_with_every_job_in_it() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.write(
+        "cycle.conf",
+        "job {\n name a\n cmd /bin/true\n after b\n}\njob {\n name b\n cmd /bin/true\n after c\n}\n\
+         job {\n name c\n cmd /bin/true\n after a\n}\n",
+    );
+    let output = sandbox.pmtr(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let path = conf.display();
+    assert!(
+        stderr.contains(&format!("{path}:4:8: error: after: a cycle: a → b → c → a")),
+        "{stderr}"
+    );
+}
+
+/// The shipped examples are valid configurations.
+#[test]
+fn the_shipped_examples_check() {
+    let sandbox = Sandbox::new();
+    for example in ["pmtr.conf", "ordered.conf", "container/pmtr.conf"] {
+        let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        let output = sandbox.pmtr(&["-t", "-c", &path]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{example}: {}",
+            text(&output.stderr)
+        );
+    }
+}

@@ -235,3 +235,30 @@ fn pmtr_reaps_what_jobs_leave_behind() {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// SPEC 11.3 `after` through the daemon: web waits for db, and starts as
+/// soon as db runs.
+#[test]
+fn a_job_after_another_starts_once_that_one_runs() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "job {\n name web\n cmd /bin/sleep 1000\n after db\n}\njob {\n name db\n cmd /bin/sleep 1001\n disable\n}\n",
+    );
+    pmtr.expect("pmtr: starting", SHORT);
+    assert!(wait_until(SHORT, || sandbox.socket().exists()));
+    let status = crate::harness::text(&sandbox.ctl(&["status", "web", "--json"]).stdout);
+    assert!(status.contains("\"state\": \"waiting\""), "{status}");
+    assert_eq!(sandbox.ctl(&["enable", "db"]).status.code(), Some(0));
+    pmtr.expect_started("web", 1, SHORT);
+    let lines = pmtr.lines();
+    let db = lines
+        .iter()
+        .position(|l| l.contains("started job db"))
+        .unwrap();
+    let web = lines
+        .iter()
+        .position(|l| l.contains("started job web"))
+        .unwrap();
+    assert!(db < web, "{}", pmtr.transcript());
+}

@@ -86,6 +86,8 @@ pub struct Job {
     /// `stop timeout`, milliseconds: SIGKILL follows the stop signal after
     /// this. `None`: the kill grace (10 s).
     pub stop_timeout_millis: Option<u64>,
+    /// `after JOB...`: started only while each of these jobs is ready.
+    pub after: Vec<String>,
 }
 
 /// `stop signal NAME` (SPEC 11.2): what pmtr sends to stop a job; SIGKILL

@@ -374,6 +374,24 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         apply: apply_stop,
     },
     OptionDef {
+        name: "after",
+        syntax: Syntax::RestOfLine,
+        usage: "after JOB...",
+        default: "",
+        doc: "Start the job (and each restart of it) only while every named job is ready: running (a `once` job: exited with status 0). It orders, it does not bind: a named job that restarts does not stop this one. Unknown names and cycles are errors.",
+        repeatable: true,
+        apply: |job, words, errors| {
+            for word in words {
+                let name = word.text.to_string();
+                if job.after.contains(&name) {
+                    errors.push(error(word, format!("after: `{name}` is named twice")));
+                } else {
+                    job.after.push(name);
+                }
+            }
+        },
+    },
+    OptionDef {
         name: "depends",
         syntax: Syntax::Block,
         usage: "depends { FILE ... }",
@@ -791,6 +809,26 @@ mod tests {
         assert!(job_error("stop timeout 0s").contains("more than 0"));
         assert!(job_error("stop signal INT\n stop signal HUP").contains("given twice"));
         assert!(job_error("stop now").contains("write `stop signal NAME`"));
+    }
+
+    /// SPEC 11.3: `after` names other jobs of the file, without a cycle.
+    #[test]
+    fn after_is_checked_across_jobs() {
+        let jobs = |text: &str| {
+            format!("job {{\n name a\n cmd /bin/true\n after b\n}}\njob {{\n name b\n cmd /bin/true\n {text}\n}}\njob {{\n name c\n cmd /bin/true\n after a\n}}\n")
+        };
+        let config = parse(jobs("").as_bytes()).unwrap();
+        assert_eq!(config.jobs[0].after, ["b"]);
+        let cycle = first_error(&jobs("after c"));
+        assert!(cycle.contains("after: a cycle: "), "{cycle}");
+        for name in ["a", "b", "c"] {
+            assert!(cycle.contains(name), "{cycle}");
+        }
+        assert!(first_error(&jobs("after b")).contains("cannot come after itself"));
+        assert!(first_error(&jobs("after ghost")).contains("no job named `ghost`"));
+        let twice =
+            "job {\n name a\n cmd /bin/true\n}\njob {\n name b\n cmd /bin/true\n after a a\n}\n";
+        assert!(first_error(twice).contains("`a` is named twice"));
     }
 
     #[test]

@@ -57,7 +57,99 @@ pub fn validate(raw: &RawConfig<'_>, errors: &mut Vec<Diagnostic>) -> Config {
         config.jobs.push(job);
         config.origins.push(origin);
     }
+    check_after(raw, &config, errors);
     config
+}
+
+/// `after` names jobs of the file, not the job itself, and no cycle: each
+/// error at the name as written.
+fn check_after(raw: &RawConfig<'_>, config: &Config, errors: &mut Vec<Diagnostic>) {
+    let index: HashMap<&str, usize> = config
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    let words_of = |name: &str| {
+        raw.jobs
+            .iter()
+            .find(|j| {
+                j.options
+                    .iter()
+                    .any(|o| o.def.name == "name" && o.args.first().is_some_and(|w| w.text == name))
+            })
+            .into_iter()
+            .flat_map(|j| j.options.iter().filter(|o| o.def.name == "after"))
+            .flat_map(|o| o.args.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    let mut broken = false;
+    for job in config.jobs.iter().filter(|j| !j.after.is_empty()) {
+        for word in words_of(&job.name) {
+            let message = if word.text == job.name {
+                format!("after: job `{}` cannot come after itself", job.name)
+            } else if !index.contains_key(word.text.as_ref()) {
+                format!("after: there is no job named `{}`", word.text)
+            } else {
+                continue;
+            };
+            broken = true;
+            errors.push(Diagnostic::error(word.at, word.width, message));
+        }
+    }
+    if broken {
+        return;
+    }
+    // Depth-first: a job met again while on the path closes a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks = vec![Mark::New; config.jobs.len()];
+    for start in 0..config.jobs.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let after = &config.jobs[node].after;
+            if *next == after.len() {
+                marks[node] = Mark::Done;
+                path.pop();
+                continue;
+            }
+            let Some(&target) = index.get(after[*next].as_str()) else {
+                *next += 1;
+                continue;
+            };
+            *next += 1;
+            match marks[target] {
+                Mark::New => {
+                    marks[target] = Mark::OnPath;
+                    path.push((target, 0));
+                }
+                Mark::OnPath => {
+                    let from = path.iter().position(|&(n, _)| n == target).unwrap_or(0);
+                    let mut cycle: Vec<&str> = path[from..]
+                        .iter()
+                        .map(|&(n, _)| config.jobs[n].name.as_str())
+                        .collect();
+                    cycle.push(&config.jobs[target].name);
+                    let first = &config.jobs[target].name;
+                    let named = cycle[1];
+                    if let Some(word) = words_of(first).into_iter().find(|w| w.text == named) {
+                        let message = format!("after: a cycle: {}", cycle.join(" → "));
+                        errors.push(Diagnostic::error(word.at, word.width, message));
+                    }
+                    return;
+                }
+                Mark::Done => {}
+            }
+        }
+    }
 }
 
 fn validate_job(raw: &RawJob<'_>, errors: &mut Vec<Diagnostic>) -> (Job, Origin) {

@@ -10,7 +10,7 @@ use super::{messages, Actions, Shutdown, Supervisor};
 use crate::config::Job;
 use crate::time::Mono;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 impl Supervisor {
@@ -309,16 +309,27 @@ impl Supervisor {
         if !self.started || self.shutdown.is_some() {
             return;
         }
-        for job in &mut self.jobs {
+        // Which jobs are due and not held by `after`, decided before any
+        // of them changes phase.
+        let ready = self.ready_jobs();
+        let mut due = Vec::new();
+        for (index, job) in self.jobs.iter().enumerate() {
             if let Phase::Waiting { until, .. } = job.phase {
-                if until <= now && dependencies_ready(&self.dependencies, job, out) {
-                    job.phase = Phase::Starting { stop: None };
-                    let def = Arc::clone(&job.def);
-                    out.push(Action::Spawn { job: job.id, def });
+                if until <= now && after_met(&job.def, ready.as_ref()) {
+                    due.push(index);
                 }
             }
             if job.gates() {
                 break;
+            }
+        }
+        drop(ready);
+        for index in due {
+            let job = &mut self.jobs[index];
+            if dependencies_ready(&self.dependencies, job, out) {
+                job.phase = Phase::Starting { stop: None };
+                let def = Arc::clone(&job.def);
+                out.push(Action::Spawn { job: job.id, def });
             }
         }
     }
@@ -392,6 +403,36 @@ impl Supervisor {
             }
             StopReason::Shutdown => job.phase = Phase::Done("pmtr is shutting down"),
         }
+    }
+}
+
+impl Supervisor {
+    /// The jobs that count as ready for `after` (SPEC 11.3): running, or
+    /// for a `once` job, exited with status 0. `None` when no job names
+    /// any: the common case costs one pass and no allocation.
+    pub(super) fn ready_jobs(&self) -> Option<HashSet<&str>> {
+        if self.jobs.iter().all(|j| j.def.after.is_empty()) {
+            return None;
+        }
+        let ready = self.jobs.iter().filter(|j| match j.phase {
+            Phase::Running(_) => !j.def.once && !j.is_being_removed(),
+            Phase::Done(_) => j.def.once && j.last_exit == Some(ExitStatus::Code(0)),
+            Phase::Waiting { .. }
+            | Phase::Starting { .. }
+            | Phase::Stopping { .. }
+            | Phase::Draining { .. }
+            | Phase::Failed
+            | Phase::Disabled => false,
+        });
+        Some(ready.map(|j| j.def.name.as_str()).collect())
+    }
+}
+
+/// True when every job `def` comes `after` is ready.
+pub(super) fn after_met(def: &Job, ready: Option<&HashSet<&str>>) -> bool {
+    match ready {
+        None => true,
+        Some(ready) => def.after.iter().all(|name| ready.contains(name.as_str())),
     }
 }
 

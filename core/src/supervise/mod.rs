@@ -167,8 +167,10 @@ impl Supervisor {
             }
         };
         let mut gated = false;
+        let ready = self.ready_jobs();
         for job in &self.jobs {
-            consider(self.deadline_of(job, gated));
+            let held = gated || !lifecycle::after_met(&job.def, ready.as_ref());
+            consider(self.deadline_of(job, held));
             gated |= job.gates();
         }
         if self.shutdown.is_none() {
@@ -183,7 +185,8 @@ impl Supervisor {
     }
 
     /// When `job` next needs the supervisor, given whether a `wait` job
-    /// ahead of it holds it back.
+    /// ahead of it, or a job it comes `after`, holds it back (then its start
+    /// waits for an event, not a time).
     fn deadline_of(&self, job: &JobState, gated: bool) -> Option<Mono> {
         let grace = lifecycle::stop_timeout(&self.policy, &job.def);
         match job.phase {

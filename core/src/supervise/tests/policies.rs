@@ -169,3 +169,62 @@ fn leftovers_get_the_jobs_stop_signal() {
         logs(&actions).contains(&"job q [101] left processes in its group: sending SIGINT to them")
     );
 }
+
+/// SPEC 11.3 `after`, with the default readiness (started): a job starts
+/// only while the jobs it comes after run; it orders, it does not bind.
+#[test]
+fn after_holds_a_job_until_what_it_needs_runs() {
+    let text = "job {\n name web\n cmd /bin/web\n after db\n}\n\
+                job {\n name db\n cmd /bin/db\n disable\n}\n";
+    let mut run = Run::new(config(text));
+    let actions = run.event(Event::Start, at(0));
+    assert!(spawned_names(&actions).is_empty(), "db is disabled");
+    assert_eq!(
+        run.sup.next_deadline(),
+        None,
+        "held: waits for an event, not a time"
+    );
+    let enable = Event::SetEnabled {
+        name: "db".into(),
+        enabled: true,
+        reply: None,
+    };
+    let actions = run.event(enable, at(5));
+    assert_eq!(
+        spawned_names(&actions),
+        ["db", "web"],
+        "web follows once db runs"
+    );
+    // db restarts: web is not stopped.
+    let actions = run.exit("db", ExitStatus::Code(1), at(30));
+    assert_eq!(spawned_names(&actions), ["db"], "ran 25 s: at once");
+    assert!(signals(&actions).is_empty());
+    assert_eq!(run.pid("web"), Some(102));
+    // db exits again at once: 10 s guard. A web that exits meanwhile waits
+    // for db to run again.
+    run.exit("db", ExitStatus::Code(1), Mono::from_millis(30_500));
+    let actions = run.exit("web", ExitStatus::Code(1), at(31));
+    assert!(spawned_names(&actions).is_empty(), "held by db");
+    let actions = run.event(Event::Timer, Mono::from_millis(40_500));
+    assert_eq!(spawned_names(&actions), ["db", "web"]);
+}
+
+#[test]
+fn after_a_once_job_waits_for_its_exit_with_status_0() {
+    let text = "job {\n name migrate\n cmd /bin/migrate\n once\n}\n\
+                job {\n name app\n cmd /bin/app\n after migrate\n}\n";
+    let mut run = Run::new(config(text));
+    let actions = run.event(Event::Start, at(0));
+    assert_eq!(spawned_names(&actions), ["migrate"], "running is not done");
+    let actions = run.exit("migrate", ExitStatus::Code(0), at(3));
+    assert_eq!(spawned_names(&actions), ["app"]);
+
+    let mut failed = Run::new(config(text));
+    failed.event(Event::Start, at(0));
+    let actions = failed.exit("migrate", ExitStatus::Code(1), at(3));
+    assert!(
+        spawned_names(&actions).is_empty(),
+        "a failed migration holds app"
+    );
+    assert_eq!(failed.sup.next_deadline(), None);
+}
