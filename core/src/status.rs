@@ -24,6 +24,8 @@ pub enum State {
     FailedToStart,
     /// Waiting out a `backoff` after rapid exits in a row.
     Backoff,
+    /// Started, not ready yet (`ready`).
+    Starting,
     /// `give up after N`: not restarted until asked.
     Failed,
 }
@@ -40,6 +42,7 @@ impl State {
             State::Done => "done",
             State::FailedToStart => "failed_to_start",
             State::Backoff => "backoff",
+            State::Starting => "starting",
             State::Failed => "failed",
         }
     }
@@ -55,6 +58,7 @@ impl State {
             State::Done => "done",
             State::FailedToStart => "failed to start",
             State::Backoff => "backoff",
+            State::Starting => "starting",
             State::Failed => "failed",
         }
     }
@@ -123,6 +127,7 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
         State::Waiting
     };
     let (state, restart_at) = match job.phase {
+        Phase::Running(run) if !run.ready => (State::Starting, None),
         Phase::Running(_) => (State::Running, None),
         Phase::Stopping { .. } | Phase::Draining { .. } => (State::Stopping, None),
         Phase::Disabled => (State::Disabled, None),
@@ -180,6 +185,7 @@ mod tests {
             State::Done,
             State::FailedToStart,
             State::Backoff,
+            State::Starting,
             State::Failed,
         ] {
             let json = serde_json::to_string(&state).unwrap();

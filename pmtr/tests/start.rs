@@ -262,3 +262,25 @@ fn a_job_after_another_starts_once_that_one_runs() {
         .unwrap();
     assert!(db < web, "{}", pmtr.transcript());
 }
+
+/// SPEC 11.3 `ready file` through the daemon: web comes after db, and db
+/// is ready only once it has created its file.
+#[test]
+fn after_waits_for_a_ready_file() {
+    let sandbox = Sandbox::new();
+    let text = format!(
+        "job {{\n name db\n cmd /bin/sh -c \"sleep 0.3; : > up; exec sleep 1000\"\n dir {}\n ready file up\n}}\n\
+         job {{\n name web\n cmd /bin/sleep 1001\n after db\n}}\n",
+        sandbox.root().display()
+    );
+    let pmtr = Pmtr::start(&sandbox, &text);
+    let db = pmtr.expect_started("db", 1, SHORT);
+    pmtr.expect_started("web", 1, SHORT);
+    let lines = pmtr.lines();
+    let ready = lines
+        .iter()
+        .position(|l| l.ends_with(&format!("job db [{db}] is ready")));
+    let web = lines.iter().position(|l| l.contains("started job web"));
+    assert!(ready.is_some() && ready < web, "{}", pmtr.transcript());
+    assert!(sandbox.path("up").exists());
+}

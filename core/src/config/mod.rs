@@ -13,8 +13,8 @@ mod values;
 pub use diagnostic::{render_all, Diagnostic, Location, Severity};
 pub use docs::reference_markdown;
 pub use model::{
-    Config, CpuSet, EnvVar, Globals, Job, Limit, Origin, Output, Resource, RestartPolicy,
-    StopSignal, UdpEndpoint, Ulimit,
+    Config, CpuSet, EnvVar, Globals, Job, Limit, Origin, Output, Readiness, Resource,
+    RestartPolicy, StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 

@@ -88,6 +88,20 @@ pub struct Job {
     pub stop_timeout_millis: Option<u64>,
     /// `after JOB...`: started only while each of these jobs is ready.
     pub after: Vec<String>,
+    /// `ready ...`: when the job counts as ready.
+    pub ready: Readiness,
+    /// `ready timeout`, milliseconds; `None`: 60 s.
+    pub ready_timeout_millis: Option<u64>,
+}
+
+/// When a job is ready (SPEC 11.3), for `after` and `pmtr-ctl status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// Once started, as in the original.
+    #[default]
+    Started,
+    /// Once this file exists (as written; relative: under `dir`).
+    File(String),
 }
 
 /// `stop signal NAME` (SPEC 11.2): what pmtr sends to stop a job; SIGKILL

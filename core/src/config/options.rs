@@ -6,7 +6,7 @@
 use super::diagnostic::Diagnostic;
 use super::lex::Word;
 use super::model::{
-    EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, StopSignal, Ulimit,
+    EnvVar, Globals, Job, Limit, Output, Readiness, Resource, RestartPolicy, StopSignal, Ulimit,
 };
 use super::values;
 
@@ -392,6 +392,15 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         },
     },
     OptionDef {
+        name: "ready",
+        syntax: Syntax::RestOfLine,
+        usage: "ready file PATH | ready timeout DURATION",
+        default: "ready once started; timeout 60s",
+        doc: "When the job counts as ready, for `after` and `pmtr-ctl status`: `file PATH` once PATH exists (relative: under `dir`), checked from 50 ms to 1 s apart. Not ready within the timeout is a failed start: logged, stopped, and the restart policy applies. One line each.",
+        repeatable: true,
+        apply: apply_ready,
+    },
+    OptionDef {
         name: "depends",
         syntax: Syntax::Block,
         usage: "depends { FILE ... }",
@@ -510,6 +519,32 @@ fn output(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<Output> {
         return Some(Output::Syslog);
     }
     path(word, errors).map(Output::File)
+}
+
+fn apply_ready(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
+    let usage = "write `ready file PATH` or `ready timeout DURATION`";
+    let [what, value] = words else {
+        errors.push(error(words[words.len() - 1], usage));
+        return;
+    };
+    match what.text.as_ref() {
+        "file" if job.ready != Readiness::Started => {
+            errors.push(error(what, "`ready` is given twice"))
+        }
+        "file" => job.ready = Readiness::File(value.text.to_string()),
+        "timeout" => match values::duration_millis(&value.text) {
+            Ok(_) if job.ready_timeout_millis.is_some() => {
+                errors.push(error(what, "`ready timeout` is given twice"))
+            }
+            Ok(millis) => job.ready_timeout_millis = Some(millis),
+            Err(message) => errors.push(error(value, format!("ready timeout: {message}"))),
+        },
+        other => {
+            let hint = nearest(other, ["file", "timeout"])
+                .map_or(String::new(), |near| format!("; did you mean `{near}`?"));
+            errors.push(error(what, format!("{usage}{hint}")));
+        }
+    }
 }
 
 fn apply_stop(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
@@ -829,6 +864,17 @@ mod tests {
         let twice =
             "job {\n name a\n cmd /bin/true\n}\njob {\n name b\n cmd /bin/true\n after a a\n}\n";
         assert!(first_error(twice).contains("`a` is named twice"));
+    }
+
+    #[test]
+    fn ready_options() {
+        let job = job_with("ready file run/ready\n ready timeout 5s");
+        assert_eq!(job.ready, Readiness::File("run/ready".into()));
+        assert_eq!(job.ready_timeout_millis, Some(5_000));
+        assert_eq!(job_with("").ready, Readiness::Started);
+        assert!(job_error("ready fiel x").contains("did you mean `file`?"));
+        assert!(job_error("ready file a\n ready file b").contains("given twice"));
+        assert!(job_error("ready timeout 0s").contains("more than 0"));
     }
 
     #[test]

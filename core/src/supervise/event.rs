@@ -146,6 +146,12 @@ pub enum Event {
         name: String,
         reply: Option<ReplyToken>,
     },
+    /// Answer to [`Action::CheckReady`].
+    ReadyChecked {
+        job: JobId,
+        pid: Pid,
+        ready: bool,
+    },
     /// `pmtr-ctl status [JOB]`: answered with [`Reply::Status`].
     Status {
         job: Option<String>,
@@ -157,6 +163,13 @@ pub enum Event {
         job: String,
         reply: ReplyToken,
     },
+}
+
+/// What a readiness check looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// Does this file (resolved) exist?
+    File(String),
 }
 
 /// The core's answer to a control request.
@@ -212,6 +225,13 @@ pub enum Action {
     /// Hash these files; answer with `FilesHashed`.
     HashFiles {
         paths: Vec<String>,
+    },
+    /// Check whether the job started as `pid` is ready yet; answer with
+    /// `ReadyChecked`.
+    CheckReady {
+        job: JobId,
+        pid: Pid,
+        check: ReadyCheck,
     },
     /// Send the status report (`Supervisor::report`) to every `report to`
     /// destination.

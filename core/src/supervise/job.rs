@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::event::{ExitStatus, JobId, Pid};
-use crate::config::Job;
+use crate::config::{Job, Readiness};
 use crate::time::Mono;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,43 @@ pub struct Run {
     pub started: Mono,
     /// The child reported a failed step before `execv`.
     pub setup_failed: bool,
+    /// Ready by its `ready` option (at once without one).
+    pub ready: bool,
+    /// When to check readiness next; `None` while a check is out or once
+    /// ready.
+    pub check_at: Option<Mono>,
+    /// The wait before the next check after a failed one: 50 ms doubling
+    /// to 1 s.
+    pub check_delay_millis: u64,
 }
+
+impl Run {
+    /// A group just forked, ready at once unless `def` says how to tell.
+    pub fn new(pid: Pid, started: Mono, def: &Job) -> Run {
+        let ready = def.ready == Readiness::Started;
+        Run {
+            pid,
+            started,
+            setup_failed: false,
+            ready,
+            check_at: (!ready).then_some(started),
+            check_delay_millis: FIRST_CHECK_DELAY_MILLIS,
+        }
+    }
+
+    /// When the job must be ready by, while it is not.
+    pub fn ready_due(&self, def: &Job) -> Option<Mono> {
+        let timeout = def.ready_timeout_millis.unwrap_or(READY_TIMEOUT_MILLIS);
+        (!self.ready).then(|| self.started.plus_millis(timeout))
+    }
+}
+
+/// Default `ready timeout`.
+pub const READY_TIMEOUT_MILLIS: u64 = 60_000;
+/// Readiness checks back off from this...
+pub const FIRST_CHECK_DELAY_MILLIS: u64 = 50;
+/// ...to this.
+pub const MAX_CHECK_DELAY_MILLIS: u64 = 1_000;
 
 /// The stop signals pmtr sent a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +166,9 @@ pub enum StopReason {
     Disable,
     /// Forget it (deleted from the file).
     Remove,
+    /// Not ready within its `ready timeout`: a failed start, under the
+    /// restart policy.
+    NotReady,
 }
 
 impl Phase {

@@ -3,11 +3,12 @@
 //! names every phase it ignores, so a new phase cannot slip past one
 //! unnoticed (the compiler lists the handlers to extend).
 
+use super::event::ReadyCheck;
 use super::event::{Action, ExitStatus, JobId, Level, Pid, SetupStep, SpawnFailure, StopSignal};
-use super::job::{JobState, Phase, Run, Signals, StopReason, Then};
+use super::job::{JobState, Phase, Run, Signals, StopReason, Then, MAX_CHECK_DELAY_MILLIS};
 use super::policy::{self, AfterExit, Policy};
 use super::{messages, Actions, Shutdown, Supervisor};
-use crate::config::Job;
+use crate::config::{Job, Readiness};
 use crate::time::Mono;
 
 use std::collections::{HashMap, HashSet};
@@ -50,11 +51,7 @@ impl Supervisor {
             | Phase::Failed
             | Phase::Disabled => return,
         };
-        job.phase = Phase::Running(Run {
-            pid,
-            started: now,
-            setup_failed: false,
-        });
+        job.phase = Phase::Running(Run::new(pid, now, &job.def));
         job.starts += 1;
         job.start_failed = false;
         out.log(Level::Info, messages::started(&job.def.name, pid));
@@ -64,6 +61,40 @@ impl Supervisor {
         // Stopped, shut down or disabled while the fork was on its way.
         if let Some(reason) = asked_to_stop {
             self.stop(index, reason, now, out);
+        }
+    }
+
+    /// A readiness check came back: ready, or check again after a while.
+    pub(super) fn on_ready_checked(
+        &mut self,
+        id: JobId,
+        pid: Pid,
+        ready: bool,
+        now: Mono,
+        out: &mut Actions,
+    ) {
+        let Some(job) = self.jobs.iter_mut().find(|j| j.id == id) else {
+            return;
+        };
+        let run = match &mut job.phase {
+            Phase::Running(run) if run.pid == pid && !run.ready => run,
+            // An answer for an earlier run, or one already ready or stopped.
+            Phase::Running(_)
+            | Phase::Waiting { .. }
+            | Phase::Starting { .. }
+            | Phase::Stopping { .. }
+            | Phase::Draining { .. }
+            | Phase::Done(_)
+            | Phase::Failed
+            | Phase::Disabled => return,
+        };
+        if ready {
+            run.ready = true;
+            run.check_at = None;
+            out.log(Level::Info, messages::ready(&job.def.name, pid));
+        } else {
+            run.check_at = Some(now.plus_millis(run.check_delay_millis));
+            run.check_delay_millis = (run.check_delay_millis * 2).min(MAX_CHECK_DELAY_MILLIS);
         }
     }
 
@@ -119,7 +150,7 @@ impl Supervisor {
             }
         }
         if let Some(reason) = asked_to_stop {
-            self.finish_stop(index, reason, now);
+            self.finish_stop(index, reason, now, out);
         }
     }
 
@@ -205,7 +236,7 @@ impl Supervisor {
             return;
         };
         if !alive {
-            self.on_gone(index, now);
+            self.on_gone(index, now, out);
             return;
         }
         let reprobe = self.policy.reprobe_millis;
@@ -236,6 +267,33 @@ impl Supervisor {
         let policy = self.policy;
         for index in 0..self.jobs.len() {
             if let Phase::Running(run) = self.jobs[index].phase {
+                if run
+                    .ready_due(&self.jobs[index].def)
+                    .is_some_and(|t| t <= now)
+                {
+                    let job = &self.jobs[index];
+                    let waited = now.millis_since(run.started);
+                    out.log(
+                        Level::Warning,
+                        messages::not_ready(&job.def.name, run.pid, waited),
+                    );
+                    self.stop(index, StopReason::NotReady, now, out);
+                    continue;
+                }
+                if run.check_at.is_some_and(|t| t <= now) {
+                    let job = &mut self.jobs[index];
+                    if let (Phase::Running(run), Readiness::File(path)) =
+                        (&mut job.phase, &job.def.ready)
+                    {
+                        run.check_at = None;
+                        let check = ReadyCheck::File(job.def.resolve(path));
+                        out.push(Action::CheckReady {
+                            job: job.id,
+                            pid: run.pid,
+                            check,
+                        });
+                    }
+                }
                 if self
                     .bounce_due(&self.jobs[index], &run)
                     .is_some_and(|t| t <= now)
@@ -365,13 +423,13 @@ impl Supervisor {
             }
             Phase::Starting { stop } => *stop = Some(reason),
             Phase::Waiting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled => {
-                self.finish_stop(index, reason, now);
+                self.finish_stop(index, reason, now, out);
             }
         }
     }
 
     /// Job `index`'s group is empty: what its phase said follows.
-    fn on_gone(&mut self, index: usize, now: Mono) {
+    fn on_gone(&mut self, index: usize, now: Mono, out: &mut Actions) {
         let job = &mut self.jobs[index];
         let Phase::Draining { then, .. } = job.phase else {
             return;
@@ -380,12 +438,12 @@ impl Supervisor {
             Then::StartAt(t) => job.phase = Phase::waiting(t),
             Then::Done(why) => job.phase = Phase::Done(why),
             Then::Failed => job.phase = Phase::Failed,
-            Then::Stopped(reason) => self.finish_stop(index, reason, now),
+            Then::Stopped(reason) => self.finish_stop(index, reason, now, out),
         }
     }
 
     /// Job `index` has no process left after a stop for `reason`.
-    fn finish_stop(&mut self, index: usize, reason: StopReason, now: Mono) {
+    fn finish_stop(&mut self, index: usize, reason: StopReason, now: Mono, out: &mut Actions) {
         let job = &mut self.jobs[index];
         match reason {
             StopReason::Remove => {
@@ -402,6 +460,43 @@ impl Supervisor {
                 };
             }
             StopReason::Shutdown => job.phase = Phase::Done("pmtr is shutting down"),
+            // A failed start: the restart policy says when to try again.
+            StopReason::NotReady => {
+                if let Some(def) = job.pending.take() {
+                    job.def = Arc::new(*def);
+                }
+                job.start_failed = true;
+                let placeholder = ExitStatus::Code(-1);
+                let policy = self.policy;
+                let decision = policy::after_exit(
+                    &policy,
+                    &job.def,
+                    placeholder,
+                    (now, now),
+                    true,
+                    job.rapid_exits,
+                );
+                job.rapid_exits = decision.rapid_exits;
+                job.phase = match decision.after {
+                    AfterExit::RestartAt(t) => {
+                        let stable = job.def.stable_millis.unwrap_or(policy.rapid_restart_millis);
+                        let delay = t.millis_since(now);
+                        out.log(
+                            Level::Info,
+                            messages::restarting_in(&job.def.name, stable, delay),
+                        );
+                        Phase::waiting(t)
+                    }
+                    AfterExit::Done(why) => Phase::Done(why),
+                    AfterExit::GiveUp => {
+                        out.log(
+                            Level::Warning,
+                            messages::giving_up(&job.def.name, job.rapid_exits),
+                        );
+                        Phase::Failed
+                    }
+                };
+            }
         }
     }
 }
@@ -415,7 +510,7 @@ impl Supervisor {
             return None;
         }
         let ready = self.jobs.iter().filter(|j| match j.phase {
-            Phase::Running(_) => !j.def.once && !j.is_being_removed(),
+            Phase::Running(run) => run.ready && !j.def.once && !j.is_being_removed(),
             Phase::Done(_) => j.def.once && j.last_exit == Some(ExitStatus::Code(0)),
             Phase::Waiting { .. }
             | Phase::Starting { .. }

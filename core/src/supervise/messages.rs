@@ -50,6 +50,15 @@ pub fn restarting_in(name: &str, guard_millis: u64, in_millis: u64) -> String {
     format!("job {name} exited within {guard} sec of its start: restarting it in {delay} sec")
 }
 
+pub fn ready(name: &str, pid: Pid) -> String {
+    format!("job {name} [{pid}] is ready")
+}
+
+pub fn not_ready(name: &str, pid: Pid, waited_millis: u64) -> String {
+    let waited = secs(waited_millis);
+    format!("job {name} [{pid}] not ready after {waited} sec: stopping it")
+}
+
 pub fn giving_up(name: &str, rapid_exits: u32) -> String {
     format!(
         "job {name} exited {rapid_exits} times in a row soon after its start: giving up \

@@ -147,6 +147,9 @@ impl Supervisor {
                 reply,
             } => self.on_override(&name, enabled, reply, now, &mut out),
             Event::Restart { name, reply } => self.on_restart(&name, reply, now, &mut out),
+            Event::ReadyChecked { job, pid, ready } => {
+                self.on_ready_checked(job, pid, ready, now, &mut out)
+            }
             Event::Status { job, reply } => self.on_status(job.as_deref(), reply, now, &mut out),
             Event::Logs { job, reply } => self.on_logs(job, reply, &mut out),
         }
@@ -198,7 +201,14 @@ impl Supervisor {
                     .all(|p| matches!(self.dependencies.get(&p), Some(Some(_))));
                 (may_start && files_present).then_some(until)
             }
-            Phase::Running(run) => self.bounce_due(job, &run),
+            Phase::Running(run) => [
+                self.bounce_due(job, &run),
+                run.check_at,
+                run.ready_due(&job.def),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Phase::Stopping { signals, .. } => signals.kill_due(grace),
             Phase::Draining {
                 signals, probe_at, ..

@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::{Config, Globals};
 use pmtr_core::proto::local::{Request, Response};
-use pmtr_core::supervise::event::{Action, Event, Level, Reply, ReplyToken};
+use pmtr_core::supervise::event::{Action, Event, Level, ReadyCheck, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
@@ -476,6 +476,13 @@ impl Daemon {
                         queue.push_back(hash_files(paths));
                     }
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
+                    Action::CheckReady { job, pid, check } => {
+                        let ready = match check {
+                            // A stat, as for dependency files.
+                            ReadyCheck::File(path) => Path::new(&path).exists(),
+                        };
+                        queue.push_back(Event::ReadyChecked { job, pid, ready });
+                    }
                     // After this round's starts, so that it shows them.
                     Action::SendReport => report_pending = true,
                     Action::ApplyGlobals { globals } => self.apply_globals(&globals),

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::status::{job_status, State};
+use crate::supervise::event::ReadyCheck;
 
 fn failing(options: &str) -> Run {
     let text = format!("job {{\n name a\n cmd /bin/false\n {options}\n}}\n");
@@ -227,4 +228,88 @@ fn after_a_once_job_waits_for_its_exit_with_status_0() {
         "a failed migration holds app"
     );
     assert_eq!(failed.sup.next_deadline(), None);
+}
+
+/// The checks the shell is asked for: (pid, path).
+fn checks(actions: &[Action]) -> Vec<(Pid, String)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CheckReady {
+                pid,
+                check: ReadyCheck::File(path),
+                ..
+            } => Some((*pid, path.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// SPEC 11.3 `ready file`: checked at once, then 50 ms, 100 ms ... 1 s
+/// apart; `after` waits for it; status says `starting` meanwhile.
+#[test]
+fn ready_file_is_checked_with_a_backoff_and_releases_after() {
+    let text = "job {\n name db\n cmd /bin/db\n dir /srv\n ready file run/up\n}\n\
+                job {\n name web\n cmd /bin/web\n after db\n}\n";
+    let mut run = Run::new(config(text));
+    let actions = run.event(Event::Start, at(0));
+    assert_eq!(spawned_names(&actions), ["db"]);
+    assert_eq!(run.sup.next_deadline(), Some(at(0)), "first check at once");
+    let db = run.state("db").id;
+    let mut now = at(0);
+    let mut gaps = Vec::new();
+    for _ in 0..7 {
+        let actions = run.event(Event::Timer, now);
+        assert_eq!(checks(&actions), [(101, "/srv/run/up".to_string())]);
+        run.event(
+            Event::ReadyChecked {
+                job: db,
+                pid: 101,
+                ready: false,
+            },
+            now,
+        );
+        let next = run.sup.next_deadline().unwrap();
+        gaps.push(next.millis_since(now));
+        now = next;
+    }
+    assert_eq!(gaps, [50, 100, 200, 400, 800, 1000, 1000]);
+    let status = job_status(run.state("db"), now);
+    assert_eq!(status.state, State::Starting);
+    run.event(Event::Timer, now);
+    let actions = run.event(
+        Event::ReadyChecked {
+            job: db,
+            pid: 101,
+            ready: true,
+        },
+        now,
+    );
+    assert!(logs(&actions).contains(&"job db [101] is ready"));
+    assert_eq!(spawned_names(&actions), ["web"]);
+    assert_eq!(job_status(run.state("db"), now).state, State::Running);
+}
+
+/// Not ready within `ready timeout`: logged, stopped, and restarted under
+/// the restart policy as a failed start.
+#[test]
+fn not_ready_in_time_is_a_failed_start() {
+    let text = "job {\n name db\n cmd /bin/db\n ready file /run/up\n ready timeout 5s\n}\n";
+    let mut run = Run::new(config(text));
+    run.event(Event::Start, at(0));
+    let actions = run.event(Event::Timer, at(5));
+    assert!(
+        logs(&actions).contains(&"job db [101] not ready after 5 sec: stopping it"),
+        "{actions:?}"
+    );
+    assert_eq!(signals(&actions), [(101, StopSignal::Term)]);
+    let actions = run.exit("db", TERMINATED, at(5));
+    assert!(
+        logs(&actions)
+            .iter()
+            .any(|l| l.contains("restarting it in 10 sec")),
+        "{actions:?}"
+    );
+    assert_eq!(run.sup.next_deadline(), Some(at(15)));
+    assert!(run.state("db").start_failed);
 }

@@ -251,7 +251,11 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
 fn colour_of(state: State) -> &'static str {
     match state {
         State::Running => "32",
-        State::WaitingToRestart | State::Waiting | State::Stopping | State::Backoff => "33",
+        State::WaitingToRestart
+        | State::Waiting
+        | State::Stopping
+        | State::Backoff
+        | State::Starting => "33",
         State::FailedToStart | State::Failed => "31",
         State::Disabled | State::Done => "2",
     }
