@@ -284,3 +284,25 @@ fn after_waits_for_a_ready_file() {
     assert!(ready.is_some() && ready < web, "{}", pmtr.transcript());
     assert!(sandbox.path("up").exists());
 }
+
+/// SPEC 11.3 `ready tcp` through the daemon, with a real listener (our
+/// `onconnect`): web starts once a connection to db's port succeeds.
+#[test]
+fn after_waits_for_a_tcp_port() {
+    let sandbox = Sandbox::new();
+    let port = crate::harness::free_port();
+    let onconnect = crate::harness::ONCONNECT;
+    let text = format!(
+        "job {{\n name db\n cmd /bin/sh -c \"sleep 0.3; exec {onconnect} -a 127.0.0.1 -p {port} /bin/true\"\n ready tcp {port}\n}}\n\
+         job {{\n name web\n cmd /bin/sleep 1001\n after db\n}}\n"
+    );
+    let pmtr = Pmtr::start(&sandbox, &text);
+    let db = pmtr.expect_started("db", 1, SHORT);
+    pmtr.expect_started("web", 1, SHORT);
+    let lines = pmtr.lines();
+    let ready = lines
+        .iter()
+        .position(|l| l.ends_with(&format!("job db [{db}] is ready")));
+    let web = lines.iter().position(|l| l.contains("started job web"));
+    assert!(ready.is_some() && ready < web, "{}", pmtr.transcript());
+}

@@ -102,6 +102,8 @@ pub enum Readiness {
     Started,
     /// Once this file exists (as written; relative: under `dir`).
     File(String),
+    /// Once a TCP connection to this address succeeds.
+    Tcp(std::net::SocketAddr),
 }
 
 /// `stop signal NAME` (SPEC 11.2): what pmtr sends to stop a job; SIGKILL

@@ -394,9 +394,9 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     OptionDef {
         name: "ready",
         syntax: Syntax::RestOfLine,
-        usage: "ready file PATH | ready timeout DURATION",
+        usage: "ready file PATH | ready tcp [HOST:]PORT | ready timeout DURATION",
         default: "ready once started; timeout 60s",
-        doc: "When the job counts as ready, for `after` and `pmtr-ctl status`: `file PATH` once PATH exists (relative: under `dir`), checked from 50 ms to 1 s apart. Not ready within the timeout is a failed start: logged, stopped, and the restart policy applies. One line each.",
+        doc: "When the job counts as ready, for `after` and `pmtr-ctl status`: `file PATH` once PATH exists (relative: under `dir`); `tcp [HOST:]PORT` once a connection succeeds (HOST an IP address, default 127.0.0.1); checked from 50 ms to 1 s apart, never blocking pmtr. Not ready within the timeout is a failed start: logged, stopped, and the restart policy applies. One line each.",
         repeatable: true,
         apply: apply_ready,
     },
@@ -522,16 +522,20 @@ fn output(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<Output> {
 }
 
 fn apply_ready(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
-    let usage = "write `ready file PATH` or `ready timeout DURATION`";
+    let usage = "write `ready file PATH`, `ready tcp [HOST:]PORT` or `ready timeout DURATION`";
     let [what, value] = words else {
         errors.push(error(words[words.len() - 1], usage));
         return;
     };
     match what.text.as_ref() {
-        "file" if job.ready != Readiness::Started => {
+        "file" | "tcp" if job.ready != Readiness::Started => {
             errors.push(error(what, "`ready` is given twice"))
         }
         "file" => job.ready = Readiness::File(value.text.to_string()),
+        "tcp" => match values::tcp_address(&value.text) {
+            Ok(address) => job.ready = Readiness::Tcp(address),
+            Err(message) => errors.push(error(value, format!("ready tcp: {message}"))),
+        },
         "timeout" => match values::duration_millis(&value.text) {
             Ok(_) if job.ready_timeout_millis.is_some() => {
                 errors.push(error(what, "`ready timeout` is given twice"))
@@ -540,7 +544,7 @@ fn apply_ready(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>)
             Err(message) => errors.push(error(value, format!("ready timeout: {message}"))),
         },
         other => {
-            let hint = nearest(other, ["file", "timeout"])
+            let hint = nearest(other, ["file", "tcp", "timeout"])
                 .map_or(String::new(), |near| format!("; did you mean `{near}`?"));
             errors.push(error(what, format!("{usage}{hint}")));
         }
@@ -873,6 +877,18 @@ mod tests {
         assert_eq!(job.ready_timeout_millis, Some(5_000));
         assert_eq!(job_with("").ready, Readiness::Started);
         assert!(job_error("ready fiel x").contains("did you mean `file`?"));
+        let tcp = |text: &str| job_with(&format!("ready tcp {text}")).ready;
+        assert_eq!(
+            tcp("5432"),
+            Readiness::Tcp("127.0.0.1:5432".parse().unwrap())
+        );
+        assert_eq!(
+            tcp("10.0.0.2:80"),
+            Readiness::Tcp("10.0.0.2:80".parse().unwrap())
+        );
+        assert_eq!(tcp("[::1]:80"), Readiness::Tcp("[::1]:80".parse().unwrap()));
+        assert!(job_error("ready tcp db.local:5432").contains("an IP address"));
+        assert!(job_error("ready tcp 70000").contains("port"));
         assert!(job_error("ready file a\n ready file b").contains("given twice"));
         assert!(job_error("ready timeout 0s").contains("more than 0"));
     }

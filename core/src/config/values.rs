@@ -89,6 +89,27 @@ pub fn duration_millis(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `[HOST:]PORT` of a TCP probe: HOST an IP address (`[::1]` for IPv6),
+/// 127.0.0.1 when left out. No names: resolving one could block pmtr.
+pub fn tcp_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let port = |digits: &str| {
+        digits
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("`{digits}` is not a port from 1 to 65535"))
+    };
+    if !text.contains(':') {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port(text)?)));
+    }
+    let (host, digits) = text.rsplit_once(':').unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host
+        .parse()
+        .map_err(|_| format!("`{host}` is not an IP address (names are not resolved here)"))?;
+    Ok(std::net::SocketAddr::new(ip, port(digits)?))
+}
+
 /// A CPU list such as `0,2-4`, or a hex mask such as `0x8f`.
 pub fn cpu_set(text: &str) -> Result<CpuSet, String> {
     let set = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {

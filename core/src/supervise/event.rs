@@ -170,6 +170,8 @@ pub enum Event {
 pub enum ReadyCheck {
     /// Does this file (resolved) exist?
     File(String),
+    /// Does a TCP connection to this address succeed?
+    Tcp(std::net::SocketAddr),
 }
 
 /// The core's answer to a control request.

@@ -282,11 +282,13 @@ impl Supervisor {
                 }
                 if run.check_at.is_some_and(|t| t <= now) {
                     let job = &mut self.jobs[index];
-                    if let (Phase::Running(run), Readiness::File(path)) =
-                        (&mut job.phase, &job.def.ready)
-                    {
+                    let check = match &job.def.ready {
+                        Readiness::File(path) => Some(ReadyCheck::File(job.def.resolve(path))),
+                        Readiness::Tcp(address) => Some(ReadyCheck::Tcp(*address)),
+                        Readiness::Started => None,
+                    };
+                    if let (Phase::Running(run), Some(check)) = (&mut job.phase, check) {
                         run.check_at = None;
-                        let check = ReadyCheck::File(job.def.resolve(path));
                         out.push(Action::CheckReady {
                             job: job.id,
                             pid: run.pid,

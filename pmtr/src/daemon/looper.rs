@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::{Config, Globals};
 use pmtr_core::proto::local::{Request, Response};
-use pmtr_core::supervise::event::{Action, Event, Level, ReadyCheck, Reply, ReplyToken};
+use pmtr_core::supervise::event::{Action, Event, Level, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
@@ -26,6 +26,7 @@ use super::log::Logger;
 use super::metrics::MetricsFile;
 use super::notify::Notifier;
 use super::output::Captures;
+use super::probes::Probes;
 use super::registry::{Registry, Source, Token};
 use super::requests::{self, Outcome};
 use super::spawner::Spawner;
@@ -58,6 +59,7 @@ pub struct Daemon {
     /// What every plan is built from: resolved once at start.
     context: PlanContext,
     captures: Captures,
+    probes: Probes,
     control: Option<ControlServer>,
     udp: Udp,
     udp_token: Option<Token>,
@@ -146,6 +148,7 @@ impl Daemon {
             spawner: Spawner::new(),
             context,
             captures: Captures::default(),
+            probes: Probes::default(),
             control,
             udp: Udp::new(),
             udp_token: None,
@@ -223,6 +226,11 @@ impl Daemon {
             match source {
                 Source::UdpListener => self.receive_control(),
                 _ => self.serve(source, token),
+            }
+        }
+        for (_, token) in pass(&[Source::Probe]) {
+            if let Some(event) = self.probes.ready(&mut self.registry, token) {
+                self.apply(event);
             }
         }
         for (source, token) in pass(&[Source::Setup, Source::Capture]) {
@@ -477,11 +485,8 @@ impl Daemon {
                     }
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
                     Action::CheckReady { job, pid, check } => {
-                        let ready = match check {
-                            // A stat, as for dependency files.
-                            ReadyCheck::File(path) => Path::new(&path).exists(),
-                        };
-                        queue.push_back(Event::ReadyChecked { job, pid, ready });
+                        let registry = &mut self.registry;
+                        queue.extend(self.probes.check(registry, job, pid, check));
                     }
                     // After this round's starts, so that it shows them.
                     Action::SendReport => report_pending = true,

@@ -9,6 +9,7 @@ mod metrics;
 pub mod notify;
 pub mod output;
 pub mod pidfile;
+mod probes;
 mod registry;
 mod requests;
 mod rings;

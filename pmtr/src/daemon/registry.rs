@@ -21,6 +21,8 @@ pub enum Source {
     Setup,
     /// A job's captured output.
     Capture,
+    /// A readiness check's TCP connect.
+    Probe,
 }
 
 /// Names one registration for as long as it lasts.
