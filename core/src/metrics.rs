@@ -109,6 +109,7 @@ mod tests {
                 signal: None,
             }),
             started,
+            waiting_for: None,
         }
     }
 

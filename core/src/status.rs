@@ -96,6 +96,9 @@ pub struct JobStatus {
     pub restart_in_seconds: Option<u64>,
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
+    /// The job named in `after` that holds this one back (SPEC 11.3).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub waiting_for: Option<String>,
     /// When the running instance started, on pmtr's monotonic clock (not
     /// sent: for metrics, which turn it into wall-clock time).
     #[serde(skip)]
@@ -157,6 +160,7 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
         restart_in_seconds: restart_at.map(|t| t.millis_since(now).div_ceil(1000)),
         restarts: job.restarts(),
         started: running.map(|r| r.started),
+        waiting_for: None,
         last_exit: job.last_exit.map(|status| match status {
             ExitStatus::Code(code) => LastExit {
                 code: Some(code),
@@ -294,6 +298,7 @@ mod tests {
                 signal: None,
             }),
             started: None,
+            waiting_for: None,
         };
         assert_eq!(
             serde_json::to_string(&status).unwrap(),

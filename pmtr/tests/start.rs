@@ -249,6 +249,9 @@ fn a_job_after_another_starts_once_that_one_runs() {
     assert!(wait_until(SHORT, || sandbox.socket().exists()));
     let status = crate::harness::text(&sandbox.ctl(&["status", "web", "--json"]).stdout);
     assert!(status.contains("\"state\": \"waiting\""), "{status}");
+    assert!(status.contains("\"waiting_for\": \"db\""), "{status}");
+    let table = crate::harness::text(&sandbox.ctl(&["status"]).stdout);
+    assert!(table.contains("waiting for db"), "{table}");
     assert_eq!(sandbox.ctl(&["enable", "db"]).status.code(), Some(0));
     pmtr.expect_started("web", 1, SHORT);
     let lines = pmtr.lines();

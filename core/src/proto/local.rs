@@ -272,6 +272,7 @@ mod tests {
                     restarts: 0,
                     last_exit: None,
                     started: None,
+                    waiting_for: None,
                 }],
             },
             Response::Done {

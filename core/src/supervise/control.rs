@@ -7,7 +7,6 @@
 use super::event::{Level, Reply, ReplyToken};
 use super::job::{JobState, Phase, StopReason, Then};
 use super::{messages, Actions, Supervisor};
-use crate::status::job_status;
 use crate::time::Mono;
 
 impl Supervisor {
@@ -80,7 +79,7 @@ impl Supervisor {
             .jobs
             .iter()
             .filter(named)
-            .map(|j| job_status(j, now))
+            .map(|j| self.status_of(j, now))
             .collect();
         match job {
             Some(name) if jobs.is_empty() => {

@@ -2,6 +2,7 @@
 //! and soon after an enable or disable. The shell builds and sends it.
 
 use super::event::Action;
+use super::job::{JobState, Phase};
 use super::{Actions, Supervisor};
 use crate::proto::report::{self, ReportJob};
 use crate::status::{job_status, JobStatus};
@@ -10,7 +11,22 @@ use crate::time::Mono;
 impl Supervisor {
     /// Every job's status at `now`, in start order (for metrics).
     pub fn statuses(&self, now: Mono) -> Vec<JobStatus> {
-        self.jobs.iter().map(|j| job_status(j, now)).collect()
+        self.jobs.iter().map(|j| self.status_of(j, now)).collect()
+    }
+
+    /// A job's status, with the job it waits for when `after` holds it.
+    pub(super) fn status_of(&self, job: &JobState, now: Mono) -> JobStatus {
+        let mut status = job_status(job, now);
+        if matches!(job.phase, Phase::Waiting { .. }) && !job.def.after.is_empty() {
+            let ready = self.ready_jobs();
+            status.waiting_for = job
+                .def
+                .after
+                .iter()
+                .find(|name| ready.as_ref().is_some_and(|r| !r.contains(name.as_str())))
+                .cloned();
+        }
+        status
     }
 
     /// What the status report lists at `now`: the jobs that are restarted

@@ -180,6 +180,11 @@ fn after_holds_a_job_until_what_it_needs_runs() {
     let mut run = Run::new(config(text));
     let actions = run.event(Event::Start, at(0));
     assert!(spawned_names(&actions).is_empty(), "db is disabled");
+    let web = &run.sup.statuses(at(1))[0];
+    assert_eq!(
+        (web.name.as_str(), web.waiting_for.as_deref()),
+        ("web", Some("db"))
+    );
     assert_eq!(
         run.sup.next_deadline(),
         None,

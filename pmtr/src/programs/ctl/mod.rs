@@ -207,7 +207,10 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
         .map(|job| {
             [
                 job.name.clone(),
-                job.state.label().to_string(),
+                match &job.waiting_for {
+                    Some(name) => format!("waiting for {name}"),
+                    None => job.state.label().to_string(),
+                },
                 job.pid.map_or("-".into(), |p| p.to_string()),
                 match (job.uptime_seconds, job.restart_in_seconds) {
                     (Some(up), _) => duration_text(up),
@@ -280,6 +283,7 @@ mod tests {
                 signal: Some("SIGKILL".into()),
             }),
             started: None,
+            waiting_for: None,
         }
     }
 
