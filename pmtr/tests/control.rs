@@ -231,9 +231,10 @@ fn a_silent_client_and_a_client_that_reads_nothing_are_dropped() {
     let sandbox = Sandbox::new();
     let pmtr = Pmtr::start(&sandbox, TICKER);
     pmtr.expect(": tick 3", SHORT);
-    let mut silent = UnixStream::connect(sandbox.socket()).unwrap();
-    // The deadline runs from pmtr's accept, which comes after this.
+    // The deadline runs from pmtr's accept, which may come before connect
+    // returns here (pmtr runs on the other core): measure from before it.
     let connected = Instant::now();
+    let mut silent = UnixStream::connect(sandbox.socket()).unwrap();
     // A reader that never reads: ask for a lot and leave it unread.
     let mut stuck = UnixStream::connect(sandbox.socket()).unwrap();
     stuck.write_all(b"logs ticker 100000\n").unwrap();
