@@ -39,9 +39,11 @@ fn a_quick_exit_is_restarted_one_guard_after_the_exit() {
     );
     pmtr.expect_started("quick", 2, GUARD);
     let waited = exited.elapsed();
-    // Seen by the harness a little after pmtr logged it; never early.
+    // Both lines are seen through the harness's reader thread, which a
+    // loaded machine may delay: half the guard still tells a guarded
+    // restart from an immediate one (the exact time is a core test).
     assert!(
-        waited >= RAPID_RESTART - Duration::from_millis(100),
+        waited >= RAPID_RESTART / 2,
         "restarted after {waited:?}"
     );
 }
