@@ -42,10 +42,7 @@ fn a_quick_exit_is_restarted_one_guard_after_the_exit() {
     // Both lines are seen through the harness's reader thread, which a
     // loaded machine may delay: half the guard still tells a guarded
     // restart from an immediate one (the exact time is a core test).
-    assert!(
-        waited >= RAPID_RESTART / 2,
-        "restarted after {waited:?}"
-    );
+    assert!(waited >= RAPID_RESTART / 2, "restarted after {waited:?}");
 }
 
 #[test]
