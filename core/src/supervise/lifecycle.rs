@@ -131,22 +131,8 @@ impl Supervisor {
             }
             SpawnFailure::Job(reason) => {
                 out.log(Level::Error, messages::spawn_failed(&job.def.name, &reason));
-                job.start_failed = true;
                 job.gate_open = true;
-                let placeholder = ExitStatus::Code(-1);
-                let run = (now, now);
-                let decision =
-                    policy::after_exit(&policy, &job.def, placeholder, run, true, job.rapid_exits);
-                job.rapid_exits = decision.rapid_exits;
-                job.phase = match decision.after {
-                    AfterExit::RestartAt(t) => Phase::waiting(t),
-                    AfterExit::Done(why) => Phase::Done(why),
-                    AfterExit::GiveUp => {
-                        let (name, count) = (&job.def.name, job.rapid_exits);
-                        out.log(Level::Warning, messages::giving_up(name, count));
-                        Phase::Failed
-                    }
-                };
+                job.phase = after_failed_start(&policy, job, now, out);
             }
         }
         if let Some(reason) = asked_to_stop {
@@ -467,37 +453,16 @@ impl Supervisor {
                 if let Some(def) = job.pending.take() {
                     job.def = Arc::new(*def);
                 }
-                job.start_failed = true;
-                let placeholder = ExitStatus::Code(-1);
                 let policy = self.policy;
-                let decision = policy::after_exit(
-                    &policy,
-                    &job.def,
-                    placeholder,
-                    (now, now),
-                    true,
-                    job.rapid_exits,
-                );
-                job.rapid_exits = decision.rapid_exits;
-                job.phase = match decision.after {
-                    AfterExit::RestartAt(t) => {
-                        let stable = job.def.stable_millis.unwrap_or(policy.rapid_restart_millis);
-                        let delay = t.millis_since(now);
-                        out.log(
-                            Level::Info,
-                            messages::restarting_in(&job.def.name, stable, delay),
-                        );
-                        Phase::waiting(t)
-                    }
-                    AfterExit::Done(why) => Phase::Done(why),
-                    AfterExit::GiveUp => {
-                        out.log(
-                            Level::Warning,
-                            messages::giving_up(&job.def.name, job.rapid_exits),
-                        );
-                        Phase::Failed
-                    }
-                };
+                job.phase = after_failed_start(&policy, job, now, out);
+                if let Phase::Waiting { until, .. } = job.phase {
+                    let stable = job.def.stable_millis.unwrap_or(policy.rapid_restart_millis);
+                    let delay = until.millis_since(now);
+                    out.log(
+                        Level::Info,
+                        messages::restarting_in(&job.def.name, stable, delay),
+                    );
+                }
             }
         }
     }
@@ -537,6 +502,34 @@ pub(super) fn after_met(def: &Job, ready: Option<&HashSet<&str>>) -> bool {
 /// kill grace.
 pub(super) fn stop_timeout(policy: &Policy, def: &Job) -> u64 {
     def.stop_timeout_millis.unwrap_or(policy.kill_after_millis)
+}
+
+/// What follows a start that failed (the job could not be forked as
+/// defined, or was not ready in time): an immediate exit under the
+/// restart policy, counted as a rapid exit; a give-up is logged.
+fn after_failed_start(policy: &Policy, job: &mut JobState, now: Mono, out: &mut Actions) -> Phase {
+    job.start_failed = true;
+    let placeholder = ExitStatus::Code(-1);
+    let decision = policy::after_exit(
+        policy,
+        &job.def,
+        placeholder,
+        (now, now),
+        true,
+        job.rapid_exits,
+    );
+    job.rapid_exits = decision.rapid_exits;
+    match decision.after {
+        AfterExit::RestartAt(t) => Phase::waiting(t),
+        AfterExit::Done(why) => Phase::Done(why),
+        AfterExit::GiveUp => {
+            out.log(
+                Level::Warning,
+                messages::giving_up(&job.def.name, job.rapid_exits),
+            );
+            Phase::Failed
+        }
+    }
 }
 
 /// What the restart rule says of a job's own exit, logged; counts the
