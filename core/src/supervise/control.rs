@@ -74,13 +74,8 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let named = |j: &&JobState| job.is_none_or(|name| j.def.name == name);
-        let jobs: Vec<_> = self
-            .jobs
-            .iter()
-            .filter(named)
-            .map(|j| self.status_of(j, now))
-            .collect();
+        let named = |j: &JobState| job.is_none_or(|name| j.def.name == name);
+        let jobs = self.statuses_of(named, now);
         match job {
             Some(name) if jobs.is_empty() => {
                 out.reply(Some(reply), false, messages::unknown_job_reply(name))

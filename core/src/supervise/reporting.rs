@@ -11,22 +11,30 @@ use crate::time::Mono;
 impl Supervisor {
     /// Every job's status at `now`, in start order (for metrics).
     pub fn statuses(&self, now: Mono) -> Vec<JobStatus> {
-        self.jobs.iter().map(|j| self.status_of(j, now)).collect()
+        self.statuses_of(|_| true, now)
     }
 
-    /// A job's status, with the job it waits for when `after` holds it.
-    pub(super) fn status_of(&self, job: &JobState, now: Mono) -> JobStatus {
-        let mut status = job_status(job, now);
-        if matches!(job.phase, Phase::Waiting { .. }) && !job.def.after.is_empty() {
-            let ready = self.ready_jobs();
-            status.waiting_for = job
-                .def
-                .after
-                .iter()
-                .find(|name| ready.as_ref().is_some_and(|r| !r.contains(name.as_str())))
-                .cloned();
-        }
-        status
+    /// The status of the jobs `wanted` picks, with the job each waits for
+    /// when `after` holds it (the ready set is computed once).
+    pub(super) fn statuses_of(
+        &self,
+        wanted: impl Fn(&JobState) -> bool,
+        now: Mono,
+    ) -> Vec<JobStatus> {
+        let ready = self.ready_jobs();
+        let status_of = |job: &JobState| {
+            let mut status = job_status(job, now);
+            if let (Phase::Waiting { .. }, Some(ready)) = (job.phase, &ready) {
+                let unready = |name: &&String| !ready.contains(name.as_str());
+                status.waiting_for = job.def.after.iter().find(unready).cloned();
+            }
+            status
+        };
+        self.jobs
+            .iter()
+            .filter(|j| wanted(j))
+            .map(status_of)
+            .collect()
     }
 
     /// What the status report lists at `now`: the jobs that are restarted
