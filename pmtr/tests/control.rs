@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{
     proc_status, skip_if, stubborn, text, wait_until, Pmtr, Sandbox, CLIENT_DEADLINE, GUARD,
-    PMTR_CTL, SHORT, TEST_TIMES, TEST_TIMES_VARIABLE,
+    PMTR_CTL, SHORT,
 };
 use crate::start::is_root;
 
@@ -434,13 +434,10 @@ fn restart_of_a_job_being_removed_is_refused_like_the_log_says() {
     let sandbox = Sandbox::new();
     let (cmd, ignoring) = stubborn(&sandbox, "stubborn");
     // A kill grace longer than the test: the job stays "stopping".
-    let times = format!("{TEST_TIMES},kill_after=600000");
-    let mut pmtr = Pmtr::start_env(
+    let mut pmtr = Pmtr::start_with_times(
         &sandbox,
         &format!("job {{\n name stubborn\n cmd {cmd}\n}}\n"),
-        &[],
-        None,
-        &[(TEST_TIMES_VARIABLE, &times)],
+        "kill_after=600000",
     );
     pmtr.expect_started("stubborn", 1, SHORT);
     assert!(wait_until(SHORT, || ignoring.exists()));

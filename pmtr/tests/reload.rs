@@ -5,8 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    alive, stubborn, wait_until, Pmtr, Sandbox, Signal, GUARD, RAPID_RESTART, SHORT, TEST_TIMES,
-    TEST_TIMES_VARIABLE,
+    alive, stubborn, wait_until, Pmtr, Sandbox, Signal, GUARD, RAPID_RESTART, SHORT,
 };
 
 fn job(name: &str, cmd: &str) -> String {
@@ -208,13 +207,10 @@ fn a_changed_job_restarts_at_once_and_a_deleted_one_stays_down() {
 fn a_reload_during_the_guard_starts_a_changed_job_at_once() {
     let sandbox = Sandbox::new();
     // A guard longer than the wait below: only the reload can start it.
-    let times = format!("{TEST_TIMES},rapid_restart=600000");
-    let pmtr = Pmtr::start_env(
+    let pmtr = Pmtr::start_with_times(
         &sandbox,
         &job("flaky", "/bin/false"),
-        &[],
-        None,
-        &[(TEST_TIMES_VARIABLE, &times)],
+        "rapid_restart=600000",
     );
     pmtr.expect("restarting it in 600 sec", SHORT);
     std::fs::write(&pmtr.config, job("flaky", "/bin/sleep 1000")).unwrap();
@@ -230,14 +226,7 @@ fn a_reload_while_a_job_is_still_stopping_uses_the_latest_definition() {
     let sandbox = Sandbox::new();
     let (stubborn, ignoring) = stubborn(&sandbox, "s");
     // Grace enough for the second save to come while the job stops.
-    let times = format!("{TEST_TIMES},kill_after=3000");
-    let pmtr = Pmtr::start_env(
-        &sandbox,
-        &job("s", &stubborn),
-        &[],
-        None,
-        &[(TEST_TIMES_VARIABLE, &times)],
-    );
+    let pmtr = Pmtr::start_with_times(&sandbox, &job("s", &stubborn), "kill_after=3000");
     let first = pmtr.expect_started("s", 1, SHORT);
     assert!(wait_until(SHORT, || ignoring.exists()));
     std::fs::write(&pmtr.config, job("s", "/bin/sleep 1001")).unwrap();

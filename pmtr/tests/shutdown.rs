@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    alive, stubborn, wait_until, Pmtr, Sandbox, Signal, GUARD, KILL_AFTER, SHORT, TEST_TIMES,
-    TEST_TIMES_VARIABLE,
+    alive, stubborn, wait_until, Pmtr, Sandbox, Signal, GUARD, KILL_AFTER, SHORT,
 };
 
 #[test]
@@ -107,15 +106,9 @@ fn a_second_sigterm_kills_at_once() {
     let sandbox = Sandbox::new();
     // A grace far longer than the wait below: only the second SIGTERM can
     // end pmtr in time.
-    let times = format!("{TEST_TIMES},kill_after=600000");
     let (cmd, ignoring) = stubborn(&sandbox, "stubborn");
-    let mut pmtr = Pmtr::start_env(
-        &sandbox,
-        &format!("job {{\n name stubborn\n cmd {cmd}\n}}\n"),
-        &[],
-        None,
-        &[(TEST_TIMES_VARIABLE, &times)],
-    );
+    let text = format!("job {{\n name stubborn\n cmd {cmd}\n}}\n");
+    let mut pmtr = Pmtr::start_with_times(&sandbox, &text, "kill_after=600000");
     let pid = pmtr.expect_started("stubborn", 1, SHORT);
     assert!(wait_until(SHORT, || ignoring.exists()));
     pmtr.signal(Signal::SIGTERM);
@@ -170,8 +163,7 @@ fn a_job_is_stopped_with_its_own_signal_and_timeout() {
         quit.display()
     );
     // A long default grace: only the job's own timeout can end it in time.
-    let times = format!("{TEST_TIMES},kill_after=600000");
-    let mut pmtr = Pmtr::start_env(&sandbox, &text, &[], None, &[(TEST_TIMES_VARIABLE, &times)]);
+    let mut pmtr = Pmtr::start_with_times(&sandbox, &text, "kill_after=600000");
     let nginx = pmtr.expect_started("nginx", 1, SHORT);
     let pid = pmtr.expect_started("stubborn", 1, SHORT);
     assert!(wait_until(SHORT, || ignoring.exists()));

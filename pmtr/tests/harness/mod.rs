@@ -170,6 +170,13 @@ impl Pmtr {
         Pmtr::start_env(sandbox, text, args, wrapper, &[])
     }
 
+    /// As `start`, with some of `TEST_TIMES` overridden (`kill_after=600000`):
+    /// a rule set far longer than a test keeps it out of the way.
+    pub fn start_with_times(sandbox: &Sandbox, text: &str, times: &str) -> Pmtr {
+        let times = format!("{TEST_TIMES},{times}");
+        Pmtr::start_env(sandbox, text, &[], None, &[(TEST_TIMES_VARIABLE, &times)])
+    }
+
     /// As `start_with`, with extra environment variables for pmtr.
     pub fn start_env(
         sandbox: &Sandbox,
