@@ -40,15 +40,8 @@ fn wait_gates_later_jobs_and_once_is_not_restarted() {
     );
     pmtr.expect("pausing for job setup to finish", SHORT);
     let web = pmtr.expect_started("web", 1, SHORT);
-    let lines = pmtr.lines();
-    let exited = lines
-        .iter()
-        .position(|l| l.contains("job setup ["))
-        .unwrap();
-    let started = lines
-        .iter()
-        .position(|l| l.contains("started job web"))
-        .unwrap();
+    let exited = pmtr.first_line(|l| l.contains("job setup [")).unwrap();
+    let started = pmtr.first_line(|l| l.contains("started job web")).unwrap();
     assert!(exited < started, "{}", pmtr.transcript());
     // web found the flag: it runs, it did not exit (an absence, watched
     // for a moment).
@@ -254,15 +247,8 @@ fn a_job_after_another_starts_once_that_one_runs() {
     assert!(table.contains("waiting for db"), "{table}");
     assert_eq!(sandbox.ctl(&["enable", "db"]).status.code(), Some(0));
     pmtr.expect_started("web", 1, SHORT);
-    let lines = pmtr.lines();
-    let db = lines
-        .iter()
-        .position(|l| l.contains("started job db"))
-        .unwrap();
-    let web = lines
-        .iter()
-        .position(|l| l.contains("started job web"))
-        .unwrap();
+    let db = pmtr.first_line(|l| l.contains("started job db")).unwrap();
+    let web = pmtr.first_line(|l| l.contains("started job web")).unwrap();
     assert!(db < web, "{}", pmtr.transcript());
 }
 
@@ -279,11 +265,8 @@ fn after_waits_for_a_ready_file() {
     let pmtr = Pmtr::start(&sandbox, &text);
     let db = pmtr.expect_started("db", 1, SHORT);
     pmtr.expect_started("web", 1, SHORT);
-    let lines = pmtr.lines();
-    let ready = lines
-        .iter()
-        .position(|l| l.ends_with(&format!("job db [{db}] is ready")));
-    let web = lines.iter().position(|l| l.contains("started job web"));
+    let ready = pmtr.first_line(|l| l.ends_with(&format!("job db [{db}] is ready")));
+    let web = pmtr.first_line(|l| l.contains("started job web"));
     assert!(ready.is_some() && ready < web, "{}", pmtr.transcript());
     assert!(sandbox.path("up").exists());
 }
@@ -302,10 +285,7 @@ fn after_waits_for_a_tcp_port() {
     let pmtr = Pmtr::start(&sandbox, &text);
     let db = pmtr.expect_started("db", 1, SHORT);
     pmtr.expect_started("web", 1, SHORT);
-    let lines = pmtr.lines();
-    let ready = lines
-        .iter()
-        .position(|l| l.ends_with(&format!("job db [{db}] is ready")));
-    let web = lines.iter().position(|l| l.contains("started job web"));
+    let ready = pmtr.first_line(|l| l.ends_with(&format!("job db [{db}] is ready")));
+    let web = pmtr.first_line(|l| l.contains("started job web"));
     assert!(ready.is_some() && ready < web, "{}", pmtr.transcript());
 }

@@ -273,6 +273,12 @@ impl Pmtr {
         }
     }
 
+    /// The index of the first log line `matches` accepts: for checking the
+    /// order of two events.
+    pub fn first_line(&self, matches: impl Fn(&str) -> bool) -> Option<usize> {
+        self.lines().iter().position(|l| matches(l))
+    }
+
     /// Waits for a line containing `needle` and returns it.
     pub fn expect(&self, needle: &str, timeout: Duration) -> String {
         self.expect_count(needle, 1, timeout);
