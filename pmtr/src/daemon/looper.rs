@@ -202,14 +202,14 @@ impl Daemon {
     /// ends while the batch is handled leaves a token its owner no longer
     /// holds: the events after find nobody, even if the fd is reused.
     fn dispatch(&mut self, sources: &[(Source, Token)]) {
-        let pass = |wanted: &[Source]| -> Vec<(Source, Token)> {
-            let wanted = |(source, _): &&(Source, Token)| wanted.contains(source);
-            sources.iter().filter(wanted).copied().collect()
+        let pass = |wanted: &'static [Source]| {
+            let wanted = move |(source, _): &&(Source, Token)| wanted.contains(source);
+            sources.iter().filter(wanted).copied()
         };
-        if !pass(&[Source::Signals]).is_empty() {
+        if pass(&[Source::Signals]).next().is_some() {
             self.read_signals();
         }
-        if !pass(&[Source::Watcher]).is_empty() {
+        if pass(&[Source::Watcher]).next().is_some() {
             for touched in self.watcher.read() {
                 self.apply(match touched {
                     Touched::Config => Event::ConfigTouched,
@@ -217,12 +217,12 @@ impl Daemon {
                 });
             }
         }
-        let network = [
+        let network = &[
             Source::ControlListener,
             Source::ControlClient,
             Source::UdpListener,
         ];
-        for (source, token) in pass(&network) {
+        for (source, token) in pass(network) {
             match source {
                 Source::UdpListener => self.receive_control(),
                 _ => self.serve(source, token),
@@ -355,7 +355,10 @@ impl Daemon {
             ReplyToken(last)
         });
         self.last_token = last;
-        let replies = events.into_iter().map(|event| self.ask(event)).collect();
+        let replies = events
+            .into_iter()
+            .map(|(token, event)| self.ask(token, event))
+            .collect();
         let responses = match requests::outcome(request, replies) {
             Outcome::Respond(responses) => responses,
             Outcome::Logs { job, lines, follow } => {
@@ -379,21 +382,14 @@ impl Daemon {
         }
     }
 
-    /// Applies a control request's event; the core's answer to it.
-    fn ask(&mut self, event: Event) -> Option<Reply> {
-        let token = match &event {
-            Event::Status { reply, .. } | Event::Logs { reply, .. } => Some(*reply),
-            Event::SetEnabled { reply, .. }
-            | Event::Restart { reply, .. }
-            | Event::ReloadRequested { reply } => *reply,
-            _ => None,
-        };
+    /// Applies a control request's event; the core's answer to `token`.
+    fn ask(&mut self, token: ReplyToken, event: Event) -> Option<Reply> {
         self.replies.clear();
         self.apply(event);
         let replies = std::mem::take(&mut self.replies);
         replies
             .into_iter()
-            .find_map(|(t, reply)| (Some(t) == token).then_some(reply))
+            .find_map(|(t, reply)| (t == token).then_some(reply))
     }
 
     /// Control datagrams: each passing request becomes an event.

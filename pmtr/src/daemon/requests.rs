@@ -17,31 +17,42 @@ pub enum Outcome {
     },
 }
 
-/// The events `request` becomes, each with a token from `mint`.
-pub fn events(request: &Request, mut mint: impl FnMut() -> ReplyToken) -> Vec<Event> {
-    let each = |jobs: &[String],
-                mint: &mut dyn FnMut() -> ReplyToken,
-                make: &dyn Fn(String, ReplyToken) -> Event| {
-        jobs.iter().map(|name| make(name.clone(), mint())).collect()
+/// The events `request` becomes, each with the token from `mint` it
+/// carries (the core's reply names it).
+pub fn events(request: &Request, mut mint: impl FnMut() -> ReplyToken) -> Vec<(ReplyToken, Event)> {
+    let mut asked = |make: &dyn Fn(ReplyToken) -> Event| {
+        let token = mint();
+        (token, make(token))
     };
     match request {
-        Request::Status { job } => vec![Event::Status {
+        Request::Status { job } => vec![asked(&|reply| Event::Status {
             job: job.clone(),
-            reply: mint(),
-        }],
-        Request::Enable { jobs } => each(jobs, &mut mint, &|name, token| set(name, true, token)),
-        Request::Disable { jobs } => each(jobs, &mut mint, &|name, token| set(name, false, token)),
-        Request::Restart { jobs } => each(jobs, &mut mint, &|name, token| Event::Restart {
-            name,
+            reply,
+        })],
+        Request::Enable { jobs } => jobs
+            .iter()
+            .map(|name| asked(&|token| set(name.clone(), true, token)))
+            .collect(),
+        Request::Disable { jobs } => jobs
+            .iter()
+            .map(|name| asked(&|token| set(name.clone(), false, token)))
+            .collect(),
+        Request::Restart { jobs } => jobs
+            .iter()
+            .map(|name| {
+                asked(&|token| Event::Restart {
+                    name: name.clone(),
+                    reply: Some(token),
+                })
+            })
+            .collect(),
+        Request::Reload => vec![asked(&|token| Event::ReloadRequested {
             reply: Some(token),
-        }),
-        Request::Reload => vec![Event::ReloadRequested {
-            reply: Some(mint()),
-        }],
-        Request::Logs { job, .. } => vec![Event::Logs {
+        })],
+        Request::Logs { job, .. } => vec![asked(&|reply| Event::Logs {
             job: job.clone(),
-            reply: mint(),
-        }],
+            reply,
+        })],
     }
 }
 
@@ -126,8 +137,8 @@ mod tests {
         assert_eq!(
             events,
             [
-                set("a".into(), false, ReplyToken(1)),
-                set("ghost".into(), false, ReplyToken(2))
+                (ReplyToken(1), set("a".into(), false, ReplyToken(1))),
+                (ReplyToken(2), set("ghost".into(), false, ReplyToken(2)))
             ]
         );
         let replies = vec![
