@@ -276,3 +276,27 @@ fn the_shipped_examples_check() {
         );
     }
 }
+
+/// The new options' bad input, through `pmtr -t`: each error at its
+/// FILE:LINE:COL, with the hint.
+#[test]
+fn bad_values_of_the_newer_options_are_reported_where_they_are() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.write(
+        "bad.conf",
+        "job {\n name a\n cmd /bin/true\n restart allways\n backoff 5s 1s\n stop signal TREM\n give up after 0\n ready fiel x\n}\n",
+    );
+    let output = sandbox.pmtr(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let path = conf.display();
+    for expected in [
+        format!("{path}:4:10: error: restart: `allways` is not always, on-failure or never; did you mean `always`?"),
+        format!("{path}:5:13: error: backoff: MAX `1s` is below INITIAL `5s`"),
+        format!("{path}:6:14: error: stop signal: `TREM` is not one of TERM, INT, QUIT, HUP, USR1, USR2, KILL, WINCH; did you mean `TERM`?"),
+        format!("{path}:7:16: error: give up after: `0` is not a count from 1 to 1000000"),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}\n{stderr}");
+    }
+    assert!(stderr.contains("did you mean `file`?"), "{stderr}");
+}
