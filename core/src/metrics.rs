@@ -64,6 +64,23 @@ pub fn render(jobs: &[JobStatus], wall_offset_secs: f64) -> String {
             }
         }
     }
+    // Only jobs whose health checks have answered: no series is better
+    // than a guess.
+    let _ = writeln!(
+        out,
+        "# HELP pmtr_job_healthy 1 if the job's last health check passed, 0 if it failed."
+    );
+    let _ = writeln!(out, "# TYPE pmtr_job_healthy gauge");
+    for job in jobs {
+        if let Some(healthy) = job.healthy {
+            let name = escape(&job.name);
+            let _ = writeln!(
+                out,
+                "pmtr_job_healthy{{job=\"{name}\"}} {}",
+                u8::from(healthy)
+            );
+        }
+    }
     // One series per job, for the state it is in (as `pmtr-ctl status
     // --json` names it): `pmtr_job_state{state="failed"} == 1` alerts.
     let _ = writeln!(out, "# HELP pmtr_job_state 1 for the state the job is in.");
@@ -110,6 +127,10 @@ mod tests {
             }),
             started,
             waiting_for: None,
+            healthy: None,
+            health_failures: 0,
+            check_output: None,
+            notify_status: None,
         }
     }
 

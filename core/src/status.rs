@@ -99,10 +99,26 @@ pub struct JobStatus {
     /// The job named in `after` that holds this one back (SPEC 11.3).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub waiting_for: Option<String>,
+    /// The verdict of the health checks, once one has answered (SPEC 11.4).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub healthy: Option<bool>,
+    /// Health checks failed in a row.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub health_failures: u32,
+    /// The last line of the last readiness or health check's output.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub check_output: Option<String>,
+    /// The job's last sd_notify `STATUS=` text.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub notify_status: Option<String>,
     /// When the running instance started, on pmtr's monotonic clock (not
     /// sent: for metrics, which turn it into wall-clock time).
     #[serde(skip)]
     pub started: Option<Mono>,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// A duration as operators read it: `3d 4h 1m 9s`, leading zero units
@@ -161,6 +177,10 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
         restarts: job.restarts(),
         started: running.map(|r| r.started),
         waiting_for: None,
+        healthy: running.and_then(|r| r.healthy()),
+        health_failures: running.map_or(0, |r| r.failures),
+        check_output: job.check_output.clone(),
+        notify_status: job.notify_status.clone(),
         last_exit: job.last_exit.map(|status| match status {
             ExitStatus::Code(code) => LastExit {
                 code: Some(code),
@@ -299,6 +319,10 @@ mod tests {
             }),
             started: None,
             waiting_for: None,
+            healthy: None,
+            health_failures: 0,
+            check_output: None,
+            notify_status: None,
         };
         assert_eq!(
             serde_json::to_string(&status).unwrap(),

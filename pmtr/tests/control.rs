@@ -43,7 +43,15 @@ fn status_shows_a_table_and_stable_json() {
     }
     assert_eq!(
         columns(lines[0]),
-        ["JOB", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"]
+        [
+            "JOB",
+            "STATE",
+            "PID",
+            "UPTIME",
+            "RESTARTS",
+            "LAST EXIT",
+            "NOTE"
+        ]
     );
     assert_eq!(
         columns(lines[1])[..3],

@@ -1,6 +1,7 @@
 //! The configuration language of `pmtr.conf`: text in, a validated
 //! [`Config`] or every error of the file out. Pure: no syscalls.
 
+mod checks;
 mod diagnostic;
 mod docs;
 mod lex;
@@ -13,10 +14,11 @@ mod values;
 pub use diagnostic::{render_all, Diagnostic, Location, Severity};
 pub use docs::reference_markdown;
 pub use model::{
-    Config, CpuSet, EnvVar, Globals, Job, Limit, Origin, Output, Readiness, Resource,
-    RestartPolicy, StopSignal, UdpEndpoint, Ulimit,
+    Config, CpuSet, EnvVar, Globals, Health, HealthCheck, Job, Limit, Origin, Output, Readiness,
+    Resource, RestartPolicy, StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
+pub use values::duration_millis;
 
 /// Parses and validates a whole configuration file. On failure, returns
 /// every error found, in file order.

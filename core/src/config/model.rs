@@ -92,6 +92,29 @@ pub struct Job {
     pub ready: Readiness,
     /// `ready timeout`, milliseconds; `None`: 60 s.
     pub ready_timeout_millis: Option<u64>,
+    /// `health ...` (SPEC 11.4): how pmtr tells that a ready job still works.
+    pub health: Health,
+}
+
+impl Job {
+    /// The definition without the readiness and health settings, which a
+    /// reload applies to a running job without restarting it (SPEC 11.3,
+    /// 11.4): two jobs equal here differ only in how they are watched.
+    pub fn without_checks(&self) -> Job {
+        Job {
+            after: Vec::new(),
+            ready: Readiness::Started,
+            ready_timeout_millis: None,
+            health: Health::default(),
+            ..self.clone()
+        }
+    }
+
+    /// True when the job talks to pmtr by the sd_notify protocol and so
+    /// gets `NOTIFY_SOCKET`.
+    pub fn uses_notify(&self) -> bool {
+        self.ready == Readiness::Notify || self.health.watchdog_millis.is_some()
+    }
 }
 
 /// When a job is ready (SPEC 11.3), for `after` and `pmtr-ctl status`.
@@ -104,6 +127,55 @@ pub enum Readiness {
     File(String),
     /// Once a TCP connection to this address succeeds.
     Tcp(std::net::SocketAddr),
+    /// Once the job sends `READY=1` by the sd_notify protocol.
+    Notify,
+    /// Once this command (`argv`, `argv[0]` absolute) exits 0, run as the
+    /// job's user, in its `dir`, with its `env`.
+    Cmd(Vec<String>),
+}
+
+/// `health ...` (SPEC 11.4). Checks run only with a `check`; the watchdog
+/// works with or without one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub check: Option<HealthCheck>,
+    /// `health every`, milliseconds; `None`: 30 s.
+    pub every_millis: Option<u64>,
+    /// `health timeout`, milliseconds; `None`: 10 s.
+    pub timeout_millis: Option<u64>,
+    /// `health retries`: failed checks in a row that restart the job;
+    /// `None`: 3.
+    pub retries: Option<u32>,
+    /// `health watchdog`, milliseconds: the job must send `WATCHDOG=1` at
+    /// least this often.
+    pub watchdog_millis: Option<u64>,
+}
+
+/// What a health check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// Run this command (like `ready cmd`); healthy when it exits 0.
+    Cmd(Vec<String>),
+    /// Healthy when a TCP connection to this address succeeds.
+    Tcp(std::net::SocketAddr),
+}
+
+impl Health {
+    pub const EVERY_MILLIS: u64 = 30_000;
+    pub const TIMEOUT_MILLIS: u64 = 10_000;
+    pub const RETRIES: u32 = 3;
+
+    pub fn every(&self) -> u64 {
+        self.every_millis.unwrap_or(Health::EVERY_MILLIS)
+    }
+
+    pub fn timeout(&self) -> u64 {
+        self.timeout_millis.unwrap_or(Health::TIMEOUT_MILLIS)
+    }
+
+    pub fn retries(&self) -> u32 {
+        self.retries.unwrap_or(Health::RETRIES)
+    }
 }
 
 /// `stop signal NAME` (SPEC 11.2): what pmtr sends to stop a job; SIGKILL

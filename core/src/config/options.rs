@@ -6,9 +6,9 @@
 use super::diagnostic::Diagnostic;
 use super::lex::Word;
 use super::model::{
-    EnvVar, Globals, Job, Limit, Output, Readiness, Resource, RestartPolicy, StopSignal, Ulimit,
+    EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, StopSignal, Ulimit,
 };
-use super::values;
+use super::{checks, values};
 
 /// The shape of what follows an option's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,11 +394,20 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     OptionDef {
         name: "ready",
         syntax: Syntax::RestOfLine,
-        usage: "ready file PATH | ready tcp [HOST:]PORT | ready timeout DURATION",
+        usage: "ready notify | ready file PATH | ready tcp [HOST:]PORT | ready cmd /PATH [ARG...] | ready timeout DURATION",
         default: "ready once started; timeout 60s",
-        doc: "When the job counts as ready, for `after` and `pmtr-ctl status`: `file PATH` once PATH exists (relative: under `dir`); `tcp [HOST:]PORT` once a connection succeeds (HOST an IP address, default 127.0.0.1); checked from 50 ms to 1 s apart, never blocking pmtr. Not ready within the timeout is a failed start: logged, stopped, and the restart policy applies. One line each.",
+        doc: "When the job counts as ready, for `after`, `pmtr-ctl wait` and `status`: `notify` once it sends `READY=1` by the sd_notify protocol (pmtr sets `NOTIFY_SOCKET`); `file PATH` once PATH exists (relative: under `dir`); `tcp [HOST:]PORT` once a connection succeeds (HOST an IP address, default 127.0.0.1); `cmd` once the command exits 0 (run as the job's user, in its `dir`, with its `env`). Checks are 50 ms to 1 s apart and never block pmtr. Not ready within the timeout is a failed start: logged, stopped, and the restart policy applies. One line each; a reload that changes only these lines does not restart a running job.",
         repeatable: true,
-        apply: apply_ready,
+        apply: checks::apply_ready,
+    },
+    OptionDef {
+        name: "health",
+        syntax: Syntax::RestOfLine,
+        usage: "health cmd /PATH [ARG...] | health tcp [HOST:]PORT | health every DURATION | health timeout DURATION | health retries N | health watchdog DURATION",
+        default: "no checks; every 30s, timeout 10s, retries 3",
+        doc: "Whether a ready job still works: `cmd` (exits 0) or `tcp` (connects), run `every` DURATION from the end of the previous check, killed and failed after `timeout`; `retries` failed checks in a row restart the job, logged with the check's last output line. `watchdog DURATION`: the job must send `WATCHDOG=1` (sd_notify) at least this often once ready, or it is restarted. One line each; a reload that changes only these lines does not restart a running job.",
+        repeatable: true,
+        apply: checks::apply_health,
     },
     OptionDef {
         name: "depends",
@@ -486,7 +495,7 @@ pub fn nearest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
         .map(|(_, candidate)| candidate)
 }
 
-fn error(word: &Word<'_>, message: impl Into<String>) -> Diagnostic {
+pub(super) fn error(word: &Word<'_>, message: impl Into<String>) -> Diagnostic {
     Diagnostic::error(word.at, word.width, message)
 }
 
@@ -519,36 +528,6 @@ fn output(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<Output> {
         return Some(Output::Syslog);
     }
     path(word, errors).map(Output::File)
-}
-
-fn apply_ready(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
-    let usage = "write `ready file PATH`, `ready tcp [HOST:]PORT` or `ready timeout DURATION`";
-    let [what, value] = words else {
-        errors.push(error(words[words.len() - 1], usage));
-        return;
-    };
-    match what.text.as_ref() {
-        "file" | "tcp" if job.ready != Readiness::Started => {
-            errors.push(error(what, "`ready` is given twice"))
-        }
-        "file" => job.ready = Readiness::File(value.text.to_string()),
-        "tcp" => match values::tcp_address(&value.text) {
-            Ok(address) => job.ready = Readiness::Tcp(address),
-            Err(message) => errors.push(error(value, format!("ready tcp: {message}"))),
-        },
-        "timeout" => match values::duration_millis(&value.text) {
-            Ok(_) if job.ready_timeout_millis.is_some() => {
-                errors.push(error(what, "`ready timeout` is given twice"))
-            }
-            Ok(millis) => job.ready_timeout_millis = Some(millis),
-            Err(message) => errors.push(error(value, format!("ready timeout: {message}"))),
-        },
-        other => {
-            let hint = nearest(other, ["file", "tcp", "timeout"])
-                .map_or(String::new(), |near| format!("; did you mean `{near}`?"));
-            errors.push(error(what, format!("{usage}{hint}")));
-        }
-    }
 }
 
 fn apply_stop(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
@@ -634,7 +613,9 @@ fn apply_ulimits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic
 mod tests {
     //! One test per option and statement, through the whole parser, so
     //! that each definition is checked as an operator would write it.
-    use super::super::{parse, Config, CpuSet, Limit, Output, Resource, UdpEndpoint, Ulimit};
+    use super::super::{
+        parse, Config, CpuSet, HealthCheck, Limit, Output, Readiness, Resource, UdpEndpoint, Ulimit,
+    };
     use super::*;
 
     fn job_with(options: &str) -> Job {
@@ -891,6 +872,53 @@ mod tests {
         assert!(job_error("ready tcp 70000").contains("port"));
         assert!(job_error("ready file a\n ready file b").contains("given twice"));
         assert!(job_error("ready timeout 0s").contains("more than 0"));
+        assert_eq!(job_with("ready notify").ready, Readiness::Notify);
+        assert_eq!(
+            job_with("ready cmd /bin/pg_isready -q").ready,
+            Readiness::Cmd(vec!["/bin/pg_isready".into(), "-q".into()])
+        );
+        assert!(job_error("ready cmd pg_isready").contains("absolute path"));
+        assert!(job_error("ready notify now").contains("takes no value"));
+        assert!(job_error("ready notify\n ready tcp 80").contains("`ready` is given twice"));
+        assert!(job_error("ready notfy").contains("did you mean `notify`?"));
+    }
+
+    /// SPEC 11.4: every `health` line, its defaults and its errors.
+    #[test]
+    fn health_options() {
+        let job = job_with(
+            "health cmd /usr/bin/curl -sf http://127.0.0.1/\n health every 5s\n health timeout 2s\n health retries 5\n health watchdog 1m",
+        );
+        let health = &job.health;
+        assert_eq!(
+            health.check,
+            Some(HealthCheck::Cmd(vec![
+                "/usr/bin/curl".into(),
+                "-sf".into(),
+                "http://127.0.0.1/".into()
+            ]))
+        );
+        assert_eq!((health.every(), health.timeout()), (5_000, 2_000));
+        assert_eq!(health.retries(), 5);
+        assert_eq!(health.watchdog_millis, Some(60_000));
+        let default = job_with("health tcp 8080").health;
+        assert_eq!(
+            default.check,
+            Some(HealthCheck::Tcp("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            (default.every(), default.timeout(), default.retries()),
+            (30_000, 10_000, 3)
+        );
+        assert!(job_error("health every 0s").contains("more than 0"));
+        assert!(job_error("health retries 0").contains("not a count from 1"));
+        assert!(job_error("health retries many").contains("not a count"));
+        assert!(job_error("health evry 5s").contains("did you mean `every`?"));
+        assert!(job_error("health cmd curl").contains("absolute path"));
+        assert!(job_error("health tcp 80\n health cmd /bin/true").contains("given twice"));
+        assert!(job_error("health every").contains("needs a value"));
+        assert!(job_error("health every 1s 2s").contains("takes one value"));
+        assert!(job_error("health watchdog 5").contains("no time unit"));
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub enum Request {
         lines: usize,
         follow: bool,
     },
+    /// Answered once every job named is ready, one has failed, or
+    /// `timeout_millis` has passed.
+    Wait {
+        jobs: Vec<String>,
+        timeout_millis: Option<u64>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +72,13 @@ impl Request {
             Request::Disable { jobs } => format!("disable {}", jobs.join(" ")),
             Request::Restart { jobs } => format!("restart {}", jobs.join(" ")),
             Request::Reload => "reload".to_string(),
+            Request::Wait {
+                jobs,
+                timeout_millis,
+            } => match timeout_millis {
+                Some(millis) => format!("wait {millis}ms {}", jobs.join(" ")),
+                None => format!("wait - {}", jobs.join(" ")),
+            },
             Request::Logs { job, lines, follow } => {
                 format!("logs {job} {lines}{}", if *follow { " follow" } else { "" })
             }
@@ -109,6 +122,24 @@ impl Request {
                 })
             }
             "reload" => Request::Reload,
+            "wait" => {
+                let timeout = words.next().ok_or(RequestError::MissingName("wait"))?;
+                let timeout_millis = match timeout {
+                    "-" => None,
+                    millis => Some(
+                        millis
+                            .strip_suffix("ms")
+                            .and_then(|digits| digits.parse::<u64>().ok())
+                            .ok_or_else(|| {
+                                RequestError::Unexpected(millis.chars().take(40).collect())
+                            })?,
+                    ),
+                };
+                return Ok(Request::Wait {
+                    jobs: names(words, "wait")?,
+                    timeout_millis,
+                });
+            }
             "logs" => {
                 let job = words
                     .next()
@@ -273,6 +304,10 @@ mod tests {
                     last_exit: None,
                     started: None,
                     waiting_for: None,
+                    healthy: Some(false),
+                    health_failures: 2,
+                    check_output: Some("curl: (7) Failed to connect".into()),
+                    notify_status: None,
                 }],
             },
             Response::Done {

@@ -4,4 +4,5 @@
 pub mod auth;
 pub mod control;
 pub mod local;
+pub mod notify;
 pub mod report;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::config::{Config, Globals, Job};
+use crate::proto::notify::Notice;
 use crate::status::JobStatus;
 
 /// A process id, as the kernel gives it.
@@ -146,11 +147,25 @@ pub enum Event {
         name: String,
         reply: Option<ReplyToken>,
     },
-    /// Answer to [`Action::CheckReady`].
-    ReadyChecked {
+    /// Answer to [`Action::Check`]: passed or not, and the last line the
+    /// check wrote (a command's output, or why it failed).
+    Checked {
         job: JobId,
         pid: Pid,
-        ready: bool,
+        ok: bool,
+        output: Option<String>,
+    },
+    /// A datagram on the notify socket from a process of group `pgid`.
+    Notified {
+        pgid: Pid,
+        notice: Notice,
+    },
+    /// `pmtr-ctl wait JOB...`: answered once every job named is ready,
+    /// one has failed, or `timeout_millis` has passed.
+    Wait {
+        jobs: Vec<String>,
+        timeout_millis: Option<u64>,
+        reply: ReplyToken,
     },
     /// `pmtr-ctl status [JOB]`: answered with [`Reply::Status`].
     Status {
@@ -165,13 +180,16 @@ pub enum Event {
     },
 }
 
-/// What a readiness check looks at.
+/// What a readiness or health check looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadyCheck {
+pub enum Check {
     /// Does this file (resolved) exist?
     File(String),
     /// Does a TCP connection to this address succeed?
     Tcp(std::net::SocketAddr),
+    /// Does this command exit 0, run as `def`'s user, in its `dir`, with
+    /// its `env`?
+    Cmd { def: Arc<Job>, argv: Arc<[String]> },
 }
 
 /// The core's answer to a control request.
@@ -228,13 +246,21 @@ pub enum Action {
     HashFiles {
         paths: Vec<String>,
     },
-    /// Check whether the job started as `pid` is ready yet; answer with
-    /// `ReadyChecked`.
-    CheckReady {
+    /// Run `check` for the job started as `pid` (at most one at a time
+    /// per job); answer with `Checked`.
+    Check {
         job: JobId,
         pid: Pid,
-        check: ReadyCheck,
+        check: Check,
     },
+    /// Abandon the job's check under way, if any (it timed out, or the
+    /// job stops): kill its command, close its socket, send no answer.
+    CancelCheck {
+        job: JobId,
+    },
+    /// Every enabled job is ready or has failed to become so: tell
+    /// systemd (`READY=1`). Sent once.
+    Ready,
     /// Send the status report (`Supervisor::report`) to every `report to`
     /// destination.
     SendReport,

@@ -135,6 +135,7 @@ impl Supervisor {
         let mut leaving = Vec::new();
         let mut stops = Vec::new();
         let mut overridden = Vec::new();
+        let mut rechecks = Vec::new();
         for change in changes {
             match change {
                 Change::Add(def) => {
@@ -159,6 +160,25 @@ impl Supervisor {
                     }
                     next.push(job);
                 }
+                Change::Recheck(def) => {
+                    let Some(mut job) = take(&def.name) else {
+                        continue;
+                    };
+                    if job.pending.is_some() || job.is_being_removed() {
+                        // On its way to another definition: this one follows.
+                        out.log(Level::Info, messages::job_changed(&def.name));
+                        if let Some(reason) = replace(&mut job, def, now) {
+                            stops.push((next.len(), reason));
+                        }
+                    } else {
+                        out.log(Level::Info, messages::job_rechecked(&def.name));
+                        if keep(&mut job) {
+                            overridden.push(next.len());
+                        }
+                        rechecks.push((next.len(), def));
+                    }
+                    next.push(job);
+                }
                 Change::Remove(name) => {
                     let Some(job) = take(&name) else { continue };
                     out.log(Level::Info, messages::job_removed(&name));
@@ -176,6 +196,9 @@ impl Supervisor {
         }
         for (index, reason) in stops {
             self.stop(index, reason, now, out);
+        }
+        for (index, def) in rechecks {
+            self.recheck(index, def, now, out);
         }
         for index in overridden {
             let enabled = !self.jobs[index].def.disabled;

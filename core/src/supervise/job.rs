@@ -30,6 +30,10 @@ pub struct JobState {
     /// Rapid exits in a row (runs shorter than `stable`), which the
     /// backoff grows with; a stable run resets it.
     pub rapid_exits: u32,
+    /// The last line of the last readiness or health check's output.
+    pub check_output: Option<String>,
+    /// The job's last `STATUS=` (sd_notify).
+    pub notify_status: Option<String>,
 }
 
 /// What a job is doing.
@@ -85,32 +89,104 @@ pub struct Run {
     pub setup_failed: bool,
     /// Ready by its `ready` option (at once without one).
     pub ready: bool,
-    /// When to check readiness next; `None` while a check is out or once
-    /// ready.
-    pub check_at: Option<Mono>,
-    /// The wait before the next check after a failed one: 50 ms doubling
-    /// to 1 s.
+    /// The job's one check: a readiness check until it is ready, a health
+    /// check after (SPEC 11.4: at most one at a time).
+    pub check: CheckState,
+    /// The wait before the next readiness check after a failed one: 50 ms
+    /// doubling to 1 s.
     pub check_delay_millis: u64,
+    /// Health checks failed in a row.
+    pub failures: u32,
+    /// A health check has answered since the job became ready.
+    pub checked: bool,
+    /// When the next `WATCHDOG=1` must have come by.
+    pub watchdog_due: Option<Mono>,
+    /// The job sent `STOPPING=1`: it is on its way out, so its checks and
+    /// watchdog no longer count.
+    pub stopping_announced: bool,
+}
+
+/// Where a job's check stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckState {
+    /// No check is due: none configured, or waiting for an event.
+    Idle,
+    /// The next check goes out at this time.
+    Due(Mono),
+    /// A check went out at this time and has not answered.
+    Out(Mono),
+}
+
+impl CheckState {
+    pub fn due(self) -> Option<Mono> {
+        match self {
+            CheckState::Due(at) => Some(at),
+            CheckState::Idle | CheckState::Out(_) => None,
+        }
+    }
 }
 
 impl Run {
     /// A group just forked, ready at once unless `def` says how to tell.
     pub fn new(pid: Pid, started: Mono, def: &Job) -> Run {
-        let ready = def.ready == Readiness::Started;
-        Run {
+        let mut run = Run {
             pid,
             started,
             setup_failed: false,
-            ready,
-            check_at: (!ready).then_some(started),
+            ready: false,
+            check: CheckState::Idle,
             check_delay_millis: FIRST_CHECK_DELAY_MILLIS,
+            failures: 0,
+            checked: false,
+            watchdog_due: None,
+            stopping_announced: false,
+        };
+        match def.ready {
+            Readiness::Started => run.become_ready(started, def),
+            Readiness::Notify => {}
+            Readiness::File(_) | Readiness::Tcp(_) | Readiness::Cmd(_) => {
+                run.check = CheckState::Due(started)
+            }
         }
+        run
+    }
+
+    /// The job is ready from `now`: its health checks and watchdog begin.
+    pub fn become_ready(&mut self, now: Mono, def: &Job) {
+        self.ready = true;
+        self.watch_health(now, def);
+    }
+
+    /// Starts (or starts over) the health checks and watchdog of a ready
+    /// job: the first check one `health every` from `now`.
+    pub fn watch_health(&mut self, now: Mono, def: &Job) {
+        self.failures = 0;
+        self.checked = false;
+        self.check = match def.health.check {
+            Some(_) => CheckState::Due(now.plus_millis(def.health.every())),
+            None => CheckState::Idle,
+        };
+        self.watchdog_due = def.health.watchdog_millis.map(|ms| now.plus_millis(ms));
     }
 
     /// When the job must be ready by, while it is not.
     pub fn ready_due(&self, def: &Job) -> Option<Mono> {
         let timeout = def.ready_timeout_millis.unwrap_or(READY_TIMEOUT_MILLIS);
         (!self.ready).then(|| self.started.plus_millis(timeout))
+    }
+
+    /// When the health check under way times out.
+    pub fn check_expires(&self, def: &Job) -> Option<Mono> {
+        match self.check {
+            CheckState::Out(since) if self.ready => Some(since.plus_millis(def.health.timeout())),
+            // A readiness check is bounded by the ready timeout.
+            CheckState::Out(_) | CheckState::Idle | CheckState::Due(_) => None,
+        }
+    }
+
+    /// Healthy or not, once a health check has answered.
+    pub fn healthy(&self) -> Option<bool> {
+        self.checked.then_some(self.failures == 0)
     }
 }
 
@@ -160,7 +236,7 @@ pub enum Then {
 pub enum StopReason {
     Shutdown,
     /// Start it again at once when it is gone (changed, bounced, a
-    /// dependency changed, restarted on request).
+    /// dependency changed, unhealthy, restarted on request).
     Restart,
     /// Keep it stopped (disabled in the file or on request).
     Disable,
@@ -257,6 +333,8 @@ impl JobState {
             last_exit: None,
             start_failed: false,
             rapid_exits: 0,
+            check_output: None,
+            notify_status: None,
         }
     }
 

@@ -3,15 +3,16 @@
 //! names every phase it ignores, so a new phase cannot slip past one
 //! unnoticed (the compiler lists the handlers to extend).
 
-use super::event::ReadyCheck;
 use super::event::{Action, ExitStatus, JobId, Level, Pid, SetupStep, SpawnFailure, StopSignal};
-use super::job::{JobState, Phase, Run, Signals, StopReason, Then, MAX_CHECK_DELAY_MILLIS};
+use super::job::{CheckState, JobState, Phase, Run, Signals, StopReason, Then};
 use super::policy::{self, AfterExit, Policy};
 use super::{messages, Actions, Shutdown, Supervisor};
-use crate::config::{Job, Readiness};
+use crate::config::Job;
 use crate::time::Mono;
 
 use std::collections::{HashMap, HashSet};
+
+use super::checks;
 use std::sync::Arc;
 
 impl Supervisor {
@@ -61,40 +62,6 @@ impl Supervisor {
         // Stopped, shut down or disabled while the fork was on its way.
         if let Some(reason) = asked_to_stop {
             self.stop(index, reason, now, out);
-        }
-    }
-
-    /// A readiness check came back: ready, or check again after a while.
-    pub(super) fn on_ready_checked(
-        &mut self,
-        id: JobId,
-        pid: Pid,
-        ready: bool,
-        now: Mono,
-        out: &mut Actions,
-    ) {
-        let Some(job) = self.jobs.iter_mut().find(|j| j.id == id) else {
-            return;
-        };
-        let run = match &mut job.phase {
-            Phase::Running(run) if run.pid == pid && !run.ready => run,
-            // An answer for an earlier run, or one already ready or stopped.
-            Phase::Running(_)
-            | Phase::Waiting { .. }
-            | Phase::Starting { .. }
-            | Phase::Stopping { .. }
-            | Phase::Draining { .. }
-            | Phase::Done(_)
-            | Phase::Failed
-            | Phase::Disabled => return,
-        };
-        if ready {
-            run.ready = true;
-            run.check_at = None;
-            out.log(Level::Info, messages::ready(&job.def.name, pid));
-        } else {
-            run.check_at = Some(now.plus_millis(run.check_delay_millis));
-            run.check_delay_millis = (run.check_delay_millis * 2).min(MAX_CHECK_DELAY_MILLIS);
         }
     }
 
@@ -181,7 +148,12 @@ impl Supervisor {
             return;
         };
         let (run, stopping) = match job.phase {
-            Phase::Running(run) => (run, None),
+            Phase::Running(run) => {
+                if let CheckState::Out(_) = run.check {
+                    out.push(Action::CancelCheck { job: job.id });
+                }
+                (run, None)
+            }
             Phase::Stopping { run, why, signals } => (run, Some((why, signals))),
             Phase::Waiting { .. }
             | Phase::Starting { .. }
@@ -253,34 +225,8 @@ impl Supervisor {
         let policy = self.policy;
         for index in 0..self.jobs.len() {
             if let Phase::Running(run) = self.jobs[index].phase {
-                if run
-                    .ready_due(&self.jobs[index].def)
-                    .is_some_and(|t| t <= now)
-                {
-                    let job = &self.jobs[index];
-                    let waited = now.millis_since(run.started);
-                    out.log(
-                        Level::Warning,
-                        messages::not_ready(&job.def.name, run.pid, waited),
-                    );
-                    self.stop(index, StopReason::NotReady, now, out);
+                if self.check_timers(index, now, out) {
                     continue;
-                }
-                if run.check_at.is_some_and(|t| t <= now) {
-                    let job = &mut self.jobs[index];
-                    let check = match &job.def.ready {
-                        Readiness::File(path) => Some(ReadyCheck::File(job.def.resolve(path))),
-                        Readiness::Tcp(address) => Some(ReadyCheck::Tcp(*address)),
-                        Readiness::Started => None,
-                    };
-                    if let (Phase::Running(run), Some(check)) = (&mut job.phase, check) {
-                        run.check_at = None;
-                        out.push(Action::CheckReady {
-                            job: job.id,
-                            pid: run.pid,
-                            check,
-                        });
-                    }
                 }
                 if self
                     .bounce_due(&self.jobs[index], &run)
@@ -392,6 +338,9 @@ impl Supervisor {
         };
         match &mut job.phase {
             Phase::Running(run) => {
+                if let CheckState::Out(_) = run.check {
+                    out.push(Action::CancelCheck { job: job.id });
+                }
                 term(&job.def.name, run.pid, out);
                 job.phase = Phase::Stopping {
                     run: *run,
@@ -476,16 +425,7 @@ impl Supervisor {
         if self.jobs.iter().all(|j| j.def.after.is_empty()) {
             return None;
         }
-        let ready = self.jobs.iter().filter(|j| match j.phase {
-            Phase::Running(run) => run.ready && !j.def.once && !j.is_being_removed(),
-            Phase::Done(_) => j.def.once && j.last_exit == Some(ExitStatus::Code(0)),
-            Phase::Waiting { .. }
-            | Phase::Starting { .. }
-            | Phase::Stopping { .. }
-            | Phase::Draining { .. }
-            | Phase::Failed
-            | Phase::Disabled => false,
-        });
+        let ready = self.jobs.iter().filter(|j| checks::is_ready(j));
         Some(ready.map(|j| j.def.name.as_str()).collect())
     }
 }

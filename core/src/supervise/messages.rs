@@ -59,6 +59,56 @@ pub fn not_ready(name: &str, pid: Pid, waited_millis: u64) -> String {
     format!("job {name} [{pid}] not ready after {waited} sec: stopping it")
 }
 
+/// SPEC 11.4's wording: `job web unhealthy: 3 checks failed (last:
+/// "curl: (7) Failed to connect"); restarting`.
+pub fn unhealthy(name: &str, failures: u32, last: Option<&str>) -> String {
+    let checks = if failures == 1 { "check" } else { "checks" };
+    let last = last.map_or(String::new(), |line| format!(" (last: {line:?})"));
+    format!("job {name} unhealthy: {failures} {checks} failed{last}; restarting")
+}
+
+pub fn health_check_failed(name: &str, failures: u32, retries: u32, last: Option<&str>) -> String {
+    let last = last.map_or(String::new(), |line| format!(": {line:?}"));
+    format!("job {name}: health check failed ({failures} of {retries} in a row){last}")
+}
+
+pub fn healthy_again(name: &str) -> String {
+    format!("job {name} is healthy again")
+}
+
+pub fn watchdog_missed(name: &str, pid: Pid, watchdog_millis: u64) -> String {
+    let watchdog = secs(watchdog_millis);
+    format!("job {name} [{pid}] unhealthy: no WATCHDOG=1 for {watchdog} sec; restarting")
+}
+
+pub fn check_timed_out(timeout_millis: u64) -> String {
+    format!("timed out after {} sec", secs(timeout_millis))
+}
+
+pub fn announced_stopping(name: &str, pid: Pid) -> String {
+    format!("job {name} [{pid}] says it is stopping (STOPPING=1)")
+}
+
+pub fn too_many_waiting() -> &'static str {
+    "too many clients are waiting already"
+}
+
+pub fn ready_reply() -> &'static str {
+    "ready"
+}
+
+pub fn wait_timed_out(pending: &[&str]) -> String {
+    format!("timed out waiting for {}", pending.join(", "))
+}
+
+pub fn job_rechecked(name: &str) -> String {
+    format!("job {name}: readiness or health settings changed, applied without a restart")
+}
+
+pub fn all_ready() -> String {
+    "all jobs are ready (or failed to become so)".into()
+}
+
 pub fn giving_up(name: &str, rapid_exits: u32) -> String {
     format!(
         "job {name} exited {rapid_exits} times in a row soon after its start: giving up \
@@ -176,7 +226,13 @@ pub fn orphan(pid: Pid, status: ExitStatus) -> String {
 
 /// `can't exec /x/y: No such file or directory`, prefixed with the job.
 pub fn setup_failed(job: &Job, pid: Pid, step: SetupStep, reason: &str) -> String {
-    let what = match step {
+    let what = setup_step(job, step);
+    format!("job {} [{pid}]: {what}: {reason}", job.name)
+}
+
+/// The step of `job`'s start that failed, as `can't exec /x/y`.
+pub fn setup_step(job: &Job, step: SetupStep) -> String {
+    match step {
         SetupStep::ProcessGroup => "can't create its process group".to_string(),
         SetupStep::Chdir => format!("can't chdir {}", job.working_dir()),
         SetupStep::Nice => "can't setpriority".to_string(),
@@ -189,8 +245,7 @@ pub fn setup_failed(job: &Job, pid: Pid, step: SetupStep, reason: &str) -> Strin
         SetupStep::Stdout => format!("can't open {}", output(job, &job.stdout)),
         SetupStep::Stderr => format!("can't open {}", output(job, &job.stderr)),
         SetupStep::Exec => format!("can't exec {}", job.cmd.first().map_or("", String::as_str)),
-    };
-    format!("job {} [{pid}]: {what}: {reason}", job.name)
+    }
 }
 
 fn user(job: &Job) -> &str {

@@ -3,6 +3,7 @@
 //! `now`. The shell feeds it events and executes the actions it returns;
 //! `next_deadline` is the only timer the shell may wait for.
 
+pub mod checks;
 mod control;
 pub mod event;
 mod files;
@@ -51,6 +52,10 @@ pub struct Supervisor {
     globals: Globals,
     /// `pmtr-ctl reload` requests waiting for the file to be read.
     reload_replies: Vec<ReplyToken>,
+    /// `pmtr-ctl wait` requests waiting for their jobs.
+    waiters: Vec<checks::Waiter>,
+    /// pmtr's own `READY=1` went out (SPEC 11.3).
+    ready_sent: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +88,8 @@ impl Supervisor {
             report_due: None,
             globals: config.globals.clone(),
             reload_replies: Vec::new(),
+            waiters: Vec::new(),
+            ready_sent: false,
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
@@ -147,13 +154,24 @@ impl Supervisor {
                 reply,
             } => self.on_override(&name, enabled, reply, now, &mut out),
             Event::Restart { name, reply } => self.on_restart(&name, reply, now, &mut out),
-            Event::ReadyChecked { job, pid, ready } => {
-                self.on_ready_checked(job, pid, ready, now, &mut out)
-            }
+            Event::Checked {
+                job,
+                pid,
+                ok,
+                output,
+            } => self.on_checked(job, pid, ok, output, now, &mut out),
+            Event::Notified { pgid, notice } => self.on_notified(pgid, notice, now, &mut out),
+            Event::Wait {
+                jobs,
+                timeout_millis,
+                reply,
+            } => self.on_wait(jobs, timeout_millis, reply, now, &mut out),
             Event::Status { job, reply } => self.on_status(job.as_deref(), reply, now, &mut out),
             Event::Logs { job, reply } => self.on_logs(job, reply, &mut out),
         }
         self.start_due(now, &mut out);
+        self.ready_if_settled(&mut out);
+        self.answer_waiters(now, &mut out);
         self.report_if_due(now, &mut out);
         self.exit_if_done(&mut out);
         out.0
@@ -184,6 +202,7 @@ impl Supervisor {
                 consider(self.report_due);
             }
         }
+        consider(self.waiters_due());
         earliest
     }
 
@@ -196,15 +215,14 @@ impl Supervisor {
             Phase::Waiting { until, .. } => {
                 let may_start = self.started && self.shutdown.is_none() && !gated;
                 // A job waiting for a dependency file waits for an event.
-                let files_present = job
-                    .dependencies()
-                    .all(|p| matches!(self.dependencies.get(&p), Some(Some(_))));
-                (may_start && files_present).then_some(until)
+                (may_start && self.files_present(job)).then_some(until)
             }
             Phase::Running(run) => [
                 self.bounce_due(job, &run),
-                run.check_at,
+                run.check.due(),
+                run.check_expires(&job.def),
                 run.ready_due(&job.def),
+                run.watchdog_due,
             ]
             .into_iter()
             .flatten()
@@ -218,6 +236,12 @@ impl Supervisor {
             }
             Phase::Starting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled => None,
         }
+    }
+
+    /// True when every dependency file of `job` is known to exist.
+    fn files_present(&self, job: &JobState) -> bool {
+        job.dependencies()
+            .all(|p| matches!(self.dependencies.get(&p), Some(Some(_))))
     }
 
     fn exit_if_done(&mut self, out: &mut Actions) {

@@ -17,6 +17,9 @@ pub enum Change {
     Replace(Job),
     /// In both, the same: leave it alone (same pid, same timers).
     Keep(String),
+    /// In both, differing only in how it is checked (`after`, `ready`,
+    /// `health`): take the new checks without a restart.
+    Recheck(Job),
 }
 
 /// The changes that turn `current` (name and definition of each job pmtr
@@ -30,6 +33,9 @@ pub fn diff(current: &[(&str, &Job)], next: &Config) -> Vec<Change> {
         changes.push(match before.get(job.name.as_str()) {
             None => Change::Add(job.clone()),
             Some(old) if *old == job => Change::Keep(job.name.clone()),
+            Some(old) if old.without_checks() == job.without_checks() => {
+                Change::Recheck(job.clone())
+            }
             Some(_) => Change::Replace(job.clone()),
         });
     }
@@ -64,6 +70,7 @@ mod tests {
                 Change::Remove(name) => format!("remove {name}"),
                 Change::Replace(job) => format!("replace {}", job.name),
                 Change::Keep(name) => format!("keep {name}"),
+                Change::Recheck(job) => format!("recheck {}", job.name),
             })
             .collect()
     }
@@ -114,6 +121,28 @@ mod tests {
             let after = format!("job {{\n name a\n cmd /bin/sleep 1\n {option}\n}}\n");
             assert_eq!(names(&changes(A, &after)), ["replace a"], "{option}");
         }
+    }
+
+    /// SPEC 11.3, 11.4: how a job is checked is not what it runs.
+    #[test]
+    fn checks_alone_change_without_a_restart() {
+        for option in [
+            "ready tcp 80",
+            "ready timeout 5s",
+            "health cmd /bin/true",
+            "health every 5s",
+            "health watchdog 1m",
+            "after b",
+        ] {
+            let after = format!("job {{\n name a\n cmd /bin/sleep 1\n {option}\n}}\n{B}");
+            assert_eq!(
+                names(&changes(&format!("{A}{B}"), &after)),
+                ["recheck a", "keep b"],
+                "{option}"
+            );
+        }
+        let both = "job {\n name a\n cmd /bin/sleep 9\n ready tcp 80\n}\n";
+        assert_eq!(names(&changes(A, both)), ["replace a"]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ enum Phase {
     Answering,
     /// Streaming a job's output lines until the client leaves.
     Following(String),
+    /// Waiting, without a deadline, for an answer the core gives later
+    /// (`pmtr-ctl wait`); the client's own timeout bounds it.
+    Holding,
 }
 
 struct Client {
@@ -263,6 +266,10 @@ impl ControlServer {
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
+        if let Phase::Holding = client.phase {
+            client.phase = Phase::Answering;
+            client.deadline = None;
+        }
         for response in responses {
             client
                 .output
@@ -276,6 +283,14 @@ impl ControlServer {
     pub fn follow(&mut self, token: Token, job: &str) {
         if let Some(client) = self.clients.get_mut(&token) {
             client.phase = Phase::Following(job.to_string());
+            client.deadline = None;
+        }
+    }
+
+    /// Keeps the client, without a deadline, until `respond` answers it.
+    pub fn hold(&mut self, token: Token) {
+        if let Some(client) = self.clients.get_mut(&token) {
+            client.phase = Phase::Holding;
             client.deadline = None;
         }
     }
@@ -355,7 +370,7 @@ impl ControlServer {
                 client.deadline = match &client.phase {
                     // Bounded by MAX_PENDING_OUTPUT instead: a follower may
                     // be quiet for days.
-                    Phase::Following(_) => None,
+                    Phase::Following(_) | Phase::Holding => None,
                     Phase::Reading => client.deadline,
                     Phase::Answering => Some(
                         client

@@ -21,12 +21,13 @@ use pmtr_core::supervise::event::{Action, Event, Level, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
+use super::checks::Checks;
 use super::control::{ControlServer, Incoming};
 use super::log::Logger;
 use super::metrics::MetricsFile;
+use super::notices::NotifySocket;
 use super::notify::Notifier;
 use super::output::Captures;
-use super::probes::Probes;
 use super::registry::{Registry, Source, Token};
 use super::requests::{self, Outcome};
 use super::spawner::Spawner;
@@ -59,7 +60,9 @@ pub struct Daemon {
     /// What every plan is built from: resolved once at start.
     context: PlanContext,
     captures: Captures,
-    probes: Probes,
+    checks: Checks,
+    /// Where jobs send sd_notify datagrams; none if it could not be made.
+    notices: Option<NotifySocket>,
     control: Option<ControlServer>,
     udp: Udp,
     udp_token: Option<Token>,
@@ -67,6 +70,10 @@ pub struct Daemon {
     /// Wall-clock time (Unix seconds) at monotonic zero, for metrics.
     wall_offset: f64,
     notifier: Notifier,
+    /// pmtr's own `READY=1` went out: later reloads end with one too.
+    ready_sent: bool,
+    /// `pmtr-ctl wait` clients, by the token their answer will carry.
+    waiting: std::collections::HashMap<ReplyToken, Token>,
     /// The core's answers to control requests, taken right after the
     /// `apply` that produced them.
     replies: Vec<(ReplyToken, Reply)>,
@@ -137,6 +144,17 @@ impl Daemon {
                 None
             }
         });
+        let notices = match NotifySocket::open(&mut registry) {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                let message =
+                    format!("{error}; `ready notify` and `health watchdog` will not work");
+                logger.log(Level::Warning, &message);
+                None
+            }
+        };
+        let mut spawner = Spawner::new();
+        spawner.set_notify_address(notices.as_ref().map(|n| n.address().to_string()));
         Ok(Daemon {
             supervisor,
             registry,
@@ -145,10 +163,11 @@ impl Daemon {
             config_path: config_path.to_path_buf(),
             logger,
             clock: Clock(Instant::now()),
-            spawner: Spawner::new(),
+            spawner,
             context,
             captures: Captures::default(),
-            probes: Probes::default(),
+            checks: Checks::default(),
+            notices,
             control,
             udp: Udp::new(),
             udp_token: None,
@@ -157,6 +176,8 @@ impl Daemon {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             notifier: Notifier::from_env(),
+            ready_sent: false,
+            waiting: std::collections::HashMap::new(),
             replies: Vec::new(),
             last_token: 0,
             exit: false,
@@ -170,7 +191,6 @@ impl Daemon {
         let paths = self.supervisor.dependency_paths();
         self.apply(hash_files(paths));
         self.apply(Event::Start);
-        self.notifier.ready();
         process::release_free_memory();
         let mut ready = vec![EpollEvent::empty(); 64];
         while !self.exit {
@@ -228,8 +248,11 @@ impl Daemon {
                 _ => self.serve(source, token),
             }
         }
-        for (_, token) in pass(&[Source::Probe]) {
-            if let Some(event) = self.probes.ready(&mut self.registry, token) {
+        if pass(&[Source::Notify]).next().is_some() {
+            self.receive_notices();
+        }
+        for (_, token) in pass(&[Source::Check]) {
+            if let Some(event) = self.checks.ready(&mut self.registry, token) {
                 self.apply(event);
             }
         }
@@ -298,6 +321,12 @@ impl Daemon {
     fn reap(&mut self) {
         let mut events = Vec::new();
         for (pid, status) in process::reap_all() {
+            let jobs = self.supervisor.jobs();
+            let def_of = |id| jobs.iter().find(|j| j.id == id).map(|j| j.def.clone());
+            if let Some(event) = self.checks.reaped(&mut self.registry, pid, status, def_of) {
+                events.push(event);
+                continue;
+            }
             events.extend(self.spawner.reaped(&mut self.registry, pid));
             events.push(Event::Reaped { pid, status });
         }
@@ -355,10 +384,25 @@ impl Daemon {
             ReplyToken(last)
         });
         self.last_token = last;
-        let replies = events
-            .into_iter()
-            .map(|(token, event)| self.ask(token, event))
+        let replies: Vec<Option<Reply>> = events
+            .iter()
+            .map(|(token, event)| self.ask(*token, event.clone()))
             .collect();
+        // A wait the core could not answer yet is answered when it can.
+        if let (Request::Wait { .. }, [(token, _)], [None]) =
+            (&request, events.as_slice(), replies.as_slice())
+        {
+            self.waiting.insert(*token, client);
+            if let Some(control) = &mut self.control {
+                control.hold(client);
+            }
+            return;
+        }
+        self.respond(client, request, replies);
+    }
+
+    /// Sends a request's response, built from the core's replies.
+    fn respond(&mut self, client: Token, request: Request, replies: Vec<Option<Reply>>) {
         let responses = match requests::outcome(request, replies) {
             Outcome::Respond(responses) => responses,
             Outcome::Logs { job, lines, follow } => {
@@ -382,6 +426,26 @@ impl Daemon {
         }
     }
 
+    /// Answers the `pmtr-ctl wait` clients the core has answered.
+    fn answer_waiting(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let replies = std::mem::take(&mut self.replies);
+        for (token, reply) in replies {
+            match self.waiting.remove(&token) {
+                Some(client) => {
+                    let request = Request::Wait {
+                        jobs: Vec::new(),
+                        timeout_millis: None,
+                    };
+                    self.respond(client, request, vec![Some(reply)]);
+                }
+                None => self.replies.push((token, reply)),
+            }
+        }
+    }
+
     /// Applies a control request's event; the core's answer to `token`.
     fn ask(&mut self, token: ReplyToken, event: Event) -> Option<Reply> {
         self.replies.clear();
@@ -390,6 +454,19 @@ impl Daemon {
         replies
             .into_iter()
             .find_map(|(t, reply)| (t == token).then_some(reply))
+    }
+
+    /// sd_notify datagrams from jobs.
+    fn receive_notices(&mut self) {
+        let Some(notices) = &self.notices else {
+            return;
+        };
+        let events = notices
+            .receive()
+            .into_iter()
+            .map(|(pgid, notice)| Event::Notified { pgid, notice })
+            .collect();
+        self.apply_all(events);
     }
 
     /// Control datagrams: each passing request becomes an event.
@@ -428,9 +505,12 @@ impl Daemon {
                 if spawns.is_empty() {
                     if reloaded {
                         self.forget_deleted_jobs_output();
-                        self.notifier.ready();
+                        if self.ready_sent {
+                            self.notifier.ready();
+                        }
                         process::release_free_memory();
                     }
+                    self.answer_waiting();
                     if report_pending {
                         self.send_report();
                     }
@@ -480,9 +560,14 @@ impl Daemon {
                         queue.push_back(hash_files(paths));
                     }
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
-                    Action::CheckReady { job, pid, check } => {
-                        let registry = &mut self.registry;
-                        queue.extend(self.probes.check(registry, job, pid, check));
+                    Action::Check { job, pid, check } => {
+                        let (registry, context) = (&mut self.registry, &self.context);
+                        queue.extend(self.checks.check(registry, context, job, pid, check));
+                    }
+                    Action::CancelCheck { job } => self.checks.cancel(&mut self.registry, job),
+                    Action::Ready => {
+                        self.ready_sent = true;
+                        self.notifier.ready();
                     }
                     // After this round's starts, so that it shows them.
                     Action::SendReport => report_pending = true,

@@ -2,14 +2,15 @@
 //! event loop, and the mapping of start-up errors to exit codes. Once the
 //! loop runs, pmtr does not exit until it is told to.
 
+mod checks;
 mod control;
 pub mod log;
 pub mod looper;
 mod metrics;
+mod notices;
 pub mod notify;
 pub mod output;
 pub mod pidfile;
-mod probes;
 mod registry;
 mod requests;
 mod rings;

@@ -21,8 +21,10 @@ pub enum Source {
     Setup,
     /// A job's captured output.
     Capture,
-    /// A readiness check's TCP connect.
-    Probe,
+    /// A readiness or health check: a TCP connect, a command's output.
+    Check,
+    /// The sd_notify socket of the jobs.
+    Notify,
 }
 
 /// Names one registration for as long as it lasts.

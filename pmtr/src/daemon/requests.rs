@@ -49,6 +49,14 @@ pub fn events(request: &Request, mut mint: impl FnMut() -> ReplyToken) -> Vec<(R
         Request::Reload => vec![asked(&|token| Event::ReloadRequested {
             reply: Some(token),
         })],
+        Request::Wait {
+            jobs,
+            timeout_millis,
+        } => vec![asked(&|reply| Event::Wait {
+            jobs: jobs.clone(),
+            timeout_millis: *timeout_millis,
+            reply,
+        })],
         Request::Logs { job, .. } => vec![asked(&|reply| Event::Logs {
             job: job.clone(),
             reply,
@@ -87,7 +95,7 @@ pub fn outcome(request: Request, replies: Vec<Option<Reply>>) -> Outcome {
         Request::Enable { jobs } | Request::Disable { jobs } | Request::Restart { jobs } => {
             done(jobs, &mut replies)
         }
-        Request::Reload => done(vec![String::new()], &mut replies),
+        Request::Reload | Request::Wait { .. } => done(vec![String::new()], &mut replies),
         Request::Status { .. } => match replies.next() {
             Some(Reply::Status(jobs)) => Outcome::Respond(vec![Response::Status { jobs }]),
             other => refusal(other),

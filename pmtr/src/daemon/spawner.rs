@@ -10,7 +10,9 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::epoll::EpollFlags;
 use nix::unistd::pipe2;
-use pmtr_core::config::{Job, Output};
+use pmtr_core::config::{EnvVar, Job, Output};
+
+use super::notify::VARIABLE as NOTIFY_VARIABLE;
 use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
 use super::output::{Capture, Captures};
@@ -50,6 +52,8 @@ pub struct Spawner {
     /// Every child of the last starts has exec'd (or failed): the memory
     /// the starts used is free.
     settled: bool,
+    /// `NOTIFY_SOCKET` for jobs that speak sd_notify.
+    notify_address: Option<String>,
 }
 
 impl Spawner {
@@ -59,7 +63,14 @@ impl Spawner {
             setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
             settled: false,
+            notify_address: None,
         }
+    }
+
+    /// The notify socket's address, given to jobs with `ready notify` or
+    /// `health watchdog`.
+    pub fn set_notify_address(&mut self, address: Option<String>) {
+        self.notify_address = address;
     }
 
     /// Reads a child's status pipe: end-of-file (it exec'd) or the step
@@ -141,6 +152,7 @@ impl Spawner {
                     more = false;
                     break;
                 };
+                let def = with_notify(def, self.notify_address.as_deref());
                 match prepare(context, job, &def) {
                     Ok(start) => prepared.push(start),
                     Err(failure) => {
@@ -218,6 +230,27 @@ impl Spawner {
             self.setups.insert(token, setup);
         }
     }
+}
+
+/// `def`, with `NOTIFY_SOCKET` (and `WATCHDOG_USEC`, as systemd sets it)
+/// in its environment if it speaks sd_notify.
+fn with_notify(def: Arc<Job>, address: Option<&str>) -> Arc<Job> {
+    let Some(address) = address.filter(|_| def.uses_notify()) else {
+        return def;
+    };
+    let mut job = (*def).clone();
+    let mut set = |name: &str, value: String| {
+        job.env.retain(|var| var.name != name);
+        job.env.push(EnvVar {
+            name: name.to_string(),
+            value,
+        });
+    };
+    set(NOTIFY_VARIABLE, address.to_string());
+    if let Some(millis) = def.health.watchdog_millis {
+        set("WATCHDOG_USEC", (millis * 1000).to_string());
+    }
+    Arc::new(job)
 }
 
 /// Everything a start needs before the fork: its pipes and its plan.

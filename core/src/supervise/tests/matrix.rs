@@ -15,7 +15,7 @@ const PHASES: [&str; 8] = [
 ];
 
 /// The events, in the table's column order.
-const EVENTS: [&str; 15] = [
+const EVENTS: [&str; 16] = [
     "spawned",
     "spawn failed (system)",
     "spawn failed (job)",
@@ -30,21 +30,22 @@ const EVENTS: [&str; 15] = [
     "restart",
     "reload: changed",
     "reload: deleted",
-    "ready checked",
+    "checked",
+    "notified",
 ];
 
 /// Where each phase goes on each event: `PHASES` down, `EVENTS` across.
 #[rustfmt::skip]
-const TABLE: [[&str; 15]; 8] = [
-    // spawned    sys-fail    job-fail    setup       reaped      alive       gone        timer       shutdown    enable      disable     restart     changed     deleted       ready
-    ["waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "running",  "waiting",  "waiting",  "disabled", "running",  "running",  "gone", "waiting"],
-    ["running",  "waiting",  "waiting",  "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting"],
-    ["running",  "running",  "running",  "running",  "waiting",  "running",  "running",  "running",  "stopping", "running",  "stopping", "stopping", "stopping", "stopping", "running"],
-    ["stopping", "stopping", "stopping", "stopping", "running",  "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping"],
-    ["draining", "draining", "draining", "draining", "draining", "draining", "waiting",  "draining", "draining", "draining", "draining", "draining", "draining", "draining", "draining"],
-    ["done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "disabled", "running",  "running",  "gone", "done"],
-    ["failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "running",  "disabled", "running",  "running",  "gone", "failed"],
-    ["disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "running",  "disabled", "disabled", "running",  "gone", "disabled"],
+const TABLE: [[&str; 16]; 8] = [
+    // spawned    sys-fail    job-fail    setup       reaped      alive       gone        timer       shutdown    enable      disable     restart     changed     deleted       checked     notified
+    ["waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "waiting",  "running",  "waiting",  "waiting",  "disabled", "running",  "running",  "gone", "waiting", "waiting"],
+    ["running",  "waiting",  "waiting",  "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting"],
+    ["running",  "running",  "running",  "running",  "waiting",  "running",  "running",  "running",  "stopping", "running",  "stopping", "stopping", "stopping", "stopping", "running", "running"],
+    ["stopping", "stopping", "stopping", "stopping", "running",  "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping"],
+    ["draining", "draining", "draining", "draining", "draining", "draining", "waiting",  "draining", "draining", "draining", "draining", "draining", "draining", "draining", "draining", "draining"],
+    ["done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "done",     "disabled", "running",  "running",  "gone", "done", "done"],
+    ["failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "failed",   "running",  "disabled", "running",  "running",  "gone", "failed", "failed"],
+    ["disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "disabled", "running",  "disabled", "disabled", "running",  "gone", "disabled", "disabled"],
 ];
 
 fn kind(run: &Run) -> &'static str {
@@ -153,10 +154,20 @@ fn event(run: &Run, name: &str) -> (Event, Mono) {
         "restart" => restart("a"),
         "reload: changed" => reload(CHANGED),
         "reload: deleted" => reload(""),
-        "ready checked" => Event::ReadyChecked {
+        "checked" => Event::Checked {
             job,
             pid: 101,
-            ready: true,
+            ok: true,
+            output: None,
+        },
+        "notified" => Event::Notified {
+            pgid: 101,
+            notice: crate::proto::notify::Notice {
+                ready: true,
+                watchdog: true,
+                stopping: true,
+                status: Some("up".into()),
+            },
         },
         _ => unreachable!("no event {name}"),
     };

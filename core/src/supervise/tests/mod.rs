@@ -2,6 +2,7 @@
 //! processes, no sleeps. Each test is a row of the behaviour contract.
 
 mod files;
+mod health;
 mod matrix;
 mod policies;
 mod requests;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::status::{job_status, State};
-use crate::supervise::event::ReadyCheck;
+use crate::supervise::event::Check;
 
 fn failing(options: &str) -> Run {
     let text = format!("job {{\n name a\n cmd /bin/false\n {options}\n}}\n");
@@ -240,9 +240,9 @@ fn checks(actions: &[Action]) -> Vec<(Pid, String)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::CheckReady {
+            Action::Check {
                 pid,
-                check: ReadyCheck::File(path),
+                check: Check::File(path),
                 ..
             } => Some((*pid, path.clone())),
             _ => None,
@@ -267,10 +267,11 @@ fn ready_file_is_checked_with_a_backoff_and_releases_after() {
         let actions = run.event(Event::Timer, now);
         assert_eq!(checks(&actions), [(101, "/srv/run/up".to_string())]);
         run.event(
-            Event::ReadyChecked {
+            Event::Checked {
                 job: db,
                 pid: 101,
-                ready: false,
+                ok: false,
+                output: None,
             },
             now,
         );
@@ -283,10 +284,11 @@ fn ready_file_is_checked_with_a_backoff_and_releases_after() {
     assert_eq!(status.state, State::Starting);
     run.event(Event::Timer, now);
     let actions = run.event(
-        Event::ReadyChecked {
+        Event::Checked {
             job: db,
             pid: 101,
-            ready: true,
+            ok: true,
+            output: None,
         },
         now,
     );

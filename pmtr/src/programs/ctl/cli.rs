@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 
 use crate::programs::pmtr::cli::DEFAULT_SOCKET;
 
+/// A duration as the configuration writes it, in milliseconds.
+fn duration_millis(text: &str) -> Result<u64, String> {
+    pmtr_core::config::duration_millis(text)
+}
+
 /// pmtr-ctl: asks a running pmtr for the state of its jobs, enables,
 /// disables and restarts them, reloads its configuration and shows job
 /// output — through pmtr's local socket, or (`-s HOST`) over UDP to a
@@ -70,6 +75,16 @@ pub enum Command {
     },
     /// Read the configuration file again now
     Reload,
+    /// Wait until every job named is ready (exit 0); exit 1 when one fails
+    /// to become ready or the timeout passes
+    Wait {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Give up after this long (`500ms`, `30s`, `5m`); without it,
+        /// wait as long as it takes
+        #[arg(long, value_name = "DURATION", value_parser = duration_millis)]
+        timeout: Option<u64>,
+    },
     /// Show a job's captured output (its `syslog` streams)
     Logs {
         name: String,

@@ -22,7 +22,8 @@ use pmtr_common::reason::Reason;
 
 const REFUSED: u8 = 1;
 const UNREACHABLE: u8 = 2;
-/// How long to wait for pmtr's answer (but for `logs --follow`).
+/// How long to wait for pmtr's answer (but for `logs --follow` and
+/// `wait`).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(args: &CtlArgs) -> ExitCode {
@@ -41,6 +42,10 @@ pub fn run(args: &CtlArgs) -> ExitCode {
             jobs: names.clone(),
         },
         Command::Reload => Request::Reload,
+        Command::Wait { names, timeout } => Request::Wait {
+            jobs: names.clone(),
+            timeout_millis: *timeout,
+        },
         Command::Logs {
             name,
             lines,
@@ -52,7 +57,6 @@ pub fn run(args: &CtlArgs) -> ExitCode {
         },
     };
     let json = matches!(args.command, Command::Status { json: true, .. });
-    let follow = matches!(args.command, Command::Logs { follow: true, .. });
     let mut stream = match UnixStream::connect(&args.socket) {
         Ok(stream) => stream,
         Err(error) => {
@@ -70,9 +74,16 @@ pub fn run(args: &CtlArgs) -> ExitCode {
     // pmtr may answer (a refusal) and close before reading the request:
     // read its answer before reporting a failed send.
     let sent = stream.write_all(request.encode().as_bytes());
-    if !follow {
-        let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
-    }
+    let answer_timeout = match args.command {
+        Command::Logs { follow: true, .. } | Command::Wait { timeout: None, .. } => None,
+        // pmtr answers at the timeout; the margin is for a pmtr that hangs.
+        Command::Wait {
+            timeout: Some(millis),
+            ..
+        } => Some(Duration::from_millis(millis) + ANSWER_TIMEOUT),
+        _ => Some(ANSWER_TIMEOUT),
+    };
+    let _ = stream.set_read_timeout(answer_timeout);
     let mut answered = false;
     let mut refused = false;
     let mut out = std::io::stdout().lock();
@@ -201,15 +212,29 @@ fn remote(args: &CtlArgs, server: &str) -> ExitCode {
 
 /// The status table, columns aligned; the state coloured on a terminal.
 pub fn table(jobs: &[JobStatus], colour: bool) -> String {
-    let header = ["JOB", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
-    let rows: Vec<[String; 6]> = jobs
+    let header = [
+        "JOB",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "NOTE",
+    ];
+    let rows: Vec<[String; 7]> = jobs
         .iter()
         .map(|job| {
             [
                 job.name.clone(),
-                match &job.waiting_for {
-                    Some(name) => format!("waiting for {name}"),
-                    None => job.state.label().to_string(),
+                match (&job.waiting_for, job.healthy) {
+                    (Some(name), _) => format!("waiting for {name}"),
+                    (None, Some(true)) => format!("{}, healthy", job.state.label()),
+                    (None, Some(false)) => format!(
+                        "{}, unhealthy ({} failed)",
+                        job.state.label(),
+                        job.health_failures
+                    ),
+                    (None, None) => job.state.label().to_string(),
                 },
                 job.pid.map_or("-".into(), |p| p.to_string()),
                 match (job.uptime_seconds, job.restart_in_seconds) {
@@ -219,6 +244,7 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
                 },
                 job.restarts.to_string(),
                 job.last_exit.as_ref().map_or("-".into(), |e| e.describe()),
+                note(job),
             ]
         })
         .collect();
@@ -229,7 +255,7 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
         }
     }
     let mut out = String::new();
-    let line = |cells: &[String; 6], state: Option<State>, out: &mut String| {
+    let line = |cells: &[String; 7], state: Option<State>, out: &mut String| {
         for (i, cell) in cells.iter().enumerate() {
             let padded = format!("{cell:<width$}", width = widths[i]);
             match (i, state, colour) {
@@ -249,6 +275,17 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
         line(row, Some(job.state), &mut out);
     }
     out
+}
+
+/// What the job said of itself (`STATUS=`), or what its last check said
+/// while that matters: not ready yet, or unhealthy.
+fn note(job: &JobStatus) -> String {
+    let check_matters = job.state == State::Starting || job.healthy == Some(false);
+    match (&job.notify_status, &job.check_output) {
+        (Some(status), _) => status.clone(),
+        (None, Some(output)) if check_matters => output.clone(),
+        _ => String::new(),
+    }
 }
 
 fn colour_of(state: State) -> &'static str {
@@ -284,23 +321,33 @@ mod tests {
             }),
             started: None,
             waiting_for: None,
+            healthy: None,
+            health_failures: 0,
+            check_output: None,
+            notify_status: None,
         }
     }
 
     #[test]
     fn the_table_is_aligned() {
+        let mut sick = job("api", State::Running, Some(77), Some(9));
+        sick.healthy = Some(false);
+        sick.health_failures = 2;
+        sick.check_output = Some("curl: (7) Failed to connect".into());
         let text = table(
             &[
                 job("web", State::Running, Some(1234), Some(3_725)),
                 job("a-long-name", State::WaitingToRestart, None, None),
+                sick,
             ],
             false,
         );
         assert_eq!(
             text,
-            "JOB          STATE               PID   UPTIME    RESTARTS  LAST EXIT\n\
-             web          running             1234  1h 2m 5s  2         SIGKILL\n\
-             a-long-name  waiting to restart  -     in 7s     2         SIGKILL\n"
+            "JOB          STATE                          PID   UPTIME    RESTARTS  LAST EXIT  NOTE\n\
+             web          running                        1234  1h 2m 5s  2         SIGKILL\n\
+             a-long-name  waiting to restart             -     in 7s     2         SIGKILL\n\
+             api          running, unhealthy (2 failed)  77    9s        2         SIGKILL    curl: (7) Failed to connect\n"
         );
     }
 
