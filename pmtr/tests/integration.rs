@@ -12,6 +12,7 @@ mod faults;
 mod notify;
 mod onconnect;
 mod pid1;
+mod readiness;
 mod reload;
 mod restart;
 mod shutdown;

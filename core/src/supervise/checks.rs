@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use super::event::{Action, Check, ExitStatus, JobId, Level, Pid, ReplyToken};
-use super::job::{CheckState, JobState, Phase, StopReason, MAX_CHECK_DELAY_MILLIS};
+use super::job::{
+    CheckState, JobState, Phase, StopReason, MAX_CHECK_DELAY_MILLIS, READY_TIMEOUT_MILLIS,
+};
 use super::{lifecycle, messages, Actions, Supervisor};
 use crate::config::{HealthCheck, Job, Readiness};
 use crate::proto::notify::Notice;
@@ -44,7 +46,8 @@ impl Supervisor {
         let id = job.id;
         let def = Arc::clone(&job.def);
         if run.ready_due(&def).is_some_and(|t| t <= now) {
-            let waited = now.millis_since(run.started);
+            // The timeout, not the time measured: the log reads as the file.
+            let waited = def.ready_timeout_millis.unwrap_or(READY_TIMEOUT_MILLIS);
             out.log(
                 Level::Warning,
                 messages::not_ready(&def.name, run.pid, waited),

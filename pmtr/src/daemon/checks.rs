@@ -48,6 +48,8 @@ enum Work {
         token: Token,
     },
     Command {
+        /// The check as a job, for the wording of a failed start.
+        probe: Box<Job>,
         child: Pid,
         /// The read end of its output pipe, until end-of-file.
         output: Option<(OwnedFd, Token)>,
@@ -170,11 +172,11 @@ impl Checks {
         registry: &mut Registry,
         child: Pid,
         status: ExitStatus,
-        def_of: impl FnOnce(JobId) -> Option<std::sync::Arc<Job>>,
     ) -> Option<Event> {
         let job = self.by_child.remove(&child)?;
         let Pending { pid, work, .. } = self.by_job.remove(&job)?;
         let Work::Command {
+            probe,
             output,
             status: status_pipe,
             mut tail,
@@ -191,10 +193,7 @@ impl Checks {
         let mut message = [0u8; 8];
         let read = nix::unistd::read(&status_pipe, &mut message).unwrap_or(0);
         if let Some((step, errno)) = decode_failure(&message[..read]) {
-            let what = def_of(job).map_or_else(
-                || "can't start the check".to_string(),
-                |def| messages::setup_step(&def, step),
-            );
+            let what = messages::setup_step(&probe, step);
             return Some(checked(
                 job,
                 pid,
@@ -309,6 +308,7 @@ fn start_command(
         .ok()
         .map(|token| (read, token));
     Ok(Work::Command {
+        probe: Box::new(probe),
         child: forked.pid,
         output,
         status: forked.status,

@@ -321,9 +321,7 @@ impl Daemon {
     fn reap(&mut self) {
         let mut events = Vec::new();
         for (pid, status) in process::reap_all() {
-            let jobs = self.supervisor.jobs();
-            let def_of = |id| jobs.iter().find(|j| j.id == id).map(|j| j.def.clone());
-            if let Some(event) = self.checks.reaped(&mut self.registry, pid, status, def_of) {
+            if let Some(event) = self.checks.reaped(&mut self.registry, pid, status) {
                 events.push(event);
                 continue;
             }
