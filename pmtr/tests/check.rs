@@ -265,7 +265,12 @@ fn a_cycle_of_after_is_reported_with_every_job_in_it() {
 #[test]
 fn the_shipped_examples_check() {
     let sandbox = Sandbox::new();
-    for example in ["pmtr.conf", "ordered.conf", "container/pmtr.conf"] {
+    for example in [
+        "pmtr.conf",
+        "ordered.conf",
+        "ranked.conf",
+        "container/pmtr.conf",
+    ] {
         let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let output = sandbox.pmtr(&["-t", "-c", &path]);
         assert_eq!(
@@ -299,4 +304,30 @@ fn bad_values_of_the_newer_options_are_reported_where_they_are() {
         assert!(stderr.contains(&expected), "{expected}\n{stderr}");
     }
     assert!(stderr.contains("did you mean `file`?"), "{stderr}");
+}
+
+/// SPEC 11.3, 11.4: the readiness and health lines' bad input, each at
+/// its FILE:LINE:COL.
+#[test]
+fn bad_readiness_and_health_lines_are_reported_where_they_are() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.write(
+        "bad.conf",
+        "job {\n name a\n cmd /bin/true\n ready notify\n ready tcp 80\n health every 0s\n health retries 0\n health cmd curl -sf x\n health evry 5s\n}\njob {\n name b\n cmd /bin/true\n ready cmd\n}\n",
+    );
+    let output = sandbox.pmtr(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let path = conf.display();
+    for expected in [
+        format!("{path}:5:8: error: `ready` is given twice"),
+        format!("{path}:6:15: error: health every: the duration must be more than 0"),
+        format!("{path}:7:17: error: health retries: `0` is not a count from 1 to 1000"),
+        format!("{path}:8:13: error: health cmd must start with an absolute path (pmtr does no $PATH search): `curl`"),
+        format!("{path}:9:9: error: write `health cmd /PATH [ARG...]`"),
+        format!("{path}:14:8: error: `ready cmd` needs a command"),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}\n{stderr}");
+    }
+    assert!(stderr.contains("did you mean `every`?"), "{stderr}");
 }

@@ -378,13 +378,15 @@ fn the_socket_is_removed_at_exit() {
 fn the_metrics_file_follows_changes_and_passes_promtool() {
     let sandbox = Sandbox::new();
     let metrics = sandbox.path("pmtr.prom");
+    let checked = "job {\n name checked\n cmd /bin/sleep 1000\n health cmd /bin/true\n health every 100ms\n}\n";
     let pmtr = Pmtr::start(
         &sandbox,
-        &format!("{QUIET}metrics to {}\n", metrics.display()),
+        &format!("{QUIET}{checked}metrics to {}\n", metrics.display()),
     );
     pmtr.expect_started("quiet", 1, SHORT);
     assert!(wait_until(SHORT, || std::fs::read_to_string(&metrics)
-        .is_ok_and(|t| t.contains("pmtr_job_up{job=\"quiet\"} 1"))));
+        .is_ok_and(|t| t.contains("pmtr_job_up{job=\"quiet\"} 1")
+            && t.contains("pmtr_job_healthy{job=\"checked\"} 1"))));
     let written = std::fs::metadata(&metrics).unwrap().modified().unwrap();
     // An absence cannot be awaited: watch for a rewrite this long.
     std::thread::sleep(Duration::from_millis(1500));

@@ -332,7 +332,8 @@ impl Supervisor {
             }
             let coming = match job.phase {
                 Phase::Starting { .. } => true,
-                Phase::Running(run) => !run.ready,
+                // A `once` job others come after is ready when it ends.
+                Phase::Running(run) => !run.ready || (job.def.once && self.awaited(&job.def.name)),
                 Phase::Waiting { .. } => job.starts == 0 && !job.start_failed && !held,
                 Phase::Stopping { .. }
                 | Phase::Draining { .. }
@@ -347,6 +348,13 @@ impl Supervisor {
         self.ready_sent = true;
         out.log(Level::Info, messages::all_ready());
         out.push(Action::Ready);
+    }
+
+    /// True when an enabled job comes `after` job `name`.
+    fn awaited(&self, name: &str) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| j.enabled() && j.def.after.iter().any(|a| a == name))
     }
 }
 

@@ -330,6 +330,19 @@ fn pmtr_is_ready_once_every_job_is_ready_or_failed() {
     );
 }
 
+/// A `once` job that others come after is on its way until it exits.
+#[test]
+fn pmtr_waits_for_a_migration_that_others_come_after() {
+    let text = "job {\n name migrate\n cmd /bin/m\n once\n}\n\
+                job {\n name web\n cmd /bin/web\n after migrate\n}\n";
+    let mut run = Run::new(config(text));
+    let actions = run.event(Event::Start, at(0));
+    assert!(!actions.contains(&Action::Ready));
+    let actions = run.exit("migrate", ExitStatus::Code(0), at(1));
+    assert_eq!(spawned_names(&actions), ["web"]);
+    assert!(actions.contains(&Action::Ready), "{actions:?}");
+}
+
 /// SPEC 11.3, 11.4 on reload: new checks on a running job, same pid.
 #[test]
 fn a_reload_that_changes_only_checks_keeps_the_job_running() {
