@@ -9,7 +9,7 @@ use super::event::{Action, Check, ExitStatus, JobId, Level, Pid, ReplyToken};
 use super::job::{
     CheckState, JobState, Phase, StopReason, MAX_CHECK_DELAY_MILLIS, READY_TIMEOUT_MILLIS,
 };
-use super::{lifecycle, messages, Actions, Supervisor};
+use super::{messages, Actions, Supervisor};
 use crate::config::{HealthCheck, Job, Readiness};
 use crate::proto::notify::Notice;
 use crate::time::Mono;
@@ -320,27 +320,24 @@ impl Supervisor {
         if self.ready_sent || !self.started || self.shutdown.is_some() {
             return;
         }
-        let ready = self.ready_jobs();
         let mut gated = false;
         for job in &self.jobs {
-            let held = gated
-                || !lifecycle::after_met(&job.def, ready.as_ref())
-                || !self.files_present(job);
+            let held = |job| gated || !self.after_met(job) || !self.files_present(job);
+            let coming = job.enabled()
+                && match job.phase {
+                    Phase::Starting { .. } => true,
+                    // A `once` job others come after is ready when it ends.
+                    Phase::Running(run) => {
+                        !run.ready || (job.def.once && self.awaited(&job.def.name))
+                    }
+                    Phase::Waiting { .. } => job.starts == 0 && !job.start_failed && !held(job),
+                    Phase::Stopping { .. }
+                    | Phase::Draining { .. }
+                    | Phase::Done(_)
+                    | Phase::Failed
+                    | Phase::Disabled => false,
+                };
             gated |= job.gates();
-            if !job.enabled() {
-                continue;
-            }
-            let coming = match job.phase {
-                Phase::Starting { .. } => true,
-                // A `once` job others come after is ready when it ends.
-                Phase::Running(run) => !run.ready || (job.def.once && self.awaited(&job.def.name)),
-                Phase::Waiting { .. } => job.starts == 0 && !job.start_failed && !held,
-                Phase::Stopping { .. }
-                | Phase::Draining { .. }
-                | Phase::Done(_)
-                | Phase::Failed
-                | Phase::Disabled => false,
-            };
             if coming {
                 return;
             }

@@ -191,6 +191,7 @@ impl Supervisor {
         let first_leaving = next.len();
         next.extend(leaving);
         self.jobs = next;
+        self.reindex();
         for index in (first_leaving..self.jobs.len()).rev() {
             self.stop(index, StopReason::Remove, now, out);
         }
@@ -204,6 +205,8 @@ impl Supervisor {
             let enabled = !self.jobs[index].def.disabled;
             self.apply_enabled(index, enabled, now, out);
         }
+        // Rechecks may have brought the first `after` in.
+        self.reindex();
         out.push(Action::WatchFiles {
             paths: self.dependency_paths(),
         });

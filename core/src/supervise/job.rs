@@ -34,6 +34,9 @@ pub struct JobState {
     pub check_output: Option<String>,
     /// The job's last `STATUS=` (sd_notify).
     pub notify_status: Option<String>,
+    /// Where each job of `def.after` is in the supervisor's list, and its
+    /// id, kept by `Supervisor::reindex`.
+    pub after_indices: Vec<(usize, JobId)>,
 }
 
 /// What a job is doing.
@@ -335,6 +338,7 @@ impl JobState {
             rapid_exits: 0,
             check_output: None,
             notify_status: None,
+            after_indices: Vec::new(),
         }
     }
 

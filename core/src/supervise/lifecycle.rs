@@ -10,7 +10,7 @@ use super::{messages, Actions, Shutdown, Supervisor};
 use crate::config::Job;
 use crate::time::Mono;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::checks;
 use std::sync::Arc;
@@ -303,11 +303,10 @@ impl Supervisor {
         }
         // Which jobs are due and not held by `after`, decided before any
         // of them changes phase.
-        let ready = self.ready_jobs();
         let mut due = Vec::new();
         for (index, job) in self.jobs.iter().enumerate() {
             if let Phase::Waiting { until, .. } = job.phase {
-                if until <= now && after_met(&job.def, ready.as_ref()) {
+                if until <= now && self.after_met(job) {
                     due.push(index);
                 }
             }
@@ -315,7 +314,6 @@ impl Supervisor {
                 break;
             }
         }
-        drop(ready);
         for index in due {
             let job = &mut self.jobs[index];
             if dependencies_ready(&self.dependencies, job, out) {
@@ -385,11 +383,14 @@ impl Supervisor {
         match reason {
             StopReason::Remove => {
                 self.jobs.remove(index);
+                self.reindex();
             }
             StopReason::Restart | StopReason::Disable => {
                 if let Some(def) = job.pending.take() {
                     job.def = Arc::new(*def);
+                    self.reindex();
                 }
+                let job = &mut self.jobs[index];
                 job.phase = if job.enabled() {
                     Phase::waiting(now)
                 } else {
@@ -418,23 +419,47 @@ impl Supervisor {
 }
 
 impl Supervisor {
-    /// The jobs that count as ready for `after` (SPEC 11.3): running, or
-    /// for a `once` job, exited with status 0. `None` when no job names
-    /// any: the common case costs one pass and no allocation.
-    pub(super) fn ready_jobs(&self) -> Option<HashSet<&str>> {
-        if self.jobs.iter().all(|j| j.def.after.is_empty()) {
-            return None;
-        }
-        let ready = self.jobs.iter().filter(|j| checks::is_ready(j));
-        Some(ready.map(|j| j.def.name.as_str()).collect())
+    /// The first job `job` comes `after` that is not ready (SPEC 11.3):
+    /// what holds it back, if anything.
+    pub(super) fn unready_dependency<'a>(&self, job: &'a JobState) -> Option<&'a String> {
+        let mut resolved = job.after_indices.iter();
+        job.def.after.iter().find(|name| {
+            // An index kept from before a change of the list is checked
+            // (by id, which is cheap), and looked up again if it is wrong.
+            let dependency = match resolved.next() {
+                Some(&(index, id)) => self.jobs.get(index).filter(|j| j.id == id),
+                None => None,
+            };
+            let dependency = dependency.or_else(|| self.jobs.iter().find(|j| j.def.name == **name));
+            !dependency.is_some_and(checks::is_ready)
+        })
     }
-}
 
-/// True when every job `def` comes `after` is ready.
-pub(super) fn after_met(def: &Job, ready: Option<&HashSet<&str>>) -> bool {
-    match ready {
-        None => true,
-        Some(ready) => def.after.iter().all(|name| ready.contains(name.as_str())),
+    /// True when every job `job` comes `after` is ready.
+    pub(super) fn after_met(&self, job: &JobState) -> bool {
+        job.def.after.is_empty() || self.unready_dependency(job).is_none()
+    }
+
+    /// Resolves each job's `after` names to indices in `jobs`, after the
+    /// list of jobs (or a definition) changed: `after` is then looked up
+    /// without hashing a name on every event.
+    pub(super) fn reindex(&mut self) {
+        if self.jobs.iter().all(|j| j.def.after.is_empty()) {
+            return;
+        }
+        let by_name: HashMap<String, (usize, JobId)> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.def.name.clone(), (i, j.id)))
+            .collect();
+        for job in &mut self.jobs {
+            // Validation leaves no unknown name; were there one, it would
+            // be looked up by name each time (no job has id 0).
+            let nowhere = (usize::MAX, JobId(0));
+            let found = |name: &String| by_name.get(name).copied().unwrap_or(nowhere);
+            job.after_indices = job.def.after.iter().map(found).collect();
+        }
     }
 }
 

@@ -98,6 +98,7 @@ impl Supervisor {
                 .jobs
                 .push(JobState::new(id, config.jobs[index].clone()));
         }
+        supervisor.reindex();
         supervisor
     }
 
@@ -188,10 +189,8 @@ impl Supervisor {
             }
         };
         let mut gated = false;
-        let ready = self.ready_jobs();
         for job in &self.jobs {
-            let held = gated || !lifecycle::after_met(&job.def, ready.as_ref());
-            consider(self.deadline_of(job, held));
+            consider(self.deadline_of(job, gated));
             gated |= job.gates();
         }
         if self.shutdown.is_none() {
@@ -207,13 +206,14 @@ impl Supervisor {
     }
 
     /// When `job` next needs the supervisor, given whether a `wait` job
-    /// ahead of it, or a job it comes `after`, holds it back (then its start
-    /// waits for an event, not a time).
+    /// ahead of it holds it back; so does a job it comes `after` (then its
+    /// start waits for an event, not a time).
     fn deadline_of(&self, job: &JobState, gated: bool) -> Option<Mono> {
         let grace = lifecycle::stop_timeout(&self.policy, &job.def);
         match job.phase {
             Phase::Waiting { until, .. } => {
                 let may_start = self.started && self.shutdown.is_none() && !gated;
+                let may_start = may_start && self.after_met(job);
                 // A job waiting for a dependency file waits for an event.
                 (may_start && self.files_present(job)).then_some(until)
             }

@@ -15,18 +15,16 @@ impl Supervisor {
     }
 
     /// The status of the jobs `wanted` picks, with the job each waits for
-    /// when `after` holds it (the ready set is computed once).
+    /// when `after` holds it.
     pub(super) fn statuses_of(
         &self,
         wanted: impl Fn(&JobState) -> bool,
         now: Mono,
     ) -> Vec<JobStatus> {
-        let ready = self.ready_jobs();
         let status_of = |job: &JobState| {
             let mut status = job_status(job, now);
-            if let (Phase::Waiting { .. }, Some(ready)) = (job.phase, &ready) {
-                let unready = |name: &&String| !ready.contains(name.as_str());
-                status.waiting_for = job.def.after.iter().find(unready).cloned();
+            if let Phase::Waiting { .. } = job.phase {
+                status.waiting_for = self.unready_dependency(job).cloned();
             }
             status
         };

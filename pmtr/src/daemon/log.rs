@@ -39,7 +39,10 @@ impl Logger {
         }
         let message = truncate(message, MAX_MESSAGE);
         if self.to_stderr || self.syslog.is_none() {
-            let _ = writeln!(std::io::stderr().lock(), "pmtr[{}]: {message}", self.pid);
+            // One write per line: stderr is unbuffered, and a line written
+            // in pieces costs a syscall a piece (and may interleave).
+            let line = format!("pmtr[{}]: {message}\n", self.pid);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
         self.send(level, message);
     }
@@ -51,10 +54,10 @@ impl Logger {
             Level::Info => 6,
             Level::Debug => 7,
         };
-        let datagram = format!("<{}>pmtr[{}]: {message}", FACILITY * 8 + severity, self.pid);
         let Some(socket) = &self.syslog else {
             return;
         };
+        let datagram = format!("<{}>pmtr[{}]: {message}", FACILITY * 8 + severity, self.pid);
         match socket.send(datagram.as_bytes()) {
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => self.dropped += 1,

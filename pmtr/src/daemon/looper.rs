@@ -193,8 +193,11 @@ impl Daemon {
         self.apply(Event::Start);
         process::release_free_memory();
         let mut ready = vec![EpollEvent::empty(); 64];
+        // The supervisor's next deadline, computed once per turn: it reads
+        // every job.
+        let mut deadline = self.supervisor.next_deadline();
         while !self.exit {
-            let count = match self.registry.wait(&mut ready, self.timeout()) {
+            let count = match self.registry.wait(&mut ready, self.timeout(deadline)) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
@@ -212,8 +215,10 @@ impl Daemon {
             if let Some(control) = &mut self.control {
                 control.expire(&mut self.registry, now);
             }
-            if self.supervisor.next_deadline().is_some_and(|t| t <= now) {
+            deadline = self.supervisor.next_deadline();
+            if deadline.is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
+                deadline = self.supervisor.next_deadline();
             }
         }
     }
@@ -271,11 +276,11 @@ impl Daemon {
         }
     }
 
-    /// Milliseconds until the next deadline, rounded up; none: wait for
-    /// events only.
-    fn timeout(&self) -> EpollTimeout {
+    /// Milliseconds until the next deadline (the supervisor's, given, or a
+    /// control client's), rounded up; none: wait for events only.
+    fn timeout(&self, supervisor: Option<Mono>) -> EpollTimeout {
         let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
-        let deadline = match (self.supervisor.next_deadline(), clients) {
+        let deadline = match (supervisor, clients) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

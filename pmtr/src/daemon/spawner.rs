@@ -118,7 +118,10 @@ impl Spawner {
         }
         // Sized for the busiest moment (every job of a start forked and
         // not exec'd yet): give the tables back once that has passed.
-        if self.setups.is_empty() && self.setups.capacity() > 0 {
+        // A start or two leaves nothing worth giving back: trimming the
+        // heap after each would cost more than it frees (a chain of
+        // `after` starts its jobs one by one).
+        if self.setups.is_empty() && self.setups.capacity() > SPAWN_BATCH {
             self.setups.shrink_to_fit();
             self.setup_of_pid.shrink_to_fit();
             self.settled = true;

@@ -343,6 +343,25 @@ fn pmtr_waits_for_a_migration_that_others_come_after() {
     assert!(actions.contains(&Action::Ready), "{actions:?}");
 }
 
+/// A job whose new definition brings `after` in is held by it once its
+/// old process is gone.
+#[test]
+fn a_changed_job_that_gains_after_is_held_by_it() {
+    let before = "job {\n name b\n cmd /bin/b\n}\n";
+    let after = "job {\n name c\n cmd /bin/c\n ready notify\n}\n\
+                 job {\n name b\n cmd /bin/b2\n after c\n}\n";
+    let mut run = Run::new(config(before));
+    run.event(Event::Start, at(0));
+    let actions = run.event(read(after, 2), at(1));
+    assert_eq!(spawned_names(&actions), ["c"]);
+    let actions = run.exit("b", TERMINATED, at(1));
+    assert!(spawned_names(&actions).is_empty(), "{actions:?}");
+    let status = run.sup.statuses(at(1));
+    assert_eq!(status[1].waiting_for.as_deref(), Some("c"));
+    let actions = notice(&mut run, "c", b"READY=1", at(2));
+    assert_eq!(spawned_names(&actions), ["b"]);
+}
+
 /// SPEC 11.3, 11.4 on reload: new checks on a running job, same pid.
 #[test]
 fn a_reload_that_changes_only_checks_keeps_the_job_running() {
