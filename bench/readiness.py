@@ -102,6 +102,17 @@ def measure(runs, body):
     return median(samples), samples
 
 
+def start_time(pmtr, work, text, count, runs, argv=None):
+    """Median seconds (and samples) from launch until `count` jobs run."""
+    def once():
+        p = Pmtr(pmtr, work, text, argv)
+        try:
+            return p.wait_reported(count)
+        finally:
+            p.close()
+    return measure(runs, once)
+
+
 def chain(pmtr, work, helpers, runs, jobs):
     notify = f"{helpers['notify']} ready"
     ready = helpers["ready"]
@@ -116,13 +127,7 @@ def chain(pmtr, work, helpers, runs, jobs):
     floor_argv = [helpers["chain-floor"], str(jobs), helpers["notify"]]
     cases["floor: fork, exec, READY=1, in a row"] = ""
     for name, text in cases.items():
-        def once():
-            p = Pmtr(pmtr, work, text, argv=None if text else floor_argv)
-            try:
-                return p.wait_reported(jobs)
-            finally:
-                p.close()
-        results[name] = measure(runs, once)
+        results[name] = start_time(pmtr, work, text, jobs, runs, None if text else floor_argv)
     base = results["chain, no readiness"][0]
     for name, (m, samples) in results.items():
         print(f"  {name:<22} {ms(m):>10}   x{m / base:.2f} of the chain without readiness   samples {[round(s * 1000, 1) for s in samples]}")
@@ -138,13 +143,7 @@ def flood(pmtr, work, helpers, runs, jobs):
     print(f"\n{jobs} jobs started, with and without a job sending 10 000 sd_notify datagrams/s")
     results = {}
     for name, (text, count) in cases.items():
-        def once():
-            p = Pmtr(pmtr, work, text)
-            try:
-                return p.wait_reported(count)
-            finally:
-                p.close()
-        results[name] = measure(runs, once)
+        results[name] = start_time(pmtr, work, text, count, runs)
     base = results["quiet"][0]
     for name, (m, samples) in results.items():
         print(f"  {name:<16} {ms(m):>10}   x{m / base:.2f}   samples {[round(s * 1000, 1) for s in samples]}")

@@ -174,6 +174,8 @@ impl Checks {
         status: ExitStatus,
     ) -> Option<Event> {
         let job = self.by_child.remove(&child)?;
+        // What the check left in its group does not outlive it.
+        let _ = killpg(nix::unistd::Pid::from_raw(child), Signal::SIGKILL);
         let Pending { pid, work, .. } = self.by_job.remove(&job)?;
         let Work::Command {
             probe,

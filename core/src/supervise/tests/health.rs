@@ -4,6 +4,7 @@
 //! disabled, `pmtr-ctl wait`, pmtr's own READY=1, and reloads that change
 //! only how a job is checked.
 
+use super::requests::replies;
 use super::*;
 use crate::proto::notify::Notice;
 use crate::status::job_status;
@@ -259,36 +260,24 @@ fn wait_answers_ready_failed_or_timed_out() {
         timeout_millis: timeout,
         reply: ReplyToken(token),
     };
-    let replies = |actions: &[Action]| -> Vec<(u64, bool, String)> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Reply {
-                    token,
-                    reply: Reply::Done { ok, message },
-                } => Some((token.0, *ok, message.clone())),
-                _ => None,
-            })
-            .collect()
-    };
     assert!(replies(&run.event(wait(&["db"], None, 1), at(0))).is_empty());
     assert!(replies(&run.event(wait(&["db"], Some(1_000), 2), at(0))).is_empty());
     assert_eq!(
         replies(&run.event(wait(&["off", "db"], None, 3), at(0))),
-        [(3, false, "off: disabled".to_string())]
+        [(3, false, "off: disabled")]
     );
     assert_eq!(
         replies(&run.event(wait(&["ghost"], None, 4), at(0))),
-        [(4, false, "ghost: no job named ghost".to_string())]
+        [(4, false, "ghost: no job named ghost")]
     );
     assert_eq!(run.sup.next_deadline(), Some(at(1)));
     assert_eq!(
         replies(&run.event(Event::Timer, at(1))),
-        [(2, false, "timed out waiting for db".to_string())]
+        [(2, false, "timed out waiting for db")]
     );
     assert_eq!(
         replies(&notice(&mut run, "db", b"READY=1", at(2))),
-        [(1, true, "ready".to_string())]
+        [(1, true, "ready")]
     );
     // Not ready in time: a failed start fails the waiters.
     run.exit("db", ExitStatus::Code(1), at(3));
@@ -297,10 +286,7 @@ fn wait_answers_ready_failed_or_timed_out() {
     let actions = run.event(Event::Timer, at(18));
     assert!(replies(&actions).is_empty(), "stopping, not failed yet");
     let actions = run.exit("db", TERMINATED, at(18));
-    assert_eq!(
-        replies(&actions),
-        [(5, false, "db: its last start failed".to_string())]
-    );
+    assert_eq!(replies(&actions), [(5, false, "db: its last start failed")]);
 }
 
 /// pmtr's own READY=1 goes out once, when nothing is still coming up.

@@ -113,7 +113,7 @@ fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
 }
 
 /// The replies among `actions`: (token, ok, message).
-fn replies(actions: &[Action]) -> Vec<(u64, bool, &str)> {
+pub(super) fn replies(actions: &[Action]) -> Vec<(u64, bool, &str)> {
     actions
         .iter()
         .filter_map(|a| match a {
