@@ -67,10 +67,32 @@ pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
+/// Validates the file's bytes into a configuration whose jobs without
+/// `dir` run in the directory pmtr was started in (SPEC 3.1, as the
+/// original: in a container, the image's `WORKDIR`).
+pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Diagnostic>> {
+    let mut config = config::parse(bytes)?;
+    config.set_default_dir(start_dir());
+    Ok(config)
+}
+
+/// The directory pmtr was started in. pmtr never changes directory, so
+/// the first look is the answer for its whole life (kept, in case the
+/// directory is removed later); `/` if it cannot be named.
+pub fn start_dir() -> &'static str {
+    static START_DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    START_DIR.get_or_init(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|dir| dir.to_str().map(str::to_string))
+            .unwrap_or_else(|| "/".to_string())
+    })
+}
+
 /// Reads and validates the file; returns the text too, for diagnostics.
 pub fn load(path: &Path) -> Result<(Vec<u8>, Config), LoadError> {
     let bytes = read(path)?;
-    match config::parse(&bytes) {
+    match parse(&bytes) {
         Ok(config) => Ok((bytes, config)),
         Err(diagnostics) => Err(LoadError::Invalid {
             path: path.to_path_buf(),

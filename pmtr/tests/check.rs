@@ -306,6 +306,24 @@ fn bad_values_of_the_newer_options_are_reported_where_they_are() {
     assert!(stderr.contains("did you mean `file`?"), "{stderr}");
 }
 
+/// SPEC 11.5: a critical job that is disabled is a warning, not an error.
+#[test]
+fn a_disabled_critical_job_is_a_warning() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.write(
+        "c.conf",
+        "job {\n name main\n cmd /bin/true\n critical\n disable\n}\n",
+    );
+    let output = sandbox.pmtr(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = text(&output.stderr);
+    let expected = format!(
+        "{}:4:2: warning: job `main` is critical and disabled: pmtr will never start the job it exists for",
+        conf.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
 /// SPEC 11.3, 11.4: the readiness and health lines' bad input, each at
 /// its FILE:LINE:COL.
 #[test]

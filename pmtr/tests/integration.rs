@@ -6,6 +6,7 @@
 mod harness;
 
 mod check;
+mod containers;
 mod control;
 mod daemonize;
 mod faults;

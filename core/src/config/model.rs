@@ -18,6 +18,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// Gives every job without `dir` this one (absolute): the directory
+    /// pmtr was started in, which only the shell knows.
+    pub fn set_default_dir(&mut self, dir: &str) {
+        for job in &mut self.jobs {
+            if job.dir.is_none() {
+                job.dir = Some(dir.to_string());
+            }
+        }
+    }
+
     /// Indices of `jobs` in start order: by `order`, file order breaking ties.
     pub fn start_order(&self) -> Vec<usize> {
         let mut indices: Vec<usize> = (0..self.jobs.len()).collect();
@@ -52,7 +62,9 @@ pub struct Job {
     pub name: String,
     /// `argv`; `argv[0]` is an absolute path.
     pub cmd: Vec<String>,
-    /// Working directory, absolute; `None` means `/`.
+    /// Working directory, absolute. `None` in a file without `dir`; the
+    /// shell then sets the directory pmtr was started in
+    /// ([`Config::set_default_dir`]), and `/` is the last resort.
     pub dir: Option<String>,
     pub stdin: Option<String>,
     pub stdout: Output,
@@ -62,6 +74,8 @@ pub struct Job {
     pub disabled: bool,
     pub wait: bool,
     pub once: bool,
+    /// `critical` (SPEC 11.5): its end, when not restarted, ends pmtr.
+    pub critical: bool,
     pub order: i32,
     pub nice: Option<i32>,
     pub cpu: Option<CpuSet>,
@@ -265,6 +279,11 @@ pub enum Output {
     Syslog,
     /// Appended to this file (relative to `dir`), created 0644.
     File(String),
+    /// pmtr's own standard output, inherited: no pipe, no prefix, no copy
+    /// (SPEC 11.5, for `docker logs`).
+    Stdout,
+    /// pmtr's own standard error, inherited.
+    Stderr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

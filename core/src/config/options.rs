@@ -112,7 +112,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         name: "dir",
         syntax: Syntax::Value,
         usage: "dir /PATH",
-        default: "`/`",
+        default: "the directory pmtr was started in",
         doc: "Working directory of the job, absolute. Relative `in`, `out`, `err` and `depends` paths are taken under it.",
         repeatable: false,
         apply: |job, words, errors| {
@@ -137,9 +137,9 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     OptionDef {
         name: "out",
         syntax: Syntax::Value,
-        usage: "out FILE|syslog",
+        usage: "out FILE|syslog|stdout|stderr",
         default: "`syslog`",
-        doc: "Where standard output goes: a file (appended to, created 0644 by the job's user, opened after privileges are dropped) or `syslog`, which logs each line tagged with the job's name and pid.",
+        doc: "Where standard output goes: a file (appended to, created 0644 by the job's user, opened after privileges are dropped); `syslog`, which logs each line tagged with the job's name and pid; or `stdout`/`stderr`, pmtr's own, inherited untouched (no pipe, no prefix: for `docker logs` and JSON lines). A file named `stdout` is written `./stdout`.",
         repeatable: false,
         apply: |job, words, errors| {
             if let Some(output) = output(words[0], errors) {
@@ -150,7 +150,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     OptionDef {
         name: "err",
         syntax: Syntax::Value,
-        usage: "err FILE|syslog",
+        usage: "err FILE|syslog|stdout|stderr",
         default: "`syslog`",
         doc: "Where standard error goes, as for `out`.",
         repeatable: false,
@@ -224,6 +224,15 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Do not restart the job after it exits.",
         repeatable: true,
         apply: |job, _, _| job.once = true,
+    },
+    OptionDef {
+        name: "critical",
+        syntax: Syntax::Flag,
+        usage: "critical",
+        default: "",
+        doc: "When this job ends and its restart policy does not start it again (`once`, `restart never`, `on-failure` after status 0, exit status 33, given up), pmtr stops every job and exits with this job's status (its exit code, or 128 + the signal that killed it): the container ends with its main program.",
+        repeatable: true,
+        apply: |job, _, _| job.critical = true,
     },
     OptionDef {
         name: "order",
@@ -527,6 +536,12 @@ fn output(word: &Word<'_>, errors: &mut Vec<Diagnostic>) -> Option<Output> {
     if word.is("syslog") {
         return Some(Output::Syslog);
     }
+    // Words, not paths: a file of that name is `./stdout`.
+    match word.text.as_ref() {
+        "stdout" if word.is("stdout") => return Some(Output::Stdout),
+        "stderr" if word.is("stderr") => return Some(Output::Stderr),
+        _ => {}
+    }
     path(word, errors).map(Output::File)
 }
 
@@ -694,6 +709,16 @@ mod tests {
             Output::File("syslog".into())
         );
         assert!(job_error("out \"\"").contains("path is empty"));
+        // SPEC 11.5 pass-through; quoted, the word is a file name again.
+        let job = job_with("out stdout\n err stdout");
+        assert_eq!((job.stdout, job.stderr), (Output::Stdout, Output::Stdout));
+        assert_eq!(job_with("err stderr").stderr, Output::Stderr);
+        assert_eq!(
+            job_with("out \"stdout\"").stdout,
+            Output::File("stdout".into())
+        );
+        assert!(job_with("critical").critical);
+        assert!(!job_with("").critical);
     }
 
     #[test]

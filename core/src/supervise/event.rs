@@ -276,8 +276,11 @@ pub enum Action {
         token: ReplyToken,
         reply: Reply,
     },
-    /// Everything is stopped: remove the pidfile and exit 0.
-    Exit,
+    /// Everything is stopped: remove the pidfile and exit with `status`
+    /// (0 after a shutdown by signal; a `critical` job's status).
+    Exit {
+        status: u8,
+    },
 }
 
 #[cfg(test)]

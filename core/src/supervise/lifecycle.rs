@@ -287,7 +287,15 @@ impl Supervisor {
             return;
         }
         out.log(Level::Info, messages::exiting(signal));
-        self.shutdown = Some(Shutdown { forced: false });
+        self.shut_down(0, now, out);
+    }
+
+    /// Stops every job; pmtr exits with `status` once all are gone.
+    pub(super) fn shut_down(&mut self, status: u8, now: Mono, out: &mut Actions) {
+        self.shutdown = Some(Shutdown {
+            forced: false,
+            status,
+        });
         for index in 0..self.jobs.len() {
             if self.jobs[index].phase.is_active() {
                 self.stop(index, StopReason::Shutdown, now, out);

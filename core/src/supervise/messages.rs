@@ -105,6 +105,13 @@ pub fn job_rechecked(name: &str) -> String {
     format!("job {name}: readiness or health settings changed, applied without a restart")
 }
 
+pub fn critical_ended(name: &str, last: Option<ExitStatus>, status: u8) -> String {
+    let how = last.map_or("never ran".to_string(), |s| s.to_string());
+    format!(
+        "critical job {name} ended ({how}): stopping every job, then exiting with status {status}"
+    )
+}
+
 pub fn all_ready() -> String {
     "all jobs are ready (or failed to become so)".into()
 }
@@ -256,6 +263,8 @@ fn output(job: &Job, output: &crate::config::Output) -> String {
     match output {
         crate::config::Output::Syslog => "syslog pipe".into(),
         crate::config::Output::File(path) => job.resolve(path),
+        crate::config::Output::Stdout => "pmtr's stdout".into(),
+        crate::config::Output::Stderr => "pmtr's stderr".into(),
     }
 }
 

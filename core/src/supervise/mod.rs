@@ -62,6 +62,9 @@ pub struct Supervisor {
 struct Shutdown {
     /// A second SIGTERM/SIGINT came: SIGKILL was sent to everything.
     forced: bool,
+    /// pmtr's exit status once everything is stopped: 0 after a signal,
+    /// a `critical` job's status after its end (SPEC 11.5).
+    status: u8,
 }
 
 impl Supervisor {
@@ -170,6 +173,7 @@ impl Supervisor {
             Event::Status { job, reply } => self.on_status(job.as_deref(), reply, now, &mut out),
             Event::Logs { job, reply } => self.on_logs(job, reply, &mut out),
         }
+        self.end_if_critical_ended(now, &mut out);
         self.start_due(now, &mut out);
         self.ready_if_settled(&mut out);
         self.answer_waiters(now, &mut out);
@@ -245,13 +249,48 @@ impl Supervisor {
     }
 
     fn exit_if_done(&mut self, out: &mut Actions) {
-        if self.shutdown.is_some()
-            && !self.exit_sent
-            && self.jobs.iter().all(|j| !j.phase.is_active())
-        {
+        let Some(shutdown) = self.shutdown else {
+            return;
+        };
+        if !self.exit_sent && self.jobs.iter().all(|j| !j.phase.is_active()) {
             self.exit_sent = true;
-            out.push(Action::Exit);
+            out.push(Action::Exit {
+                status: shutdown.status,
+            });
         }
+    }
+
+    /// A `critical` job ended for good (SPEC 11.5): pmtr shuts down, and
+    /// exits with the job's status once everything is stopped.
+    fn end_if_critical_ended(&mut self, now: Mono, out: &mut Actions) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let ended = self.jobs.iter().find(|j| {
+            j.def.critical
+                && !j.is_being_removed()
+                && matches!(j.phase, Phase::Done(_) | Phase::Failed)
+        });
+        let Some(job) = ended else {
+            return;
+        };
+        let status = exit_status_of(job.last_exit);
+        out.log(
+            Level::Info,
+            messages::critical_ended(&job.def.name, job.last_exit, status),
+        );
+        self.shut_down(status, now, out);
+    }
+}
+
+/// The status pmtr exits with for a job that ended as `last`: its exit
+/// code, 128 + the signal that killed it (as a shell says), or 127 for a
+/// job that never ran (as a shell says of a command it cannot run).
+pub fn exit_status_of(last: Option<event::ExitStatus>) -> u8 {
+    match last {
+        Some(event::ExitStatus::Code(code)) => (code & 0xff) as u8,
+        Some(event::ExitStatus::Signal { number, .. }) => (128 + number).clamp(0, 255) as u8,
+        None => 127,
     }
 }
 

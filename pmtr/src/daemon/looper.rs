@@ -79,7 +79,9 @@ pub struct Daemon {
     replies: Vec<(ReplyToken, Reply)>,
     /// The last reply token handed out.
     last_token: u64,
-    exit: bool,
+    /// The status to exit with, once the supervisor says everything is
+    /// stopped.
+    exit: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +182,13 @@ impl Daemon {
             waiting: std::collections::HashMap::new(),
             replies: Vec::new(),
             last_token: 0,
-            exit: false,
+            exit: None,
         })
     }
 
-    /// Runs until the supervisor says everything is stopped.
-    pub fn run(&mut self) {
+    /// Runs until the supervisor says everything is stopped; the status
+    /// to exit with (SPEC 11.5).
+    pub fn run(&mut self) -> u8 {
         // Dependencies are known before the first start: a job whose file
         // is missing waits for it.
         let paths = self.supervisor.dependency_paths();
@@ -196,7 +199,7 @@ impl Daemon {
         // The supervisor's next deadline, computed once per turn: it reads
         // every job.
         let mut deadline = self.supervisor.next_deadline();
-        while !self.exit {
+        while self.exit.is_none() {
             let count = match self.registry.wait(&mut ready, self.timeout(deadline)) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
@@ -221,6 +224,7 @@ impl Daemon {
                 deadline = self.supervisor.next_deadline();
             }
         }
+        self.exit.unwrap_or(0)
     }
 
     /// One batch of readiness, in the loop's order. A registration that
@@ -576,7 +580,7 @@ impl Daemon {
                     Action::SendReport => report_pending = true,
                     Action::ApplyGlobals { globals } => self.apply_globals(&globals),
                     Action::Reply { token, reply } => self.replies.push((token, reply)),
-                    Action::Exit => self.exit = true,
+                    Action::Exit { status } => self.exit = Some(status),
                 }
             }
         }
@@ -595,7 +599,7 @@ impl Daemon {
                 };
             }
         };
-        let result = pmtr_core::config::parse(&bytes)
+        let result = config_file::parse(&bytes)
             .map(Box::new)
             .map_err(|diagnostics| {
                 let shown = self.config_path.to_string_lossy();

@@ -80,9 +80,10 @@ pub fn run(args: &Args) -> ExitCode {
                 let _ = detach_stdio();
                 Readiness::ready(readiness);
             }
-            daemon.run();
+            let status = daemon.run();
+            drop(daemon);
             drop(pidfile);
-            ExitCode::SUCCESS
+            ExitCode::from(status)
         }
     }
 }

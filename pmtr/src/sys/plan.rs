@@ -171,6 +171,9 @@ impl<'context> ExecPlan<'context> {
                     None => Stream::File(c_string("/dev/null")?),
                 },
                 Output::File(path) => Stream::File(c_string(job.resolve(path))?),
+                // pmtr's own descriptors, which the child inherits.
+                Output::Stdout => Stream::Fd(1),
+                Output::Stderr => Stream::Fd(2),
             })
         };
         // The pointer arrays point into the strings' heap buffers, which do

@@ -1,6 +1,7 @@
 //! The supervisor as a state machine, driven with a fake clock: no
 //! processes, no sleeps. Each test is a row of the behaviour contract.
 
+mod critical;
 mod files;
 mod health;
 mod matrix;
@@ -415,9 +416,9 @@ fn shutdown_stops_every_job_at_once_and_exits_when_all_are_gone() {
         spawned_names(&actions).is_empty(),
         "no restart during shutdown"
     );
-    assert!(!actions.contains(&Action::Exit));
+    assert!(!actions.contains(&Action::Exit { status: 0 }));
     let actions = run.exit("b", TERMINATED, at(6));
-    assert_eq!(actions.last(), Some(&Action::Exit));
+    assert_eq!(actions.last(), Some(&Action::Exit { status: 0 }));
     assert_eq!(run.sup.next_deadline(), None);
 }
 
@@ -431,7 +432,7 @@ fn shutdown_escalates_to_sigkill_after_ten_seconds() {
     assert_eq!(logs(&actions), ["sending SIGKILL to job stubborn [101]"]);
     assert_eq!(signals(&actions), [(101, StopSignal::Kill)]);
     let actions = run.exit("stubborn", KILLED, at(11));
-    assert_eq!(actions.last(), Some(&Action::Exit));
+    assert_eq!(actions.last(), Some(&Action::Exit { status: 0 }));
 }
 
 #[test]
@@ -453,7 +454,7 @@ fn shutdown_with_nothing_running_exits_at_once() {
     let mut run = Run::new(config("job {\n name a\n cmd /bin/true\n disable\n}"));
     run.event(Event::Start, at(0));
     let actions = run.event(Event::Shutdown { signal: 15 }, at(0));
-    assert_eq!(actions.last(), Some(&Action::Exit));
+    assert_eq!(actions.last(), Some(&Action::Exit { status: 0 }));
 }
 
 #[test]
@@ -463,9 +464,9 @@ fn shutdown_waits_for_leftovers_of_a_job_that_already_exited() {
     run.leftovers.insert(101);
     run.exit("a", ExitStatus::Code(0), at(20));
     let actions = run.event(Event::Shutdown { signal: 15 }, at(21));
-    assert!(!actions.contains(&Action::Exit));
+    assert!(!actions.contains(&Action::Exit { status: 0 }));
     let actions = run.leftovers_end(101, at(22));
-    assert_eq!(actions.last(), Some(&Action::Exit));
+    assert_eq!(actions.last(), Some(&Action::Exit { status: 0 }));
 }
 
 #[test]

@@ -155,7 +155,7 @@ fn stops_use_the_jobs_signal_and_timeout() {
         },
         at(31),
     );
-    assert_eq!(actions.last(), Some(&Action::Exit));
+    assert_eq!(actions.last(), Some(&Action::Exit { status: 0 }));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Checks a valid configuration against this machine for what would fail at
 //! run time — a command that is not executable, an unknown user, a missing
-//! directory or dependency, an unusable key — without rejecting the file:
-//! the machine may change before the job starts.
+//! directory or dependency, an unusable key, a critical job that is
+//! disabled — without rejecting the file: the machine may change before the
+//! job starts, and a request may enable the job.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -35,6 +36,16 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
                     format!("job `{}`: `{program}` {problem}", job.name),
                 );
             }
+        }
+        if job.critical && job.disabled {
+            warn(
+                &mut found,
+                "critical",
+                format!(
+                    "job `{}` is critical and disabled: pmtr will never start the job it exists for",
+                    job.name
+                ),
+            );
         }
         if let Some(user) = &job.user {
             let known = *users
