@@ -10,6 +10,7 @@ mod containers;
 mod control;
 mod daemonize;
 mod faults;
+mod logfiles;
 mod notify;
 mod onconnect;
 mod pid1;

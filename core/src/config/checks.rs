@@ -1,10 +1,10 @@
-//! The words of the `ready` and `health` options (SPEC 11.3, 11.4): each
-//! line sets one part of how pmtr tells that a job is up and still works,
+//! The words of the options with several kinds of line — `ready` and
+//! `health` (SPEC 11.3, 11.4), `log` (SPEC 11.6): each line sets one part,
 //! and says what is wrong with it at the word that is.
 
 use super::diagnostic::Diagnostic;
 use super::lex::Word;
-use super::model::{HealthCheck, Job, Readiness};
+use super::model::{HealthCheck, Job, Readiness, Rotate};
 use super::options::{error, nearest};
 use super::values;
 
@@ -95,6 +95,57 @@ pub fn apply_health(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnos
                 }
             });
         }
+    }
+}
+
+/// Most old files `log rotate` keeps.
+const MAX_KEEP: u32 = 1_000;
+
+pub fn apply_log(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
+    let usage = "write `log rotate SIZE KEEP` or `log timestamps`";
+    let what = words[0];
+    let values = &words[1..];
+    match what.text.as_ref() {
+        "timestamps" if job.log.timestamps => {
+            errors.push(error(what, "`log timestamps` is given twice"))
+        }
+        "timestamps" => match values.first() {
+            Some(extra) => errors.push(error(extra, "`log timestamps` takes no value")),
+            None => job.log.timestamps = true,
+        },
+        "rotate" if job.log.rotate.is_some() => {
+            errors.push(error(what, "`log rotate` is given twice"))
+        }
+        "rotate" => {
+            let [size, keep] = values else {
+                let at = values.get(2).unwrap_or(&what);
+                errors.push(error(
+                    at,
+                    "write `log rotate SIZE KEEP`, like `log rotate 100M 5`",
+                ));
+                return;
+            };
+            let size = values::size(&size.text)
+                .map_err(|message| errors.push(error(size, format!("log rotate: {message}"))));
+            let keep = match keep.text.parse::<u32>() {
+                Ok(n) if (1..=MAX_KEEP).contains(&n) => Ok(n),
+                _ => {
+                    let message = format!(
+                        "log rotate: KEEP `{}` is not a count from 1 to {MAX_KEEP}",
+                        keep.text
+                    );
+                    errors.push(error(keep, message));
+                    Err(())
+                }
+            };
+            if let (Ok(size), Ok(keep)) = (size, keep) {
+                job.log.rotate = Some(Rotate { size, keep });
+            }
+        }
+        other => errors.push(error(
+            what,
+            format!("{usage}{}", hint(other, ["rotate", "timestamps"])),
+        )),
     }
 }
 

@@ -14,8 +14,8 @@ mod values;
 pub use diagnostic::{render_all, Diagnostic, Location, Severity};
 pub use docs::reference_markdown;
 pub use model::{
-    Config, CpuSet, EnvVar, Globals, Health, HealthCheck, Job, Limit, Origin, Output, Readiness,
-    Resource, RestartPolicy, StopSignal, UdpEndpoint, Ulimit,
+    Config, CpuSet, EnvVar, Globals, Health, HealthCheck, Job, Limit, LogFiles, Origin, Output,
+    Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 pub use values::duration_millis;

@@ -108,6 +108,32 @@ pub struct Job {
     pub ready_timeout_millis: Option<u64>,
     /// `health ...` (SPEC 11.4): how pmtr tells that a ready job still works.
     pub health: Health,
+    /// `log rotate`, `log timestamps` (SPEC 11.6): pmtr writes the job's
+    /// `out`/`err` files itself.
+    pub log: LogFiles,
+}
+
+/// `log rotate SIZE KEEP` and `log timestamps` (SPEC 11.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogFiles {
+    /// Rotate a file when it would grow past `size` bytes, keeping `keep`
+    /// old files (FILE.1 ... FILE.KEEP).
+    pub rotate: Option<Rotate>,
+    /// Prefix each line with the local time, RFC 3339 with milliseconds.
+    pub timestamps: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotate {
+    pub size: u64,
+    pub keep: u32,
+}
+
+impl LogFiles {
+    /// True when pmtr, not the job, writes the job's output files.
+    pub fn written_by_pmtr(&self) -> bool {
+        self.rotate.is_some() || self.timestamps
+    }
 }
 
 impl Job {

@@ -161,6 +161,15 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         },
     },
     OptionDef {
+        name: "log",
+        syntax: Syntax::RestOfLine,
+        usage: "log rotate SIZE KEEP | log timestamps",
+        default: "the job writes its files itself",
+        doc: "pmtr writes the job's `out`/`err` files itself, from the captured streams (the lines also reach `pmtr-ctl logs`): `rotate SIZE KEEP` renames FILE to FILE.1 (FILE.1 to FILE.2 ... up to FILE.KEEP, the oldest removed) before it would grow past SIZE (bytes, or with K, M, G); `timestamps` prefixes each line with the local time in RFC 3339 with milliseconds. Files are created 0640, owned by the job's user, never through a symlink; SIGUSR1 reopens them; on a full disk lines are dropped and counted, never blocking pmtr or the job. One line each; needs `out FILE` or `err FILE`.",
+        repeatable: true,
+        apply: checks::apply_log,
+    },
+    OptionDef {
         name: "user",
         syntax: Syntax::Value,
         usage: "user NAME",
@@ -906,6 +915,43 @@ mod tests {
         assert!(job_error("ready notify now").contains("takes no value"));
         assert!(job_error("ready notify\n ready tcp 80").contains("`ready` is given twice"));
         assert!(job_error("ready notfy").contains("did you mean `notify`?"));
+    }
+
+    /// SPEC 11.6: `log rotate` and `log timestamps`, and what they need.
+    #[test]
+    fn log_options() {
+        let job = job_with("out app.log\n log rotate 100M 5\n log timestamps");
+        let rotate = job.log.rotate.unwrap();
+        assert_eq!((rotate.size, rotate.keep), (100 << 20, 5));
+        assert!(job.log.timestamps);
+        assert_eq!(
+            job_with("err e.log\n log rotate 512 1")
+                .log
+                .rotate
+                .unwrap()
+                .size,
+            512
+        );
+        assert_eq!(
+            job_with("out o\n log rotate 2k 1").log.rotate.unwrap().size,
+            2048
+        );
+        assert!(!job_with("").log.written_by_pmtr());
+        assert!(job_error("out o\n log rotate 0 5").contains("more than 0"));
+        assert!(job_error("out o\n log rotate 10M 0").contains("KEEP `0` is not a count"));
+        assert!(job_error("out o\n log rotate 99999999999G 1").contains("too large"));
+        assert!(job_error("out o\n log rotate 18446744073709551615K 1").contains("too large"));
+        assert!(job_error("out o\n log rotate 10X 1").contains("not a size"));
+        assert!(job_error("out o\n log rotate 10M").contains("write `log rotate SIZE KEEP`"));
+        assert!(job_error("out o\n log timestamp").contains("did you mean `timestamps`?"));
+        let passed = job_error("out stdout\n log rotate 10M 3");
+        assert!(
+            passed.contains(
+                "`log` acts on output files, and this job has none (`out stdout`, `err syslog`)"
+            ),
+            "{passed}"
+        );
+        assert!(job_error("log timestamps").contains("this job has none"));
     }
 
     /// SPEC 11.4: every `health` line, its defaults and its errors.

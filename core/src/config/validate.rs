@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::diagnostic::Diagnostic;
-use super::model::{Config, Job, Origin};
+use super::model::{Config, Job, Origin, Output};
 use super::parse::{job_location, RawConfig, RawJob};
 
 pub fn validate(raw: &RawConfig<'_>, errors: &mut Vec<Diagnostic>) -> Config {
@@ -199,5 +199,29 @@ fn validate_job(raw: &RawJob<'_>, errors: &mut Vec<Diagnostic>) -> (Job, Origin)
             format!("{label} has no `cmd`"),
         ));
     }
+    check_log(&job, &origin, errors);
     (job, origin)
+}
+
+/// `log rotate`/`log timestamps` act on the job's output files: without
+/// one (`out stdout`, `syslog`), there is nothing to act on.
+fn check_log(job: &Job, origin: &Origin, errors: &mut Vec<Diagnostic>) {
+    let is_file = |output: &Output| matches!(output, Output::File(_));
+    if !job.log.written_by_pmtr() || is_file(&job.stdout) || is_file(&job.stderr) {
+        return;
+    }
+    let Some((at, width)) = origin.value_of("log") else {
+        return;
+    };
+    let name = |output: &Output| match output {
+        Output::Stdout => "stdout",
+        Output::Stderr => "stderr",
+        Output::Syslog | Output::File(_) => "syslog",
+    };
+    let message = format!(
+        "`log` acts on output files, and this job has none (`out {}`, `err {}`): give `out FILE` or `err FILE`, or drop `log`",
+        name(&job.stdout),
+        name(&job.stderr)
+    );
+    errors.push(Diagnostic::error(at, width, message));
 }

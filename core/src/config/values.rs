@@ -91,6 +91,32 @@ pub fn duration_millis(text: &str) -> Result<u64, String> {
 
 /// `[HOST:]PORT` of a TCP probe: HOST an IP address (`[::1]` for IPv6),
 /// 127.0.0.1 when left out. No names: resolving one could block pmtr.
+/// Largest size: a terabyte, beyond any log file worth rotating.
+const MAX_SIZE: u64 = 1 << 40;
+
+/// A size: `N` bytes, or with `K`, `M`, `G` (powers of 1024).
+pub fn size(text: &str) -> Result<u64, String> {
+    let how = "write a number of bytes, or one followed by K, M or G (like `100M`)";
+    let (digits, scale) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1u64 << 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not a size: {how}"));
+    }
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(0) => Err("the size must be more than 0".into()),
+        Some(bytes) if bytes <= MAX_SIZE => Ok(bytes),
+        _ => Err(format!("`{text}` is too large: at most 1024G")),
+    }
+}
+
 pub fn tcp_address(text: &str) -> Result<std::net::SocketAddr, String> {
     let port = |digits: &str| {
         digits

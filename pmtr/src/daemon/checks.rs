@@ -25,7 +25,7 @@ use pmtr_core::supervise::messages;
 use super::log::sanitize;
 use super::registry::{Registry, Source, Token};
 use crate::sys::child::decode_failure;
-use crate::sys::plan::{ExecPlan, PlanContext};
+use crate::sys::plan::{Captured, ExecPlan, PlanContext};
 use crate::sys::spawn::{spawn, status_pipe};
 use pmtr_common::reason::{strerror, Text};
 
@@ -299,7 +299,7 @@ fn start_command(
     nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .map_err(|e| short("fcntl", e))?;
     let status = status_pipe().map_err(|e| short("pipe", e))?;
-    let plan = ExecPlan::build(&probe, context, Some(write.as_raw_fd()))
+    let plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
         .map_err(|error| error.to_string())?;
     let forked = spawn(&plan, status).map_err(|e| short("fork", e))?;
     drop(plan);

@@ -300,6 +300,7 @@ impl Daemon {
     fn read_signals(&mut self) {
         let mut child_exited = false;
         let mut reload = false;
+        let mut reopen = false;
         let mut shutdown = Vec::new();
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
@@ -308,6 +309,7 @@ impl Daemon {
                     shutdown.push(signal as i32)
                 }
                 Ok(Signal::SIGHUP) => reload = true,
+                Ok(Signal::SIGUSR1) => reopen = true,
                 _ => {}
             }
         }
@@ -315,6 +317,16 @@ impl Daemon {
         // signalled again.
         if child_exited {
             self.reap();
+        }
+        if reopen {
+            self.logger.log(
+                Level::Info,
+                "reopening the output files pmtr writes (SIGUSR1)",
+            );
+            self.captures.reopen_files();
+            for warning in self.captures.take_warnings() {
+                self.logger.log(Level::Warning, &warning);
+            }
         }
         if reload {
             self.apply(Event::ReloadRequested { reply: None });
@@ -343,7 +355,8 @@ impl Daemon {
         }
     }
 
-    /// Job output: logged, kept in the job's ring, sent to followers.
+    /// Job output: logged (or written to its file), kept in the job's
+    /// ring, sent to followers.
     fn read_capture(&mut self, token: Token) {
         let Daemon {
             captures,
@@ -355,16 +368,25 @@ impl Daemon {
         } = self;
         let now = clock.now();
         let mut lines = Vec::new();
-        captures.read(registry, token, &mut |job: &str, pid: i32, line: &str| {
-            logger.log(Level::Info, &format!("{job}[{pid}]: {line}"));
-            if control.is_some() {
-                lines.push((job.to_string(), pid, line.to_string()));
-            }
-        });
+        captures.read(
+            registry,
+            token,
+            &mut |job: &str, pid: i32, line: &str, to_log| {
+                if to_log {
+                    logger.log(Level::Info, &format!("{job}[{pid}]: {line}"));
+                }
+                if control.is_some() {
+                    lines.push((job.to_string(), pid, line.to_string()));
+                }
+            },
+        );
         if let Some(control) = control.as_mut() {
             for (job, pid, line) in lines {
                 control.broadcast(registry, &job, pid, &line, now);
             }
+        }
+        for warning in captures.take_warnings() {
+            logger.log(Level::Warning, &warning);
         }
     }
 

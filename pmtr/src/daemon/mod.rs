@@ -5,6 +5,7 @@
 mod checks;
 mod control;
 pub mod log;
+mod logfiles;
 pub mod looper;
 mod metrics;
 mod notices;

@@ -1,6 +1,7 @@
-//! Job output captured through a pipe (`out`/`err` set to `syslog`): read
-//! as it comes, split into lines, kept in the job's ring and handed on —
-//! to the log, followers — tagged with the job's name and pid.
+//! Job output captured through a pipe (`out`/`err` set to `syslog`, or a
+//! file pmtr writes for `log rotate`/`log timestamps`): read as it comes,
+//! split into lines, kept in the job's ring and handed on — to the log or
+//! the job's file, and to followers — tagged with the job's name and pid.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -10,8 +11,10 @@ use nix::sys::epoll::EpollFlags;
 use pmtr_core::supervise::event::Pid;
 
 use super::log::sanitize;
+use super::logfiles::{LogFiles, Owner};
 use super::registry::{Registry, Source, Token};
 use super::rings::Rings;
+use pmtr_core::config::LogFiles as LogOptions;
 
 /// A longer line is logged in pieces of this size.
 const MAX_LINE: usize = 4096;
@@ -19,11 +22,27 @@ const MAX_LINE: usize = 4096;
 /// cannot starve the others.
 const MAX_READ_PER_WAKEUP: usize = 256 * 1024;
 
-/// Every open capture pipe, and the last lines of each job.
+/// Every open capture pipe, the last lines of each job, and the files
+/// pmtr writes for jobs.
 #[derive(Default)]
 pub struct Captures {
     pipes: HashMap<Token, Capture>,
     rings: Rings,
+    files: LogFiles,
+}
+
+/// Where a captured stream's lines go besides the ring and followers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// pmtr's log (`syslog`).
+    Log,
+    /// A file pmtr writes (resolved path), with the job's options and the
+    /// owner of a file it creates.
+    File {
+        path: String,
+        options: LogOptions,
+        owner: Owner,
+    },
 }
 
 impl Captures {
@@ -31,30 +50,66 @@ impl Captures {
     /// output is lost, the job runs on).
     pub fn watch(&mut self, registry: &mut Registry, capture: Capture) -> Result<(), Errno> {
         let token = registry.add(capture.fd(), EpollFlags::EPOLLIN, Source::Capture)?;
+        if let Sink::File {
+            path,
+            options,
+            owner,
+        } = &capture.sink
+        {
+            self.files.acquire(path, *options, *owner);
+        }
         self.pipes.insert(token, capture);
         Ok(())
     }
 
-    /// Reads pipe `token`: each line goes to the job's ring and to `sink`.
+    /// Reads pipe `token`: each line goes to the job's ring, to its file
+    /// (raw, as written) if pmtr writes one, and to `sink` with whether it
+    /// is for the log too (`syslog`) or only for followers.
     pub fn read(
         &mut self,
         registry: &mut Registry,
         token: Token,
-        sink: &mut dyn FnMut(&str, Pid, &str),
+        sink: &mut dyn FnMut(&str, Pid, &str, bool),
     ) {
         let Some(capture) = self.pipes.get_mut(&token) else {
             return;
         };
-        let rings = &mut self.rings;
-        let drained = capture.drain(&mut |job: &str, pid: Pid, line: &str| {
-            rings.push(job, pid, line);
-            sink(job, pid, line);
+        let (rings, files) = (&mut self.rings, &mut self.files);
+        let (job, pid) = (capture.job.clone(), capture.pid);
+        let file = match &capture.sink {
+            Sink::File { path, .. } => Some(path.clone()),
+            Sink::Log => None,
+        };
+        let drained = capture.drain(&mut |raw: &[u8], ends_line: bool| {
+            if let Some(path) = &file {
+                files.write(path, raw, ends_line);
+            }
+            // The log and the ring take each piece as a line, empty ones
+            // left out.
+            if !raw.is_empty() {
+                let line = sanitize(raw);
+                rings.push(&job, pid, &line);
+                sink(&job, pid, &line, file.is_none());
+            }
         });
         if drained == Drained::Closed {
             if let Some(capture) = self.pipes.remove(&token) {
                 registry.remove(capture.fd(), token);
+                if let Sink::File { path, .. } = &capture.sink {
+                    self.files.release(path);
+                }
             }
         }
+    }
+
+    /// SIGUSR1: the files pmtr writes are reopened by name.
+    pub fn reopen_files(&mut self) {
+        self.files.reopen_all();
+    }
+
+    /// What went wrong with the files since the last call, for the log.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        self.files.take_warnings()
     }
 
     /// The last `count` lines of `job`: (pid, line).
@@ -72,6 +127,7 @@ pub struct Capture {
     job: String,
     pid: Pid,
     pipe: OwnedFd,
+    sink: Sink,
     partial: Vec<u8>,
 }
 
@@ -85,11 +141,12 @@ pub enum Drained {
 }
 
 impl Capture {
-    pub fn new(job: String, pid: Pid, pipe: OwnedFd) -> Capture {
+    pub fn new(job: String, pid: Pid, pipe: OwnedFd, sink: Sink) -> Capture {
         Capture {
             job,
             pid,
             pipe,
+            sink,
             partial: Vec::new(),
         }
     }
@@ -98,9 +155,10 @@ impl Capture {
         self.pipe.as_fd()
     }
 
-    /// Reads what the pipe holds and hands each complete line, made
-    /// harmless, to `sink` with the job's name and pid.
-    pub fn drain(&mut self, sink: &mut dyn FnMut(&str, Pid, &str)) -> Drained {
+    /// Reads what the pipe holds and hands each line, as the job wrote it
+    /// (without its newline), to `sink`: a line longer than `MAX_LINE` in
+    /// pieces, each but the last marked as not ending it.
+    pub fn drain(&mut self, sink: &mut dyn FnMut(&[u8], bool)) -> Drained {
         let mut buffer = [0u8; 64 * 1024];
         let mut total = 0;
         while total < MAX_READ_PER_WAKEUP {
@@ -124,24 +182,26 @@ impl Capture {
         Drained::Open
     }
 
-    fn take(&mut self, mut bytes: &[u8], sink: &mut dyn FnMut(&str, Pid, &str)) {
+    fn take(&mut self, mut bytes: &[u8], sink: &mut dyn FnMut(&[u8], bool)) {
         while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
             self.partial.extend_from_slice(&bytes[..newline]);
-            self.flush(sink);
+            sink(&self.partial, true);
+            self.partial.clear();
             bytes = &bytes[newline + 1..];
         }
         self.partial.extend_from_slice(bytes);
+        // A longer line goes on in pieces: memory stays bounded.
         while self.partial.len() >= MAX_LINE {
             let rest = self.partial.split_off(MAX_LINE);
-            self.flush(sink);
+            sink(&self.partial, false);
             self.partial = rest;
         }
     }
 
-    fn flush(&mut self, sink: &mut dyn FnMut(&str, Pid, &str)) {
+    /// The end of the stream ends the last line.
+    fn flush(&mut self, sink: &mut dyn FnMut(&[u8], bool)) {
         if !self.partial.is_empty() {
-            let line = sanitize(&self.partial);
-            sink(&self.job, self.pid, &line);
+            sink(&self.partial, true);
             self.partial.clear();
         }
     }

@@ -15,11 +15,11 @@ use pmtr_core::config::{EnvVar, Job, Output};
 use super::notify::VARIABLE as NOTIFY_VARIABLE;
 use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
-use super::output::{Capture, Captures};
+use super::output::{Capture, Captures, Sink};
 use super::registry::{Registry, Source, Token};
 use crate::sys::child::decode_failure;
 use crate::sys::plan::ExecPlan;
-use crate::sys::plan::PlanContext;
+use crate::sys::plan::{Captured, PlanContext};
 use crate::sys::spawn::{spawn, status_pipe, Forked};
 use pmtr_common::reason::{strerror, Text};
 
@@ -32,8 +32,9 @@ struct Prepared<'context> {
     job: JobId,
     name: String,
     plan: ExecPlan<'context>,
-    /// The capture pipe (read end, write end), for `syslog` streams.
-    capture: Option<(OwnedFd, OwnedFd)>,
+    /// The capture pipes (where their lines go, read end, write end): one
+    /// per destination of the job's captured streams.
+    captures: Vec<(Sink, OwnedFd, OwnedFd)>,
     /// The status pipe, until the fork takes it.
     status: Option<(OwnedFd, OwnedFd)>,
 }
@@ -193,7 +194,7 @@ impl Spawner {
             job,
             name,
             plan,
-            capture,
+            captures: pipes,
             ..
         } = start;
         drop(plan);
@@ -206,8 +207,9 @@ impl Spawner {
                 }
             }
         };
-        if let Some((read, _write)) = capture {
-            if let Err(errno) = captures.watch(registry, Capture::new(name, forked.pid, read)) {
+        for (sink, read, _write) in pipes {
+            let capture = Capture::new(name.clone(), forked.pid, read, sink);
+            if let Err(errno) = captures.watch(registry, capture) {
                 let warning = format!("unable to watch job output: {}", Text(errno));
                 self.warnings.push(warning);
             }
@@ -264,24 +266,53 @@ fn prepare<'c>(
 ) -> Result<Prepared<'c>, SpawnFailure> {
     let short =
         |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
-    let wants_capture = job.stdout == Output::Syslog || job.stderr == Output::Syslog;
-    let capture = if wants_capture {
+    // The owner of files pmtr creates for the job: its user.
+    let owner = match &job.user {
+        Some(name) => match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => Some((user.uid.as_raw(), user.gid.as_raw())),
+            // The plan below says why the job cannot start.
+            _ => None,
+        },
+        None => None,
+    };
+    let sink_of = |output: &Output| match output {
+        Output::Syslog => Some(Sink::Log),
+        Output::File(path) if job.log.written_by_pmtr() => Some(Sink::File {
+            path: job.resolve(path),
+            options: job.log,
+            owner,
+        }),
+        Output::File(_) | Output::Stdout | Output::Stderr => None,
+    };
+    let (out_sink, err_sink) = (sink_of(&job.stdout), sink_of(&job.stderr));
+    let mut captures: Vec<(Sink, OwnedFd, OwnedFd)> = Vec::new();
+    let mut captured = Captured::default();
+    for (sink, target) in [
+        (out_sink, &mut captured.stdout),
+        (err_sink, &mut captured.stderr),
+    ] {
+        let Some(sink) = sink else { continue };
+        // Streams with one destination share a pipe: their lines keep
+        // their order.
+        if let Some((_, _, write)) = captures.iter().find(|(s, _, _)| *s == sink) {
+            *target = Some(write.as_raw_fd());
+            continue;
+        }
         // The read end is pmtr's and never blocks; the write end is the
-        // job's stdout and blocks like any.
+        // job's stream and blocks like any.
         let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
         let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        Some((read, write))
-    } else {
-        None
-    };
+        *target = Some(write.as_raw_fd());
+        captures.push((sink, read, write));
+    }
     let status = status_pipe().map_err(|errno| short("pipe", errno))?;
-    let plan = ExecPlan::build(job, context, capture.as_ref().map(|(_, w)| w.as_raw_fd()))
+    let plan = ExecPlan::build(job, context, captured)
         .map_err(|error| SpawnFailure::Job(error.to_string()))?;
     Ok(Prepared {
         job: id,
         name: job.name.clone(),
         plan,
-        capture,
+        captures,
         status: Some(status),
     })
 }

@@ -18,6 +18,26 @@ pub enum Stream {
     Fd(RawFd),
 }
 
+/// The write ends of pmtr's capture pipes a start points the job's
+/// stdout and stderr at; a stream without one goes where the job's
+/// definition says (a file the child opens, pmtr's own descriptor, or
+/// /dev/null for a `syslog` stream pmtr could not capture).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Captured {
+    pub stdout: Option<RawFd>,
+    pub stderr: Option<RawFd>,
+}
+
+impl Captured {
+    /// Both streams into one pipe.
+    pub fn both(fd: RawFd) -> Captured {
+        Captured {
+            stdout: Some(fd),
+            stderr: Some(fd),
+        }
+    }
+}
+
 /// The user a job runs as, resolved.
 pub struct Identity {
     pub uid: libc::uid_t,
@@ -121,12 +141,12 @@ fn c_string(text: impl Into<Vec<u8>>) -> Result<CString, PlanError> {
 use PlanError::Nul;
 
 impl<'context> ExecPlan<'context> {
-    /// Resolves `job` into a plan. `capture` is the write end of the pipe
-    /// for `syslog` streams, if the job has any.
+    /// Resolves `job` into a plan, its streams into the pipes `captured`
+    /// names.
     pub fn build(
         job: &Job,
         context: &'context PlanContext,
-        capture: Option<RawFd>,
+        captured: Captured,
     ) -> Result<ExecPlan<'context>, PlanError> {
         let program = c_string(job.cmd.first().map_or("", String::as_str))?;
         let argv_strings = job
@@ -164,12 +184,12 @@ impl<'context> ExecPlan<'context> {
                 })
             }
         };
-        let stream = |output: &Output| -> Result<Stream, PlanError> {
+        let stream = |output: &Output, capture: Option<RawFd>| -> Result<Stream, PlanError> {
+            if let Some(fd) = capture {
+                return Ok(Stream::Fd(fd));
+            }
             Ok(match output {
-                Output::Syslog => match capture {
-                    Some(fd) => Stream::Fd(fd),
-                    None => Stream::File(c_string("/dev/null")?),
-                },
+                Output::Syslog => Stream::File(c_string("/dev/null")?),
                 Output::File(path) => Stream::File(c_string(job.resolve(path))?),
                 // pmtr's own descriptors, which the child inherits.
                 Output::Stdout => Stream::Fd(1),
@@ -194,8 +214,8 @@ impl<'context> ExecPlan<'context> {
             rlimits: rlimits(job, context.open_files),
             identity,
             stdin: Stream::File(c_string(job.stdin_path())?),
-            stdout: stream(&job.stdout)?,
-            stderr: stream(&job.stderr)?,
+            stdout: stream(&job.stdout, captured.stdout)?,
+            stderr: stream(&job.stderr, captured.stderr)?,
             context: PhantomData,
         })
     }
@@ -351,14 +371,14 @@ mod tests {
         let job = job("job {\n name t\n cmd /bin/true\n}");
         let mut context = context(vec![]);
         context.open_files = Some((1024, 4096));
-        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         assert_eq!(plan.rlimits.len(), 1);
         assert_eq!(
             (plan.rlimits[0].1.rlim_cur, plan.rlimits[0].1.rlim_max),
             (1024, 4096)
         );
         let job = self::job("job {\n name t\n cmd /bin/true\n ulimit -n 50\n}");
-        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         assert_eq!((plan.rlimits[0].1.rlim_cur, plan.rlimits.len()), (50, 1));
     }
 
@@ -376,7 +396,7 @@ mod tests {
         let context = context(vec![("PATH", "/bin"), ("MODE", "a")]);
         let job =
             job("job {\n name t\n cmd /bin/echo \"a b\" c\n env MODE=b\n env NEW=1\n dir /tmp\n}");
-        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         assert_eq!(plan.argv.len(), 4);
         assert!(plan.argv[3].is_null());
         // SAFETY: argv[1] points into a CString of the plan.
@@ -393,7 +413,7 @@ mod tests {
     fn a_user_brings_home_user_and_logname_unless_env_sets_them() {
         let context = context(vec![("HOME", "/root")]);
         let job = job("job {\n name t\n cmd /bin/true\n user root\n env LOGNAME=custom\n}");
-        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         let identity = plan.identity.as_ref().unwrap();
         assert_eq!((identity.uid, identity.gid), (0, 0));
         assert!(identity.groups.contains(&0));
@@ -406,7 +426,9 @@ mod tests {
     #[test]
     fn an_unknown_user_is_a_plan_error() {
         let job = job("job {\n name t\n cmd /bin/true\n user no-such-user-pmtr\n}");
-        let error = ExecPlan::build(&job, &context(vec![]), None).err().unwrap();
+        let error = ExecPlan::build(&job, &context(vec![]), Captured::default())
+            .err()
+            .unwrap();
         assert_eq!(error.to_string(), "unknown user no-such-user-pmtr");
     }
 
@@ -418,12 +440,12 @@ mod tests {
         let job = job("job {\n name t\n cmd /bin/true\n cpu 1,7\n}");
         let mut context = context(vec![]);
         context.available_cpus = Some(available);
-        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         let mask = plan.cpu.unwrap();
         // SAFETY: 1 and 7 are below CPU_SETSIZE.
         assert!(unsafe { libc::CPU_ISSET(1, &mask) } && !unsafe { libc::CPU_ISSET(7, &mask) });
         let job = self::job("job {\n name t\n cmd /bin/true\n cpu 7\n}");
-        let plan = ExecPlan::build(&job, &context, None).unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         assert!(plan.cpu.is_none());
     }
 
@@ -432,7 +454,11 @@ mod tests {
         let job = job("job {\n name t\n cmd /bin/true\n dir /srv\n out o.log\n in i.txt\n}");
         // The plan points into the context: it must outlive the plan.
         let context = context(vec![]);
-        let plan = ExecPlan::build(&job, &context, Some(9)).unwrap();
+        let captured = Captured {
+            stdout: None,
+            stderr: Some(9),
+        };
+        let plan = ExecPlan::build(&job, &context, captured).unwrap();
         assert!(matches!(&plan.stdout, Stream::File(p) if p.to_str().unwrap() == "/srv/o.log"));
         assert!(matches!(&plan.stdin, Stream::File(p) if p.to_str().unwrap() == "/srv/i.txt"));
         assert!(matches!(plan.stderr, Stream::Fd(9)));

@@ -5,13 +5,15 @@ use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-/// The signals pmtr reads: a child's end, shutdown, and reload.
-pub const HANDLED: [Signal; 5] = [
+/// The signals pmtr reads: a child's end, shutdown, reload, and reopening
+/// the output files it writes (SIGUSR1, logrotate's `postrotate`).
+pub const HANDLED: [Signal; 6] = [
     Signal::SIGCHLD,
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
     Signal::SIGHUP,
+    Signal::SIGUSR1,
 ];
 
 /// Blocks the handled signals and returns the descriptor they arrive on.

@@ -1,0 +1,317 @@
+//! The output files pmtr writes for jobs with `log rotate` or `log
+//! timestamps` (SPEC 11.6): opened without following a symlink, created
+//! 0640 and owned by the job's user, rotated by renames in their
+//! directory before they would grow past their size, reopened on SIGUSR1.
+//! A write that fails (a full disk) drops the line, counted and logged at
+//! most once a minute: the job's pipe is drained whatever happens.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pmtr_common::reason::Reason;
+use pmtr_core::config::{LogFiles as Options, Rotate};
+
+/// Drops are logged at most this often per file.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// A file that could not be opened is tried again at most this often.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// Every file pmtr writes for jobs, by resolved path.
+#[derive(Default)]
+pub struct LogFiles {
+    files: HashMap<String, LogFile>,
+    stamp: Stamp,
+    /// What went wrong since the last call of `take_warnings`.
+    warnings: Vec<String>,
+}
+
+/// Who owns a file pmtr creates: the job's user (uid, gid); `None`:
+/// pmtr's own.
+pub type Owner = Option<(u32, u32)>;
+
+struct LogFile {
+    options: Options,
+    owner: Owner,
+    file: Option<File>,
+    size: u64,
+    /// Captures writing here: the file is closed when the last ends.
+    users: usize,
+    dropped: u64,
+    /// When the last warning was logged, and the drops it told of.
+    warned: Option<(Instant, u64)>,
+    /// When opening last failed.
+    failed_open: Option<Instant>,
+    /// The last piece written did not end its line.
+    mid_line: bool,
+}
+
+impl LogFiles {
+    /// One more capture writes to `path`; its job's options and owner rule.
+    pub fn acquire(&mut self, path: &str, options: Options, owner: Owner) {
+        let warnings = &mut self.warnings;
+        let file = self.files.entry(path.to_string()).or_insert_with(|| {
+            let mut file = LogFile {
+                options,
+                owner,
+                file: None,
+                size: 0,
+                users: 0,
+                dropped: 0,
+                warned: None,
+                failed_open: None,
+                mid_line: false,
+            };
+            file.open(path, warnings);
+            file
+        });
+        file.options = options;
+        file.owner = owner;
+        file.users += 1;
+    }
+
+    /// A capture writing to `path` ended.
+    pub fn release(&mut self, path: &str) {
+        if let Some(file) = self.files.get_mut(path) {
+            file.users = file.users.saturating_sub(1);
+            if file.users == 0 {
+                self.files.remove(path);
+            }
+        }
+    }
+
+    /// Writes a piece of a job's output line to `path`: the line's
+    /// newline after it if it `ends_line`; its timestamp before it, and a
+    /// rotation if one is due, if it starts one.
+    pub fn write(&mut self, path: &str, piece: &[u8], ends_line: bool) {
+        let Some(file) = self.files.get_mut(path) else {
+            return;
+        };
+        let starts_line = !file.mid_line;
+        let mut record = Vec::with_capacity(piece.len() + 32);
+        if starts_line && file.options.timestamps {
+            self.stamp.write(&mut record);
+        }
+        record.extend_from_slice(piece);
+        if ends_line {
+            record.push(b'\n');
+        }
+        file.mid_line = !ends_line;
+        file.write(path, &record, starts_line, &mut self.warnings);
+    }
+
+    /// Writes one whole line (without its newline).
+    #[cfg(test)]
+    fn write_line(&mut self, path: &str, line: &[u8]) {
+        self.write(path, line, true);
+    }
+
+    /// SIGUSR1: every file is closed and opened again by its name (after
+    /// logrotate or an operator moved it).
+    pub fn reopen_all(&mut self) {
+        for (path, file) in &mut self.files {
+            file.file = None;
+            file.open(path, &mut self.warnings);
+        }
+    }
+
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+}
+
+impl LogFile {
+    fn open(&mut self, path: &str, warnings: &mut Vec<String>) {
+        match open(path, self.owner) {
+            Ok(file) => {
+                self.size = file.metadata().map_or(0, |m| m.len());
+                self.file = Some(file);
+                self.failed_open = None;
+            }
+            Err(error) => {
+                if self.failed_open.is_none() {
+                    warnings.push(format!(
+                        "unable to open {path}: {}; its lines are dropped until it opens",
+                        Reason(&error)
+                    ));
+                }
+                self.failed_open = Some(Instant::now());
+            }
+        }
+    }
+
+    fn write(&mut self, path: &str, record: &[u8], starts_line: bool, warnings: &mut Vec<String>) {
+        let len = record.len() as u64;
+        if let Some(Rotate { size, keep }) = self.options.rotate {
+            // Between lines only: a line is never split across files.
+            if starts_line && self.size > 0 && self.size + len > size {
+                self.rotate(path, keep, warnings);
+            }
+        }
+        if self.file.is_none() && self.failed_open.is_none_or(|t| t.elapsed() >= REOPEN_EVERY) {
+            self.open(path, warnings);
+        }
+        let result = match &mut self.file {
+            Some(file) => file.write_all(record),
+            None => Err(std::io::Error::other("the file could not be opened")),
+        };
+        match result {
+            Ok(()) => self.size += len,
+            Err(error) => {
+                self.dropped += 1;
+                self.warn(path, &error, warnings);
+            }
+        }
+    }
+
+    /// FILE.(KEEP-1) → FILE.KEEP … FILE → FILE.1, then a new FILE. Renames
+    /// within the directory, so a reader holding the old file keeps it.
+    fn rotate(&mut self, path: &str, keep: u32, warnings: &mut Vec<String>) {
+        self.file = None;
+        for index in (1..keep).rev() {
+            let from = format!("{path}.{index}");
+            let _ = std::fs::rename(&from, format!("{path}.{}", index + 1));
+        }
+        if let Err(error) = std::fs::rename(path, format!("{path}.1")) {
+            if error.kind() != ErrorKind::NotFound {
+                warnings.push(format!("unable to rotate {path}: {}", Reason(&error)));
+            }
+        }
+        self.open(path, warnings);
+    }
+
+    fn warn(&mut self, path: &str, error: &std::io::Error, warnings: &mut Vec<String>) {
+        let due = self.warned.is_none_or(|(at, _)| at.elapsed() >= WARN_EVERY);
+        if !due {
+            return;
+        }
+        let told = self.warned.map_or(0, |(_, count)| count);
+        warnings.push(format!(
+            "dropped {} line(s) of output to {path} ({} in all): {}",
+            self.dropped - told,
+            self.dropped,
+            Reason(error)
+        ));
+        self.warned = Some((Instant::now(), self.dropped));
+    }
+}
+
+/// Opens `path` to append, never through a symlink; a file it creates is
+/// 0640 and given to `owner`.
+fn open(path: &str, owner: Owner) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    match options.clone().create_new(true).open(path) {
+        Ok(file) => {
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(&file, Some(uid.into()), Some(gid.into()))?;
+            }
+            Ok(file)
+        }
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => options.open(path),
+        Err(error) => Err(error),
+    }
+}
+
+/// The timestamp prefix of a line, `2026-12-02T19:15:00.123+01:00 `: the
+/// local date and time are worked out once a second.
+#[derive(Default)]
+struct Stamp {
+    secs: i64,
+    date_time: String,
+    offset: String,
+}
+
+impl Stamp {
+    fn write(&mut self, out: &mut Vec<u8>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = now.as_secs() as i64;
+        if secs != self.secs || self.date_time.is_empty() {
+            (self.date_time, self.offset) = pmtr_common::clock::rfc3339_local(secs);
+            self.secs = secs;
+        }
+        let millis = now.subsec_millis();
+        let _ = write!(out, "{}.{millis:03}{} ", self.date_time, self.offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn options(size: u64, keep: u32, timestamps: bool) -> Options {
+        Options {
+            rotate: Some(Rotate { size, keep }),
+            timestamps,
+        }
+    }
+
+    /// Rotation before a line would cross the size: no line is split, no
+    /// file is larger than the size, the oldest beyond KEEP is gone.
+    #[test]
+    fn rotation_keeps_whole_lines_and_keep_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log").to_str().unwrap().to_string();
+        let mut files = LogFiles::default();
+        files.acquire(&path, options(100, 2, false), None);
+        for i in 0..50 {
+            files.write_line(&path, format!("line {i:04} of output").as_bytes());
+        }
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let all: Vec<String> = [format!("{path}.2"), format!("{path}.1"), path.clone()]
+            .iter()
+            .map(|p| read(p))
+            .collect();
+        for text in &all {
+            assert!(text.len() <= 100, "{text:?}");
+            assert!(text.lines().all(|l| l.len() == 19), "{text:?}");
+        }
+        assert!(!std::path::Path::new(&format!("{path}.3")).exists());
+        let last: Vec<&str> = all.iter().flat_map(|t| t.lines()).collect();
+        assert_eq!(last.last(), Some(&"line 0049 of output"));
+        assert!(files.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn created_0640_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.log");
+        let mut files = LogFiles::default();
+        let text = path.to_str().unwrap();
+        files.acquire(text, options(1 << 20, 1, true), None);
+        files.write_line(text, b"hello");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o640);
+        let written = std::fs::read_to_string(&path).unwrap();
+        let (stamp, line) = written.trim_end().split_once(' ').unwrap();
+        assert_eq!(line, "hello");
+        assert_eq!(
+            stamp.len(),
+            "2026-12-02T19:15:00.123+01:00".len(),
+            "{stamp}"
+        );
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let link = link.to_str().unwrap();
+        files.acquire(link, options(1 << 20, 1, false), None);
+        files.write_line(link, b"through the link");
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("through"));
+        let warnings = files.take_warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("unable to open")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("dropped 1 line(s)")),
+            "{warnings:?}"
+        );
+    }
+}
