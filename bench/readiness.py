@@ -51,7 +51,7 @@ class Pmtr:
     """pmtr with a configuration, in a scratch directory of its own (or,
     with `argv`, another program in pmtr's place)."""
 
-    def __init__(self, pmtr, work, text, argv=None):
+    def __init__(self, pmtr, work, text, argv=None, stdout=None):
         self.dir = os.path.join(work, f"pmtr-{time.monotonic_ns()}")
         os.makedirs(self.dir)
         self.fifo = Fifo(os.path.join(self.dir, "ready.fifo"))
@@ -65,7 +65,7 @@ class Pmtr:
         self.process = subprocess.Popen(
             argv,
             cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdout=stdout or subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self.job_pids = []
 

@@ -295,6 +295,13 @@ impl ControlServer {
         }
     }
 
+    /// True when a client follows `job`'s output.
+    pub fn follows(&self, job: &str) -> bool {
+        self.clients
+            .values()
+            .any(|c| matches!(&c.phase, Phase::Following(name) if name == job))
+    }
+
     /// Sends a job's new output line to every client following it.
     pub fn broadcast(
         &mut self,

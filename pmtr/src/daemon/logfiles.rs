@@ -16,6 +16,8 @@ use pmtr_core::config::{LogFiles as Options, Rotate};
 
 /// Drops are logged at most this often per file.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Gathered output is written out at least at this size.
+const FLUSH_AT: usize = 64 * 1024;
 /// A file that could not be opened is tried again at most this often.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
@@ -46,6 +48,9 @@ struct LogFile {
     failed_open: Option<Instant>,
     /// The last piece written did not end its line.
     mid_line: bool,
+    /// Lines gathered by `write`, not written out yet, and their count.
+    pending: Vec<u8>,
+    pending_lines: u64,
 }
 
 impl LogFiles {
@@ -63,6 +68,8 @@ impl LogFiles {
                 warned: None,
                 failed_open: None,
                 mid_line: false,
+                pending: Vec::new(),
+                pending_lines: 0,
             };
             file.open(path, warnings);
             file
@@ -76,6 +83,7 @@ impl LogFiles {
     pub fn release(&mut self, path: &str) {
         if let Some(file) = self.files.get_mut(path) {
             file.users = file.users.saturating_sub(1);
+            file.flush(path, &mut self.warnings);
             if file.users == 0 {
                 self.files.remove(path);
             }
@@ -84,34 +92,61 @@ impl LogFiles {
 
     /// Writes a piece of a job's output line to `path`: the line's
     /// newline after it if it `ends_line`; its timestamp before it, and a
-    /// rotation if one is due, if it starts one.
+    /// rotation if one is due, if it starts one. Written out in batches:
+    /// call `flush` once a read of the job's pipe is done.
     pub fn write(&mut self, path: &str, piece: &[u8], ends_line: bool) {
         let Some(file) = self.files.get_mut(path) else {
             return;
         };
         let starts_line = !file.mid_line;
-        let mut record = Vec::with_capacity(piece.len() + 32);
+        let before = file.pending.len();
         if starts_line && file.options.timestamps {
-            self.stamp.write(&mut record);
+            self.stamp.write(&mut file.pending);
         }
-        record.extend_from_slice(piece);
+        file.pending.extend_from_slice(piece);
         if ends_line {
-            record.push(b'\n');
+            file.pending.push(b'\n');
+            file.pending_lines += 1;
         }
         file.mid_line = !ends_line;
-        file.write(path, &record, starts_line, &mut self.warnings);
+        if let Some(Rotate { size, keep }) = file.options.rotate {
+            // Between lines only: a line is never split across files.
+            let record = (file.pending.len() - before) as u64;
+            let written = file.size + before as u64;
+            if starts_line && written > 0 && written + record > size {
+                let line = file.pending.split_off(before);
+                let lines = u64::from(ends_line);
+                file.pending_lines -= lines;
+                file.flush(path, &mut self.warnings);
+                file.rotate(path, keep, &mut self.warnings);
+                file.pending = line;
+                file.pending_lines = lines;
+            }
+        }
+        if file.pending.len() >= FLUSH_AT {
+            file.flush(path, &mut self.warnings);
+        }
     }
 
-    /// Writes one whole line (without its newline).
+    /// Writes out what `write` gathered for `path`.
+    pub fn flush(&mut self, path: &str) {
+        if let Some(file) = self.files.get_mut(path) {
+            file.flush(path, &mut self.warnings);
+        }
+    }
+
+    /// Writes one whole line (without its newline), at once.
     #[cfg(test)]
     fn write_line(&mut self, path: &str, line: &[u8]) {
         self.write(path, line, true);
+        self.flush(path);
     }
 
     /// SIGUSR1: every file is closed and opened again by its name (after
     /// logrotate or an operator moved it).
     pub fn reopen_all(&mut self) {
         for (path, file) in &mut self.files {
+            file.flush(path, &mut self.warnings);
             file.file = None;
             file.open(path, &mut self.warnings);
         }
@@ -142,28 +177,27 @@ impl LogFile {
         }
     }
 
-    fn write(&mut self, path: &str, record: &[u8], starts_line: bool, warnings: &mut Vec<String>) {
-        let len = record.len() as u64;
-        if let Some(Rotate { size, keep }) = self.options.rotate {
-            // Between lines only: a line is never split across files.
-            if starts_line && self.size > 0 && self.size + len > size {
-                self.rotate(path, keep, warnings);
-            }
+    /// Writes the gathered lines; on failure they are dropped and counted.
+    fn flush(&mut self, path: &str, warnings: &mut Vec<String>) {
+        if self.pending.is_empty() {
+            return;
         }
         if self.file.is_none() && self.failed_open.is_none_or(|t| t.elapsed() >= REOPEN_EVERY) {
             self.open(path, warnings);
         }
         let result = match &mut self.file {
-            Some(file) => file.write_all(record),
+            Some(file) => file.write_all(&self.pending),
             None => Err(std::io::Error::other("the file could not be opened")),
         };
         match result {
-            Ok(()) => self.size += len,
+            Ok(()) => self.size += self.pending.len() as u64,
             Err(error) => {
-                self.dropped += 1;
+                self.dropped += self.pending_lines.max(1);
                 self.warn(path, &error, warnings);
             }
         }
+        self.pending.clear();
+        self.pending_lines = 0;
     }
 
     /// FILE.(KEEP-1) → FILE.KEEP … FILE → FILE.1, then a new FILE. Renames

@@ -368,14 +368,19 @@ impl Daemon {
         } = self;
         let now = clock.now();
         let mut lines = Vec::new();
+        // Asked once per read, not per line.
+        let followed = captures
+            .job_of(token)
+            .is_some_and(|job| control.as_ref().is_some_and(|c| c.follows(job)));
         captures.read(
             registry,
             token,
+            followed,
             &mut |job: &str, pid: i32, line: &str, to_log| {
                 if to_log {
                     logger.log(Level::Info, &format!("{job}[{pid}]: {line}"));
                 }
-                if control.is_some() {
+                if followed {
                     lines.push((job.to_string(), pid, line.to_string()));
                 }
             },

@@ -3,7 +3,7 @@
 //! split into lines, kept in the job's ring and handed on — to the log or
 //! the job's file, and to followers — tagged with the job's name and pid.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -13,7 +13,7 @@ use pmtr_core::supervise::event::Pid;
 use super::log::sanitize;
 use super::logfiles::{LogFiles, Owner};
 use super::registry::{Registry, Source, Token};
-use super::rings::Rings;
+use super::rings::{Rings, MAX_LINES};
 use pmtr_core::config::LogFiles as LogOptions;
 
 /// A longer line is logged in pieces of this size.
@@ -62,13 +62,21 @@ impl Captures {
         Ok(())
     }
 
+    /// The job whose output pipe `token` is.
+    pub fn job_of(&self, token: Token) -> Option<&str> {
+        self.pipes.get(&token).map(|c| c.job.as_str())
+    }
+
     /// Reads pipe `token`: each line goes to the job's ring, to its file
     /// (raw, as written) if pmtr writes one, and to `sink` with whether it
-    /// is for the log too (`syslog`) or only for followers.
+    /// is for the log too (`syslog`) or only for followers. A file's lines
+    /// reach `sink` only if `followed`: otherwise only the last lines of
+    /// the read, which the ring keeps, are made harmless at all.
     pub fn read(
         &mut self,
         registry: &mut Registry,
         token: Token,
+        followed: bool,
         sink: &mut dyn FnMut(&str, Pid, &str, bool),
     ) {
         let Some(capture) = self.pipes.get_mut(&token) else {
@@ -80,18 +88,38 @@ impl Captures {
             Sink::File { path, .. } => Some(path.clone()),
             Sink::Log => None,
         };
+        let every_line = file.is_none() || followed;
+        // The raw pieces of this read, for the ring, when not every line
+        // is handed on: (end offset in `recent`) per piece.
+        let mut recent: Vec<u8> = Vec::new();
+        let mut ends: VecDeque<usize> = VecDeque::new();
         let drained = capture.drain(&mut |raw: &[u8], ends_line: bool| {
             if let Some(path) = &file {
                 files.write(path, raw, ends_line);
             }
             // The log and the ring take each piece as a line, empty ones
             // left out.
-            if !raw.is_empty() {
+            if raw.is_empty() {
+                return;
+            }
+            if every_line {
                 let line = sanitize(raw);
                 rings.push(&job, pid, &line);
                 sink(&job, pid, &line, file.is_none());
+            } else {
+                recent.extend_from_slice(raw);
+                ends.push_back(recent.len());
             }
         });
+        let kept = ends.len().saturating_sub(MAX_LINES);
+        let mut start = if kept == 0 { 0 } else { ends[kept - 1] };
+        for &end in ends.iter().skip(kept) {
+            rings.push(&job, pid, &sanitize(&recent[start..end]));
+            start = end;
+        }
+        if let Some(path) = &file {
+            files.flush(path);
+        }
         if drained == Drained::Closed {
             if let Some(capture) = self.pipes.remove(&token) {
                 registry.remove(capture.fd(), token);
@@ -184,9 +212,14 @@ impl Capture {
 
     fn take(&mut self, mut bytes: &[u8], sink: &mut dyn FnMut(&[u8], bool)) {
         while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
-            self.partial.extend_from_slice(&bytes[..newline]);
-            sink(&self.partial, true);
-            self.partial.clear();
+            // A whole line in the buffer is handed on from there, uncopied.
+            if self.partial.is_empty() {
+                sink(&bytes[..newline], true);
+            } else {
+                self.partial.extend_from_slice(&bytes[..newline]);
+                sink(&self.partial, true);
+                self.partial.clear();
+            }
             bytes = &bytes[newline + 1..];
         }
         self.partial.extend_from_slice(bytes);

@@ -27,6 +27,9 @@ use pmtr_common::reason::{strerror, Text};
 /// descriptors held at once (two pipes per start).
 const SPAWN_BATCH: usize = 64;
 
+/// Capacity asked for the pipe of a stream pmtr writes to a file.
+const FILE_PIPE_BYTES: i32 = 1 << 20;
+
 /// A start with everything resolved, waiting for its fork.
 struct Prepared<'context> {
     job: JobId,
@@ -302,6 +305,12 @@ fn prepare<'c>(
         // job's stream and blocks like any.
         let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
         let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        if let Sink::File { .. } = sink {
+            // A file written in bulk: a larger pipe means fewer, larger
+            // reads for pmtr and fewer stalls for the job. Not granted
+            // (the user's pipe quota): the default 64 KiB does.
+            let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(FILE_PIPE_BYTES));
+        }
         *target = Some(write.as_raw_fd());
         captures.push((sink, read, write));
     }
