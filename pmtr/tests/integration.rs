@@ -9,6 +9,7 @@ mod check;
 mod containers;
 mod control;
 mod daemonize;
+mod engine;
 mod faults;
 mod logfiles;
 mod notify;
