@@ -17,7 +17,7 @@ use pmtr_core::config::{LogFiles as Options, Rotate};
 /// Drops are logged at most this often per file.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Gathered output is written out at least at this size.
-const FLUSH_AT: usize = 64 * 1024;
+const FLUSH_AT: usize = 128 * 1024;
 /// A file that could not be opened is tried again at most this often.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
@@ -90,18 +90,65 @@ impl LogFiles {
         }
     }
 
-    /// Writes a piece of a job's output line to `path`: the line's
-    /// newline after it if it `ends_line`; its timestamp before it, and a
-    /// rotation if one is due, if it starts one. Written out in batches:
-    /// call `flush` once a read of the job's pipe is done.
-    pub fn write(&mut self, path: &str, piece: &[u8], ends_line: bool) {
-        let Some(file) = self.files.get_mut(path) else {
-            return;
-        };
+    /// The writer of `path` for the lines of one read of a job's pipe,
+    /// stamped `now` (the time pmtr read them) if the file has
+    /// timestamps; `flush` it when the read is done.
+    pub fn writer<'a>(&'a mut self, path: &'a str, now: SystemTime) -> Option<Writer<'a>> {
+        let file = self.files.get_mut(path)?;
+        if file.options.timestamps {
+            self.stamp.update(now);
+        }
+        Some(Writer {
+            file,
+            path,
+            stamp: &self.stamp.prefix,
+            warnings: &mut self.warnings,
+        })
+    }
+
+    /// Writes one whole line (without its newline), at once.
+    #[cfg(test)]
+    fn write_line(&mut self, path: &str, line: &[u8]) {
+        if let Some(mut writer) = self.writer(path, SystemTime::now()) {
+            writer.write(line, true);
+            writer.flush();
+        }
+    }
+
+    /// SIGUSR1: every file is closed and opened again by its name (after
+    /// logrotate or an operator moved it).
+    pub fn reopen_all(&mut self) {
+        for (path, file) in &mut self.files {
+            file.flush(path, &mut self.warnings);
+            file.file = None;
+            file.open(path, &mut self.warnings);
+        }
+    }
+
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+}
+
+/// Writes the lines of one read to one file: looked up once, not per
+/// line.
+pub struct Writer<'a> {
+    file: &'a mut LogFile,
+    path: &'a str,
+    stamp: &'a [u8],
+    warnings: &'a mut Vec<String>,
+}
+
+impl Writer<'_> {
+    /// Writes a piece of a job's output line: the line's newline after it
+    /// if it `ends_line`; the timestamp before it, and a rotation if one is
+    /// due, if it starts one. Gathered and written out in batches.
+    pub fn write(&mut self, piece: &[u8], ends_line: bool) {
+        let file = &mut *self.file;
         let starts_line = !file.mid_line;
         let before = file.pending.len();
         if starts_line && file.options.timestamps {
-            self.stamp.write(&mut file.pending);
+            file.pending.extend_from_slice(self.stamp);
         }
         file.pending.extend_from_slice(piece);
         if ends_line {
@@ -117,43 +164,20 @@ impl LogFiles {
                 let line = file.pending.split_off(before);
                 let lines = u64::from(ends_line);
                 file.pending_lines -= lines;
-                file.flush(path, &mut self.warnings);
-                file.rotate(path, keep, &mut self.warnings);
+                file.flush(self.path, self.warnings);
+                file.rotate(self.path, keep, self.warnings);
                 file.pending = line;
                 file.pending_lines = lines;
             }
         }
         if file.pending.len() >= FLUSH_AT {
-            file.flush(path, &mut self.warnings);
+            file.flush(self.path, self.warnings);
         }
     }
 
-    /// Writes out what `write` gathered for `path`.
-    pub fn flush(&mut self, path: &str) {
-        if let Some(file) = self.files.get_mut(path) {
-            file.flush(path, &mut self.warnings);
-        }
-    }
-
-    /// Writes one whole line (without its newline), at once.
-    #[cfg(test)]
-    fn write_line(&mut self, path: &str, line: &[u8]) {
-        self.write(path, line, true);
-        self.flush(path);
-    }
-
-    /// SIGUSR1: every file is closed and opened again by its name (after
-    /// logrotate or an operator moved it).
-    pub fn reopen_all(&mut self) {
-        for (path, file) in &mut self.files {
-            file.flush(path, &mut self.warnings);
-            file.file = None;
-            file.open(path, &mut self.warnings);
-        }
-    }
-
-    pub fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+    /// Writes out what `write` gathered.
+    pub fn flush(&mut self) {
+        self.file.flush(self.path, self.warnings);
     }
 }
 
@@ -253,26 +277,35 @@ fn open(path: &str, owner: Owner) -> std::io::Result<File> {
 }
 
 /// The timestamp prefix of a line, `2026-12-02T19:15:00.123+01:00 `: the
-/// local date and time are worked out once a second.
+/// local date and time are worked out once a second, the prefix once a
+/// millisecond.
 #[derive(Default)]
 struct Stamp {
     secs: i64,
+    millis: u32,
     date_time: String,
     offset: String,
+    prefix: Vec<u8>,
 }
 
 impl Stamp {
-    fn write(&mut self, out: &mut Vec<u8>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+    fn update(&mut self, now: SystemTime) {
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = now.as_secs() as i64;
+        let millis = now.subsec_millis();
         if secs != self.secs || self.date_time.is_empty() {
             (self.date_time, self.offset) = pmtr_common::clock::rfc3339_local(secs);
             self.secs = secs;
+        } else if millis == self.millis && !self.prefix.is_empty() {
+            return;
         }
-        let millis = now.subsec_millis();
-        let _ = write!(out, "{}.{millis:03}{} ", self.date_time, self.offset);
+        self.millis = millis;
+        self.prefix.clear();
+        let _ = write!(
+            self.prefix,
+            "{}.{millis:03}{} ",
+            self.date_time, self.offset
+        );
     }
 }
 

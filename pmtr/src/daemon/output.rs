@@ -3,8 +3,9 @@
 //! split into lines, kept in the job's ring and handed on — to the log or
 //! the job's file, and to followers — tagged with the job's name and pid.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::sys::epoll::EpollFlags;
@@ -13,7 +14,7 @@ use pmtr_core::supervise::event::Pid;
 use super::log::sanitize;
 use super::logfiles::{LogFiles, Owner};
 use super::registry::{Registry, Source, Token};
-use super::rings::{Rings, MAX_LINES};
+use super::rings::Rings;
 use pmtr_core::config::LogFiles as LogOptions;
 
 /// A longer line is logged in pieces of this size.
@@ -70,8 +71,8 @@ impl Captures {
     /// Reads pipe `token`: each line goes to the job's ring, to its file
     /// (raw, as written) if pmtr writes one, and to `sink` with whether it
     /// is for the log too (`syslog`) or only for followers. A file's lines
-    /// reach `sink` only if `followed`: otherwise only the last lines of
-    /// the read, which the ring keeps, are made harmless at all.
+    /// reach `sink` only if `followed`: nothing else needs them made
+    /// harmless one by one.
     pub fn read(
         &mut self,
         registry: &mut Registry,
@@ -82,43 +83,34 @@ impl Captures {
         let Some(capture) = self.pipes.get_mut(&token) else {
             return;
         };
-        let (rings, files) = (&mut self.rings, &mut self.files);
         let (job, pid) = (capture.job.clone(), capture.pid);
-        let file = match &capture.sink {
+        let path = match &capture.sink {
             Sink::File { path, .. } => Some(path.clone()),
             Sink::Log => None,
         };
-        let every_line = file.is_none() || followed;
-        // The raw pieces of this read, for the ring, when not every line
-        // is handed on: (end offset in `recent`) per piece.
-        let mut recent: Vec<u8> = Vec::new();
-        let mut ends: VecDeque<usize> = VecDeque::new();
+        let ring = self.rings.of(&job);
+        // Lines read at one wakeup are stamped with its time: they were
+        // all in the pipe then.
+        let mut file = path
+            .as_deref()
+            .and_then(|path| self.files.writer(path, SystemTime::now()));
+        let every_line = path.is_none() || followed;
         let drained = capture.drain(&mut |raw: &[u8], ends_line: bool| {
-            if let Some(path) = &file {
-                files.write(path, raw, ends_line);
+            if let Some(file) = &mut file {
+                file.write(raw, ends_line);
             }
             // The log and the ring take each piece as a line, empty ones
             // left out.
             if raw.is_empty() {
                 return;
             }
+            ring.push(pid, raw);
             if every_line {
-                let line = sanitize(raw);
-                rings.push(&job, pid, &line);
-                sink(&job, pid, &line, file.is_none());
-            } else {
-                recent.extend_from_slice(raw);
-                ends.push_back(recent.len());
+                sink(&job, pid, &sanitize(raw), path.is_none());
             }
         });
-        let kept = ends.len().saturating_sub(MAX_LINES);
-        let mut start = if kept == 0 { 0 } else { ends[kept - 1] };
-        for &end in ends.iter().skip(kept) {
-            rings.push(&job, pid, &sanitize(&recent[start..end]));
-            start = end;
-        }
-        if let Some(path) = &file {
-            files.flush(path);
+        if let Some(file) = &mut file {
+            file.flush();
         }
         if drained == Drained::Closed {
             if let Some(capture) = self.pipes.remove(&token) {
@@ -211,7 +203,7 @@ impl Capture {
     }
 
     fn take(&mut self, mut bytes: &[u8], sink: &mut dyn FnMut(&[u8], bool)) {
-        while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', bytes) {
             // A whole line in the buffer is handed on from there, uncopied.
             if self.partial.is_empty() {
                 sink(&bytes[..newline], true);
