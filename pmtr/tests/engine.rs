@@ -140,6 +140,22 @@ struct Container {
     name: String,
 }
 
+impl Container {
+    /// `podman run` of `image` as this container, with `options`.
+    fn run(
+        &self,
+        sandbox: &Sandbox,
+        image: &Image,
+        options: &[&str],
+    ) -> (Option<i32>, String, String) {
+        let mut args = vec!["run", "--name", &self.name];
+        args.extend(options);
+        args.extend(run_settings());
+        args.push(&image.tag);
+        podman(sandbox, &args)
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = Command::new("podman")
@@ -165,10 +181,7 @@ fn the_container_example_stops_on_sigterm_with_0_and_logs_pass_through() {
     let container = Container {
         name: format!("pmtr-test-{}", unique(&sandbox)),
     };
-    let mut args = vec!["run", "--detach", "--name", &container.name];
-    args.extend(run_settings());
-    args.push(&image.tag);
-    let (code, out, err) = podman(&sandbox, &args);
+    let (code, out, err) = container.run(&sandbox, &image, &["--detach"]);
     assert_eq!(code, Some(0), "podman run:\n{out}\n{err}");
 
     // The app job writes `app alive` to the container's stdout, untouched;
@@ -226,10 +239,7 @@ fn the_container_ends_with_its_critical_jobs_exit_code() {
         name: format!("pmtr-test-{}", unique(&sandbox)),
     };
     let mount = format!("{}:/etc/pmtr.conf:ro", config.display());
-    let mut args = vec!["run", "--name", &container.name, "--volume", &mount];
-    args.extend(run_settings());
-    args.push(&image.tag);
-    let (code, out, err) = podman(&sandbox, &args);
+    let (code, out, err) = container.run(&sandbox, &image, &["--volume", &mount]);
     assert_eq!(code, Some(3), "podman run:\n{out}\n{err}");
     assert!(out.lines().any(|l| l == "app failing"), "{out}");
     assert!(err.contains("sending SIGTERM to job side"), "{err}");
