@@ -170,16 +170,26 @@ fn unique(sandbox: &Sandbox) -> String {
     dir.trim_start_matches("pmtr-test-").to_ascii_lowercase()
 }
 
-#[test]
-fn the_container_example_stops_on_sigterm_with_0_and_logs_pass_through() {
-    let test = "the_container_example_stops_on_sigterm_with_0_and_logs_pass_through";
+/// A sandbox, the example's image and a container name of the test's
+/// own; `None` when the test is skipped.
+fn prepare(test: &str) -> Option<(Sandbox, Image, Container)> {
     if !podman_usable(test) {
-        return;
+        return None;
     }
     let sandbox = Sandbox::new();
     let image = Image::build(&sandbox);
     let container = Container {
         name: format!("pmtr-test-{}", unique(&sandbox)),
+    };
+    Some((sandbox, image, container))
+}
+
+#[test]
+fn the_container_example_stops_on_sigterm_with_0_and_logs_pass_through() {
+    let Some((sandbox, image, container)) =
+        prepare("the_container_example_stops_on_sigterm_with_0_and_logs_pass_through")
+    else {
+        return;
     };
     let (code, out, err) = container.run(&sandbox, &image, &["--detach"]);
     assert_eq!(code, Some(0), "podman run:\n{out}\n{err}");
@@ -223,21 +233,17 @@ fn the_container_example_stops_on_sigterm_with_0_and_logs_pass_through() {
 
 #[test]
 fn the_container_ends_with_its_critical_jobs_exit_code() {
-    let test = "the_container_ends_with_its_critical_jobs_exit_code";
-    if !podman_usable(test) {
+    let Some((sandbox, image, container)) =
+        prepare("the_container_ends_with_its_critical_jobs_exit_code")
+    else {
         return;
-    }
-    let sandbox = Sandbox::new();
-    let image = Image::build(&sandbox);
+    };
     // The example's image with a main program that fails with status 3.
     let config = sandbox.write(
         "pmtr.conf",
         "job {\n name app\n cmd /bin/sh -c \"echo app failing; exit 3\"\n critical\n once\n\
          out stdout\n}\njob {\n name side\n cmd /bin/sleep 3600\n}\n",
     );
-    let container = Container {
-        name: format!("pmtr-test-{}", unique(&sandbox)),
-    };
     let mount = format!("{}:/etc/pmtr.conf:ro", config.display());
     let (code, out, err) = container.run(&sandbox, &image, &["--volume", &mount]);
     assert_eq!(code, Some(3), "podman run:\n{out}\n{err}");
