@@ -114,6 +114,7 @@ impl Image {
             &[
                 "build",
                 "--pull=never",
+                "--layers=false",
                 "-f",
                 dockerfile.to_str().unwrap(),
                 "-t",
