@@ -37,7 +37,19 @@ impl Logger {
         if level == Level::Debug && self.verbosity == 0 {
             return;
         }
-        let message = truncate(message, MAX_MESSAGE);
+        // A message of several lines (the errors of a configuration that
+        // was not applied) is logged as that many lines, each one whole.
+        for line in truncate(message, MAX_MESSAGE).split('\n') {
+            self.log_line(level, line);
+        }
+    }
+
+    fn log_line(&mut self, level: Level, message: &str) {
+        // Whatever a message quotes (a datagram's key id, a job's line, a
+        // file name) reaches a terminal or journalctl: no escape sequence
+        // or carriage return gets through.
+        let message = harmless(message);
+        let message = message.as_ref();
         if self.to_stderr || self.syslog.is_none() {
             // One write per line: stderr is unbuffered, and a line written
             // in pieces costs a syscall a piece (and may interleave).
@@ -91,6 +103,21 @@ fn truncate(message: &str, max: usize) -> &str {
     &message[..end]
 }
 
+/// `message` with its control characters (but tab) shown as `?`;
+/// borrowed when it has none, as almost every message.
+fn harmless(message: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\t';
+    if message.chars().any(unsafe_char) {
+        message
+            .chars()
+            .map(|c| if unsafe_char(c) { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        message.into()
+    }
+}
+
 /// Job output made safe for a log line: invalid UTF-8 replaced, control
 /// characters (but tab) shown as `?`, as the original pmtr does.
 pub fn sanitize(bytes: &[u8]) -> String {
@@ -114,6 +141,18 @@ mod tests {
     fn control_characters_are_made_harmless() {
         assert_eq!(sanitize(b"a\x1b[31mred\x07\tok\r"), "a?[31mred?\tok?");
         assert_eq!(sanitize(b"caf\xe9"), "caf\u{fffd}");
+    }
+
+    #[test]
+    fn log_messages_carry_no_control_characters() {
+        assert_eq!(
+            harmless("bad key id \u{1b}]0;owned\u{7}\rok\tx"),
+            "bad key id ?]0;owned??ok\tx"
+        );
+        assert!(matches!(
+            harmless("clean line"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
