@@ -121,16 +121,8 @@ fn harmless(message: &str) -> std::borrow::Cow<'_, str> {
 /// Job output made safe for a log line: invalid UTF-8 replaced, control
 /// characters (but tab) shown as `?`, as the original pmtr does.
 pub fn sanitize(bytes: &[u8]) -> String {
-    // Most lines are text already: one pass to see it, one copy.
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        if !text.chars().any(|c| c.is_control() && c != '\t') {
-            return text.to_string();
-        }
-    }
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
-        .collect()
+    // Most lines are text already: borrowed through both steps, one copy.
+    harmless(&String::from_utf8_lossy(bytes)).into_owned()
 }
 
 #[cfg(test)]
