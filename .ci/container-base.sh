@@ -19,11 +19,10 @@ if [ ! -s "$tarball" ]; then
     | awk '$2 == "bookworm" { print $1; exit }')
   mirror=${mirror:-http://deb.debian.org/debian/}
   rootfs=$(mktemp -d)
-  trap 'rm -rf "$rootfs"' EXIT
+  trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
   echo "debootstrap --variant=minbase bookworm from $mirror"
   debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
     || { tail -n 20 "$rootfs.log"; exit 1; }
-  rm -f "$rootfs.log"
   mkdir -p "$cache_dir"
   tar -C "$rootfs" -cf "$tarball.partial" .
   mv "$tarball.partial" "$tarball"

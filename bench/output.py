@@ -81,12 +81,13 @@ def main():
                         os.unlink(stdout_file)
             results[name] = samples
         base = median([s for s, _, _ in results["direct"]])
+        base_in_file = median([f for _, _, f in results["direct"]])
         print(f"\n{'case':<14} {'time':>9} {'MB/s':>8} {'of direct':>10} {'in file':>9} {'of direct':>10} {'pmtr CPU/MB':>12}")
         for name, samples in results.items():
             seconds = median([s for s, _, _ in samples])
             in_file = median([f for _, _, f in samples])
             cpu = median([c for _, c, _ in samples])
-            print(f"{name:<14} {seconds:>8.2f}s {args.mb / seconds:>8.0f} {base / seconds:>9.0%} {in_file:>8.2f}s {base / in_file:>9.0%} {cpu * 1000 / args.mb:>9.2f} ms   samples {[round(s, 2) for s, _, _ in samples]}")
+            print(f"{name:<14} {seconds:>8.2f}s {args.mb / seconds:>8.0f} {base / seconds:>9.0%} {in_file:>8.2f}s {base_in_file / in_file:>9.0%} {cpu * 1000 / args.mb:>9.2f} ms   samples {[round(s, 2) for s, _, _ in samples]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
