@@ -199,6 +199,28 @@ fn remote_enable_and_disable_without_a_key() {
     );
 }
 
+/// As the original: `listen on ADDR:0` binds an ephemeral port, and the
+/// log says which, so that a sender can find it.
+#[test]
+fn listen_on_port_zero_binds_an_ephemeral_port_it_logs() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        "listen on udp://127.0.0.1:0\njob {\n name a\n cmd /bin/sleep 1000\n}\n",
+    );
+    let first = pmtr.expect_started("a", 1, SHORT);
+    let line = pmtr.expect("listening for control datagrams on udp://127.0.0.1:", SHORT);
+    let port: u16 = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    assert_ne!(port, 0, "{line}");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(b"disable a", ("127.0.0.1", port)).unwrap();
+    pmtr.expect(&format!("sending SIGTERM to job a [{first}]"), SHORT);
+}
+
 #[test]
 fn with_a_key_only_fresh_signed_datagrams_are_obeyed() {
     let sandbox = Sandbox::new();

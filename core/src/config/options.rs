@@ -61,6 +61,9 @@ impl StatementDef {
     }
 }
 
+/// A `user` must be shorter, as in the original.
+pub const MAX_USER_LEN: usize = 100;
+
 /// Longest job name: names travel in UDP reports and log lines.
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -180,6 +183,10 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
             let word = words[0];
             if word.text.is_empty() || word.text.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 errors.push(error(word, "`user` needs a user name without spaces"));
+            } else if word.text.len() >= MAX_USER_LEN {
+                // The original's limit: its buffer for the name is 100 bytes.
+                let message = format!("the user name is {} bytes long: at most {} are allowed", word.text.len(), MAX_USER_LEN - 1);
+                errors.push(error(word, message));
             } else {
                 job.user = Some(word.text.to_string());
             }

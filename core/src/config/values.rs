@@ -273,8 +273,10 @@ pub fn udp_endpoint(text: &str, interface_allowed: bool) -> Result<UdpEndpoint, 
     if !valid_host {
         return Err(format!("`{host}` is not a host name or address"));
     }
+    // `listen on ADDR:0` binds an ephemeral port, as the original; a
+    // report (the only statement with `@IFACE`) needs a real one.
     let port = match port.parse::<u16>() {
-        Ok(port) if port > 0 => port,
+        Ok(port) if port > 0 || !interface_allowed => port,
         _ => return Err(format!("`{port}` is not a port number (1 to 65535)")),
     };
     Ok(UdpEndpoint {
@@ -412,6 +414,7 @@ mod tests {
         ] {
             assert!(udp_endpoint(bad, true).is_err(), "{bad}");
         }
+        assert_eq!(udp_endpoint("udp://127.0.0.1:0", false).unwrap().port, 0);
         assert!(udp_endpoint("udp://0.0.0.0:10000@eth0", false)
             .unwrap_err()
             .contains("only for `report to`"));

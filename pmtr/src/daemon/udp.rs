@@ -104,9 +104,11 @@ impl Udp {
             if let Some(endpoint) = &globals.listen_on {
                 match bind(endpoint) {
                     Ok(socket) => {
+                        // Port 0 is an ephemeral port: say which one.
+                        let port = socket.local_addr().map_or(endpoint.port, |a| a.port());
                         log.push(format!(
-                            "listening for control datagrams on udp://{}:{}",
-                            endpoint.host, endpoint.port
+                            "listening for control datagrams on udp://{}:{port}",
+                            endpoint.host
                         ));
                         self.listener = Some(socket);
                     }
