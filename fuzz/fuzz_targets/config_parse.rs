@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmtr_core::config::{parse, render_all};
+use pmtr_core::config::{parse, render_all, Source};
 
 fuzz_target!(|data: &[u8]| {
     if let Err(errors) = parse(data) {
-        let _ = render_all(&errors, "fuzz.conf", data, usize::MAX);
+        let _ = render_all(&errors, &[Source::new("fuzz.conf", data)], usize::MAX);
     }
 });

@@ -2,10 +2,13 @@
 //! parser; the one place that turns a path into a `Config` or an error an
 //! operator can act on.
 
+use std::hash::Hasher;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use pmtr_core::config::{self, Config, Diagnostic};
+use nix::fcntl::OFlag;
+use pmtr_core::config::{self, Config, Diagnostic, Files, IncludePattern, Source};
 
 use pmtr_common::reason::Reason;
 
@@ -24,37 +27,68 @@ pub enum LoadError {
     },
     #[error("unable to read {}: larger than {MAX_CONFIG_BYTES} bytes", .path.display())]
     TooLarge { path: PathBuf },
+    #[error("unable to read {}: not a regular file", .path.display())]
+    NotAFile { path: PathBuf },
     #[error("{}: {} error{} in configuration", .path.display(), .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
     Invalid {
         path: PathBuf,
-        source_text: Vec<u8>,
+        sources: Vec<Source>,
         diagnostics: Vec<Diagnostic>,
     },
 }
 
 impl LoadError {
-    /// Every error of an invalid file rendered with its line and caret, at
-    /// most `limit` of them; other errors as their one sentence.
+    /// Every error of an invalid file rendered with its file, line and
+    /// caret, at most `limit` of them; other errors as their one sentence.
     pub fn render(&self, limit: usize) -> String {
         match self {
             LoadError::Invalid {
-                path,
-                source_text,
+                sources,
                 diagnostics,
-            } => config::render_all(diagnostics, &path.to_string_lossy(), source_text, limit),
+                ..
+            } => config::render_all(diagnostics, sources, limit),
             other => format!("{other}\n"),
         }
     }
 }
 
-/// The file's bytes, read in full, refusing a file larger than
-/// [`MAX_CONFIG_BYTES`].
+/// A configuration read from disk, with every file it includes.
+pub struct Reading {
+    /// Content hash of every file read, path and bytes: a reload that
+    /// reads the same changes nothing.
+    pub hash: u64,
+    /// What a reload watches besides the main file.
+    pub includes: Includes,
+    /// The configuration and the files it came from (for `-t` warnings).
+    pub result: Result<(Config, Vec<Source>), LoadError>,
+}
+
+/// The included files read and the `include` patterns, also when the
+/// configuration was refused: fixing a broken included file must reload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Includes {
+    pub files: Vec<String>,
+    pub patterns: Vec<IncludePattern>,
+}
+
+/// The file's bytes, read in full. Refuses a file larger than
+/// [`MAX_CONFIG_BYTES`] and anything but a regular file: opening does
+/// not block on a FIFO, and a device is not read forever.
 pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -67,13 +101,88 @@ pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
-/// Validates the file's bytes into a configuration whose jobs without
-/// `dir` run in the directory pmtr was started in (SPEC 3.1, as the
-/// original: in a container, the image's `WORKDIR`).
-pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Diagnostic>> {
-    let mut config = config::parse(bytes)?;
-    config.set_default_dir(start_dir());
-    Ok(config)
+/// The real file system, for `include`.
+struct DiskFiles;
+
+impl Files for DiskFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        read(Path::new(path)).map_err(|error| match error {
+            LoadError::Read { source, .. } => Reason(&source).to_string(),
+            LoadError::TooLarge { .. } => format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            LoadError::NotAFile { .. } => "not a regular file".to_string(),
+            LoadError::Invalid { .. } => "invalid".to_string(),
+        })
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>, String> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Reason(&error).to_string()),
+        };
+        // A name that is not UTF-8 cannot be written in a pattern.
+        Ok(entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect())
+    }
+}
+
+/// Reads and validates the configuration at `path` with its includes.
+/// Jobs without `dir` run in the directory pmtr was started in (SPEC 3.1,
+/// as the original: in a container, the image's `WORKDIR`).
+pub fn load(path: &Path) -> Reading {
+    let text = match read(path) {
+        Ok(text) => text,
+        Err(error) => {
+            return Reading {
+                hash: content_hash(&[error.to_string().as_bytes()]),
+                includes: Includes::default(),
+                result: Err(error),
+            }
+        }
+    };
+    let loaded = config::load(&path.to_string_lossy(), text, &DiskFiles);
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * loaded.sources.len());
+    for source in &loaded.sources {
+        parts.extend([source.path.as_bytes(), &source.text]);
+    }
+    let hash = content_hash(&parts);
+    let includes = Includes {
+        files: loaded
+            .sources
+            .iter()
+            .skip(1)
+            .map(|s| s.path.clone())
+            .collect(),
+        patterns: loaded.patterns,
+    };
+    let result = match loaded.result {
+        Ok(mut config) => {
+            config.set_default_dir(start_dir());
+            Ok((config, loaded.sources))
+        }
+        Err(diagnostics) => Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            sources: loaded.sources,
+            diagnostics,
+        }),
+    };
+    Reading {
+        hash,
+        includes,
+        result,
+    }
+}
+
+/// A hash of the parts, each with its length so that moving bytes from
+/// one part to the next changes it.
+fn content_hash(parts: &[&[u8]]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for part in parts {
+        hasher.write_usize(part.len());
+        hasher.write(part);
+    }
+    hasher.finish()
 }
 
 /// The directory pmtr was started in. pmtr never changes directory, so
@@ -87,17 +196,4 @@ pub fn start_dir() -> &'static str {
             .and_then(|dir| dir.to_str().map(str::to_string))
             .unwrap_or_else(|| "/".to_string())
     })
-}
-
-/// Reads and validates the file; returns the text too, for diagnostics.
-pub fn load(path: &Path) -> Result<(Vec<u8>, Config), LoadError> {
-    let bytes = read(path)?;
-    match parse(&bytes) {
-        Ok(config) => Ok((bytes, config)),
-        Err(diagnostics) => Err(LoadError::Invalid {
-            path: path.to_path_buf(),
-            source_text: bytes,
-            diagnostics,
-        }),
-    }
 }

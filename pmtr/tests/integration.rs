@@ -11,6 +11,7 @@ mod control;
 mod daemonize;
 mod engine;
 mod faults;
+mod include;
 mod logfiles;
 mod notify;
 mod onconnect;

@@ -8,6 +8,9 @@ use std::fmt::Write as _;
 /// the column counts characters, as an editor does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Location {
+    /// Which file: an index into the [`Source`]s read (0 is the main
+    /// file; `include` adds the others).
+    pub file: u32,
     /// Byte offset of the position in the file, to find its line again.
     pub offset: usize,
     pub line: usize,
@@ -135,15 +138,35 @@ fn excerpt(source: &[u8], at: Location, width: usize) -> (String, usize, usize) 
     (text.trim_end().to_string(), caret_at, caret_width)
 }
 
-/// Renders a list of diagnostics, at most `limit` of them, with a count
-/// of those left out, so that a binary file does not print forever.
-pub fn render_all(diagnostics: &[Diagnostic], file: &str, source: &[u8], limit: usize) -> String {
+/// One file of a configuration, as read: the main file or an included one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    pub path: String,
+    pub text: Vec<u8>,
+}
+
+impl Source {
+    pub fn new(path: impl Into<String>, text: impl Into<Vec<u8>>) -> Source {
+        Source {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// Renders a list of diagnostics about `sources`, at most `limit` of
+/// them, with a count of those left out, so that a binary file does not
+/// print forever.
+pub fn render_all(diagnostics: &[Diagnostic], sources: &[Source], limit: usize) -> String {
     let mut out = String::new();
+    let unknown = Source::default();
     for diagnostic in diagnostics.iter().take(limit) {
-        out.push_str(&diagnostic.render(file, source));
+        let source = sources.get(diagnostic.at.file as usize).unwrap_or(&unknown);
+        out.push_str(&diagnostic.render(&source.path, &source.text));
     }
     if diagnostics.len() > limit {
-        let _ = writeln!(out, "{file}: {} more not shown", diagnostics.len() - limit);
+        let main = sources.first().map_or("", |s| s.path.as_str());
+        let _ = writeln!(out, "{main}: {} more not shown", diagnostics.len() - limit);
     }
     out
 }
@@ -154,6 +177,7 @@ mod tests {
 
     fn at(offset: usize, line: usize, column: usize) -> Location {
         Location {
+            file: 0,
             offset,
             line,
             column,
@@ -217,7 +241,7 @@ mod tests {
     #[test]
     fn render_all_stops_at_the_limit() {
         let d = Diagnostic::error(at(0, 1, 1), 1, "m");
-        let shown = render_all(&vec![d; 5], "f", b"x", 2);
+        let shown = render_all(&vec![d; 5], &[Source::new("f", "x")], 2);
         assert_eq!(shown.matches("error: m").count(), 2);
         assert!(shown.ends_with("f: 3 more not shown\n"));
     }

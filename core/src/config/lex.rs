@@ -29,9 +29,10 @@ impl Word<'_> {
 /// Splits `source` into words. A file that is not text (it holds a NUL
 /// byte) yields one error and no words; other faults (an unclosed quote,
 /// invalid UTF-8) are reported per word and the word is left out.
-pub fn lex(source: &[u8]) -> (Vec<Word<'_>>, Vec<Diagnostic>) {
+pub fn lex(source: &[u8], file: u32) -> (Vec<Word<'_>>, Vec<Diagnostic>) {
     let mut lexer = Lexer {
         source,
+        file,
         pos: 0,
         line: 1,
         column: 1,
@@ -53,6 +54,8 @@ pub fn lex(source: &[u8]) -> (Vec<Word<'_>>, Vec<Diagnostic>) {
 
 struct Lexer<'a> {
     source: &'a [u8],
+    /// Stamped on every location: which file of the configuration.
+    file: u32,
     pos: usize,
     line: usize,
     column: usize,
@@ -67,6 +70,7 @@ fn is_space(b: u8) -> bool {
 impl<'a> Lexer<'a> {
     fn here(&self) -> Location {
         Location {
+            file: self.file,
             offset: self.pos,
             line: self.line,
             column: self.column,
@@ -175,6 +179,7 @@ impl<'a> Lexer<'a> {
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
         Location {
+            file: self.file,
             offset,
             line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
             column: 1 + before[line_start..]
@@ -190,7 +195,7 @@ mod tests {
     use super::*;
 
     fn texts(source: &str) -> Vec<String> {
-        let (words, errors) = lex(source.as_bytes());
+        let (words, errors) = lex(source.as_bytes(), 0);
         assert!(errors.is_empty(), "{errors:?}");
         words.into_iter().map(|w| w.text.into_owned()).collect()
     }
@@ -223,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_quoted_brace_is_marked_quoted() {
-        let (words, _) = lex(br#"} "}""#);
+        let (words, _) = lex(br#"} "}""#, 0);
         assert!(words[0].is("}"));
         assert!(!words[1].is("}"));
         assert_eq!(words[1].text, "}");
@@ -231,7 +236,7 @@ mod tests {
 
     #[test]
     fn positions_are_lines_and_character_columns() {
-        let (words, _) = lex("é x\n  \"y z\"".as_bytes());
+        let (words, _) = lex("é x\n  \"y z\"".as_bytes(), 0);
         let at: Vec<(usize, usize, usize)> = words
             .iter()
             .map(|w| (w.at.line, w.at.column, w.width))
@@ -241,7 +246,7 @@ mod tests {
 
     #[test]
     fn an_unterminated_quote_is_an_error_at_the_quote() {
-        let (words, errors) = lex(b"name x\ncmd /bin/echo \"abc\nonce");
+        let (words, errors) = lex(b"name x\ncmd /bin/echo \"abc\nonce", 0);
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].at.line, errors[0].at.column), (2, 15));
         assert!(errors[0].message.contains("unterminated quote"));
@@ -251,7 +256,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_an_error_per_word() {
-        let (words, errors) = lex(b"name \xff\xfe ok");
+        let (words, errors) = lex(b"name \xff\xfe ok", 0);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].at.column, 6);
         assert_eq!(words.len(), 2);
@@ -259,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_nul_byte_means_not_a_text_file() {
-        let (words, errors) = lex(b"job {\n na\0me x }");
+        let (words, errors) = lex(b"job {\n na\0me x }", 0);
         assert!(words.is_empty());
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].at.line, errors[0].at.column), (2, 4));

@@ -4,6 +4,7 @@
 mod checks;
 mod diagnostic;
 mod docs;
+mod include;
 mod lex;
 mod model;
 mod options;
@@ -11,8 +12,9 @@ mod parse;
 mod validate;
 mod values;
 
-pub use diagnostic::{render_all, Diagnostic, Location, Severity};
+pub use diagnostic::{render_all, Diagnostic, Location, Severity, Source};
 pub use docs::reference_markdown;
+pub use include::{load, Files, IncludePattern, Loaded, MAX_INCLUDE_DEPTH};
 pub use model::{
     Config, CpuSet, EnvVar, Globals, Health, HealthCheck, Job, Limit, LogFiles, Origin, Output,
     Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
@@ -20,19 +22,10 @@ pub use model::{
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 pub use values::duration_millis;
 
-/// Parses and validates a whole configuration file. On failure, returns
-/// every error found, in file order.
+/// Parses and validates a whole configuration file that includes no
+/// other. On failure, returns every error found, in file order.
 pub fn parse(source: &[u8]) -> Result<Config, Vec<Diagnostic>> {
-    let (words, mut errors) = lex::lex(source);
-    let (raw, parse_errors) = parse::parse(&words);
-    errors.extend(parse_errors);
-    let config = validate::validate(&raw, &mut errors);
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        errors.sort_by_key(|e| e.at.offset);
-        Err(errors)
-    }
+    load("pmtr.conf", source.to_vec(), &include::NoFiles).result
 }
 
 #[cfg(test)]
@@ -266,7 +259,8 @@ report to udp://239.0.0.1:9999@eth2
             vec![b'a'; 10 << 20],
         ];
         for input in inputs {
-            let _ = parse(&input).map_err(|errors| render_all(&errors, "f", &input, 100));
+            let sources = [Source::new("f", input.clone())];
+            let _ = parse(&input).map_err(|errors| render_all(&errors, &sources, 100));
         }
     }
 

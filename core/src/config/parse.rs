@@ -8,11 +8,19 @@ use super::diagnostic::{Diagnostic, Location};
 use super::lex::Word;
 use super::options::{self, OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 
-/// A parsed but unchecked configuration.
+/// A parsed but unchecked configuration file: its jobs, statements and
+/// includes in file order (an include stands where it is written).
 #[derive(Debug, Default)]
 pub struct RawConfig<'a> {
-    pub jobs: Vec<RawJob<'a>>,
-    pub statements: Vec<RawStatement<'a>>,
+    pub items: Vec<RawItem<'a>>,
+}
+
+#[derive(Debug)]
+pub enum RawItem<'a> {
+    Job(RawJob<'a>),
+    Statement(RawStatement<'a>),
+    /// `include PATTERN`: the pattern's word.
+    Include(&'a Word<'a>),
 }
 
 #[derive(Debug)]
@@ -107,6 +115,8 @@ impl<'a> Parser<'a> {
     fn top_level(&mut self, word: &'a Word<'a>) {
         if word.is("job") {
             self.job(word);
+        } else if word.is("include") {
+            self.include(word);
         } else if let Some(def) = options::statement(&word.text).filter(|_| !word.quoted) {
             self.statement(def, word);
         } else if word.is("}") {
@@ -126,7 +136,9 @@ impl<'a> Parser<'a> {
             ));
             self.skip_line(word.at.line);
         } else {
-            let known = std::iter::once("job").chain(STATEMENTS.iter().map(|d| d.keywords[0]));
+            let known = ["job", "include"]
+                .into_iter()
+                .chain(STATEMENTS.iter().map(|d| d.keywords[0]));
             let hint = match options::nearest(&word.text, known) {
                 Some(near) => format!("; did you mean `{near}`?"),
                 None => String::new(),
@@ -136,6 +148,25 @@ impl<'a> Parser<'a> {
                 format!("unknown statement `{}`{hint}", word.text),
             ));
             self.skip_line(word.at.line);
+        }
+    }
+
+    /// `include PATTERN`, one pattern per line.
+    fn include(&mut self, keyword: &'a Word<'a>) {
+        let line = keyword.at.line;
+        let Some(pattern) = self.value_on_line(line) else {
+            self.errors
+                .push(error(keyword, "`include` needs a value: include PATTERN"));
+            self.skip_line(line);
+            return;
+        };
+        self.raw.items.push(RawItem::Include(pattern));
+        if let Some(extra) = self.next_on_line(line) {
+            self.errors.push(error(
+                extra,
+                format!("unexpected `{}` after `include`: one pattern per line (quote a path that has spaces)", extra.text),
+            ));
+            self.skip_line(line);
         }
     }
 
@@ -159,11 +190,11 @@ impl<'a> Parser<'a> {
             self.skip_line(line);
             return;
         };
-        self.raw.statements.push(RawStatement {
+        self.raw.items.push(RawItem::Statement(RawStatement {
             def,
             keyword,
             value,
-        });
+        }));
         if let Some(extra) = self.next_on_line(line) {
             self.errors.push(error(
                 extra,
@@ -261,7 +292,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        self.raw.jobs.push(job);
+        self.raw.items.push(RawItem::Job(job));
     }
 
     /// Reads the arguments of one option; `None` when they are malformed

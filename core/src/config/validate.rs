@@ -4,98 +4,127 @@
 
 use std::collections::HashMap;
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, Location};
+use super::lex::Word;
 use super::model::{Config, Job, Origin, Output};
-use super::parse::{job_location, RawConfig, RawJob};
+use super::parse::{job_location, RawJob, RawStatement};
 
-pub fn validate(raw: &RawConfig<'_>, errors: &mut Vec<Diagnostic>) -> Config {
-    let mut config = Config::default();
-    let mut seen_statements: HashMap<String, usize> = HashMap::new();
-    for statement in &raw.statements {
-        let name = statement.def.name();
-        if !statement.def.repeatable {
-            if let Some(line) = seen_statements.get(&name) {
-                errors.push(Diagnostic::error(
-                    statement.keyword.at,
-                    statement.keyword.width,
-                    format!("`{name}` is given twice (first on line {line})"),
-                ));
-                continue;
-            }
-            seen_statements.insert(name, statement.keyword.at.line);
+/// Builds a `Config` from the raw items of one or more files, fed in the
+/// order they stand (an included file's items where its `include` is).
+#[derive(Default)]
+pub struct Builder {
+    config: Config,
+    /// Path of each file fed so far, for messages naming another file.
+    paths: Vec<String>,
+    /// Non-repeatable statement -> where it was first given.
+    statements: HashMap<String, Location>,
+    /// Job name -> where it was first defined.
+    names: HashMap<String, Location>,
+    /// Every `after` name as written: job index, name, where.
+    after_words: Vec<(usize, String, Location, usize)>,
+}
+
+impl Builder {
+    /// The items that follow come from the file at `path`, whose
+    /// locations carry the next file number.
+    pub fn file(&mut self, path: &str) {
+        self.paths.push(path.to_string());
+    }
+
+    /// "line 3" in the same file as `here`, "/etc/pmtr.d/a.conf:3" in another.
+    fn place(&self, first: Location, here: Location) -> String {
+        if first.file == here.file {
+            format!("on line {}", first.line)
+        } else {
+            let path = self
+                .paths
+                .get(first.file as usize)
+                .map_or("?", String::as_str);
+            format!("at {path}:{}", first.line)
         }
-        config.globals_origin.options.push((
+    }
+
+    pub fn statement(&mut self, statement: &RawStatement<'_>, errors: &mut Vec<Diagnostic>) {
+        let name = statement.def.name();
+        let at = statement.keyword.at;
+        if !statement.def.repeatable {
+            if let Some(first) = self.statements.get(&name) {
+                let place = self.place(*first, at);
+                let message = format!("`{name}` is given twice (first {place})");
+                errors.push(Diagnostic::error(at, statement.keyword.width, message));
+                return;
+            }
+            self.statements.insert(name, at);
+        }
+        self.config.globals_origin.options.push((
             statement.def.keywords[0],
             statement.value.at,
             statement.value.width,
         ));
-        if let Err(error) = (statement.def.apply)(&mut config.globals, statement.value) {
+        if let Err(error) = (statement.def.apply)(&mut self.config.globals, statement.value) {
             errors.push(error);
         }
     }
 
-    // Job name -> line of its first definition.
-    let mut names: HashMap<String, usize> = HashMap::with_capacity(raw.jobs.len());
-    for raw_job in &raw.jobs {
+    pub fn job(&mut self, raw_job: &RawJob<'_>, errors: &mut Vec<Diagnostic>) {
         let (job, origin) = validate_job(raw_job, errors);
         if job.name.is_empty() {
-            continue;
+            return;
         }
-        if let Some(first) = names.get(&job.name) {
+        if let Some(first) = self.names.get(&job.name) {
             let (at, width) = origin.value_of("name").unwrap_or(job_location(raw_job));
-            errors.push(Diagnostic::error(
-                at,
-                width,
-                format!(
-                    "duplicate job name `{}` (first defined on line {first})",
-                    job.name
-                ),
-            ));
-            continue;
+            let place = self.place(*first, at);
+            let message = format!("duplicate job name `{}` (first defined {place})", job.name);
+            errors.push(Diagnostic::error(at, width, message));
+            return;
         }
-        names.insert(job.name.clone(), raw_job.keyword.at.line);
-        config.jobs.push(job);
-        config.origins.push(origin);
+        self.names.insert(job.name.clone(), raw_job.keyword.at);
+        let index = self.config.jobs.len();
+        let after = raw_job.options.iter().filter(|o| o.def.name == "after");
+        for word in after.flat_map(|o| o.args.iter().copied()) {
+            let Word {
+                text, at, width, ..
+            } = word;
+            self.after_words
+                .push((index, text.to_string(), *at, *width));
+        }
+        self.config.jobs.push(job);
+        self.config.origins.push(origin);
     }
-    check_after(raw, &config, errors);
-    config
+
+    /// The configuration, once the rules that span jobs are checked.
+    pub fn finish(self, errors: &mut Vec<Diagnostic>) -> Config {
+        check_after(&self.config, &self.after_words, errors);
+        self.config
+    }
 }
 
 /// `after` names jobs of the file, not the job itself, and no cycle: each
 /// error at the name as written.
-fn check_after(raw: &RawConfig<'_>, config: &Config, errors: &mut Vec<Diagnostic>) {
+fn check_after(
+    config: &Config,
+    after_words: &[(usize, String, Location, usize)],
+    errors: &mut Vec<Diagnostic>,
+) {
     let index: HashMap<&str, usize> = config
         .jobs
         .iter()
         .enumerate()
         .map(|(i, j)| (j.name.as_str(), i))
         .collect();
-    let words_of = |name: &str| {
-        raw.jobs
-            .iter()
-            .find(|j| {
-                j.options
-                    .iter()
-                    .any(|o| o.def.name == "name" && o.args.first().is_some_and(|w| w.text == name))
-            })
-            .into_iter()
-            .flat_map(|j| j.options.iter().filter(|o| o.def.name == "after"))
-            .flat_map(|o| o.args.iter().copied())
-            .collect::<Vec<_>>()
-    };
+    let words_of = |job: usize| after_words.iter().filter(move |w| w.0 == job);
     let mut broken = false;
-    for job in config.jobs.iter().filter(|j| !j.after.is_empty()) {
-        for word in words_of(&job.name) {
-            let message = if word.text == job.name {
-                format!("after: job `{}` cannot come after itself", job.name)
-            } else if !index.contains_key(word.text.as_ref()) {
-                format!("after: there is no job named `{}`", word.text)
-            } else {
-                continue;
-            };
-            broken = true;
-            errors.push(Diagnostic::error(word.at, word.width, message));
-        }
+    for (job, name, at, width) in after_words {
+        let own = &config.jobs[*job].name;
+        let message = if name == own {
+            format!("after: job `{own}` cannot come after itself")
+        } else if !index.contains_key(name.as_str()) {
+            format!("after: there is no job named `{name}`")
+        } else {
+            continue;
+        };
+        broken = true;
+        errors.push(Diagnostic::error(*at, *width, message));
     }
     if broken {
         return;
@@ -138,11 +167,10 @@ fn check_after(raw: &RawConfig<'_>, config: &Config, errors: &mut Vec<Diagnostic
                         .map(|&(n, _)| config.jobs[n].name.as_str())
                         .collect();
                     cycle.push(&config.jobs[target].name);
-                    let first = &config.jobs[target].name;
                     let named = cycle[1];
-                    if let Some(word) = words_of(first).into_iter().find(|w| w.text == named) {
+                    if let Some((_, _, at, width)) = words_of(target).find(|w| w.1 == named) {
                         let message = format!("after: a cycle: {}", cycle.join(" → "));
-                        errors.push(Diagnostic::error(word.at, word.width, message));
+                        errors.push(Diagnostic::error(*at, *width, message));
                     }
                     return;
                 }

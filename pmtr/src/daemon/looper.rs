@@ -92,12 +92,13 @@ pub struct LoopError {
 }
 
 impl Daemon {
-    /// A daemon for `config`, read from `config_path` with content hash
-    /// `config_hash`, serving local control on `socket`.
+    /// A daemon for `config`, read from `config_path` (and the files it
+    /// includes) with content hash `config_hash`, serving local control on
+    /// `socket`.
     pub fn new(
         config: &Config,
         config_hash: u64,
-        config_path: &Path,
+        (config_path, includes): (&Path, &config_file::Includes),
         socket: Option<&Path>,
         signals: SignalFd,
         mut logger: Logger,
@@ -120,6 +121,7 @@ impl Daemon {
         }
         let supervisor = Supervisor::with_policy(config, config_hash, times.policy);
         let (mut watcher, mut errors) = Watcher::new(config_path);
+        errors.extend(watcher.set_includes(includes));
         errors.extend(watcher.set_dependencies(&supervisor.dependency_paths()));
         for error in errors {
             logger.log(Level::Warning, &error.to_string());
@@ -613,30 +615,22 @@ impl Daemon {
         }
     }
 
-    /// Reads and checks the configuration file for a reload.
+    /// Reads and checks the configuration file (with its includes) for a
+    /// reload, and watches what it now includes.
     fn read_config(&mut self, forced: bool) -> Event {
-        let bytes = match config_file::read(&self.config_path) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                let text = error.to_string();
-                return Event::ConfigRead {
-                    hash: watch::content_hash(text.as_bytes()),
-                    forced,
-                    result: Err(text),
-                };
-            }
-        };
-        let result = config_file::parse(&bytes)
-            .map(Box::new)
-            .map_err(|diagnostics| {
-                let shown = self.config_path.to_string_lossy();
-                pmtr_core::config::render_all(&diagnostics, &shown, &bytes, SHOWN_ERRORS)
-            });
-        for error in self.watcher.refresh_config() {
+        let reading = config_file::load(&self.config_path);
+        let mut errors = self.watcher.refresh_config();
+        errors.extend(self.watcher.set_includes(&reading.includes));
+        for error in errors {
             self.logger.log(Level::Warning, &error.to_string());
         }
+        let result = match reading.result {
+            Ok((config, _)) => Ok(Box::new(config)),
+            Err(error @ config_file::LoadError::Invalid { .. }) => Err(error.render(SHOWN_ERRORS)),
+            Err(error) => Err(error.to_string()),
+        };
         Event::ConfigRead {
-            hash: watch::content_hash(&bytes),
+            hash: reading.hash,
             forced,
             result,
         }

@@ -42,8 +42,10 @@ const SHOWN_ERRORS: usize = 100;
 pub fn run(args: &Args) -> ExitCode {
     let is_init = getpid().as_raw() == 1;
     let foreground = args.foreground || is_init;
-    let (config, config_hash) = match config_file::load(&args.config) {
-        Ok((bytes, config)) => (config, watch::content_hash(&bytes)),
+    let reading = config_file::load(&args.config);
+    let (config_hash, includes) = (reading.hash, reading.includes);
+    let config = match reading.result {
+        Ok((config, _)) => config,
         Err(error) => {
             if let config_file::LoadError::Invalid { .. } = error {
                 eprint!("{}", error.render(SHOWN_ERRORS));
@@ -66,7 +68,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     // The supervisor keeps its own copy of the jobs: the parsed file is
     // not held for the daemon's life.
-    let started = start(args, &config, config_hash, foreground, is_init);
+    let started = start(args, &config, config_hash, &includes, foreground, is_init);
     drop(config);
     match started {
         Err(message) => {
@@ -95,6 +97,7 @@ fn start(
     args: &Args,
     config: &pmtr_core::config::Config,
     config_hash: u64,
+    includes: &config_file::Includes,
     foreground: bool,
     is_init: bool,
 ) -> Result<(Daemon, Option<Pidfile>), String> {
@@ -129,7 +132,7 @@ fn start(
     let daemon = Daemon::new(
         config,
         config_hash,
-        &args.config,
+        (&args.config, includes),
         Some(&args.socket),
         signals,
         logger,

@@ -2,7 +2,9 @@
 //! inotify — on their directories, so that every way of saving works:
 //! writing in place, renaming a temporary file over (vim, `sed -i`, `mv`),
 //! deleting and creating, swapping a symlink (`ln -sfn`, ConfigMaps).
-//! Also the content hashes that tell a real change from a rewrite.
+//! Included files and the directories of `include` patterns count as the
+//! configuration. Also the content hashes that tell a real change of a
+//! dependency from a rewrite.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -13,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use pmtr_core::config::IncludePattern;
+
+use crate::config_file::Includes;
 
 /// What a batch of inotify events touched.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,7 +34,22 @@ struct Target {
     /// The path is a symlink: any change in its directory may be a swap
     /// of what it points to (`..data` in a Kubernetes ConfigMap).
     any_name: bool,
+    /// An `include` pattern: every name it matches is part of the
+    /// configuration, those that are not there yet too.
+    pattern: Option<IncludePattern>,
     what: What,
+}
+
+impl Target {
+    fn is_touched_by(&self, name: Option<&OsString>) -> bool {
+        if self.any_name || name == Some(&self.name) {
+            return true;
+        }
+        match (&self.pattern, name.and_then(|n| n.to_str())) {
+            (Some(pattern), Some(name)) => pattern.matches(name),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +63,8 @@ pub struct Watcher {
     config: PathBuf,
     /// Where the configuration file is (and points, if a symlink).
     config_targets: Vec<Target>,
+    /// The files the configuration includes and its `include` patterns.
+    include_targets: Vec<Target>,
     dependency_targets: Vec<Target>,
     dirs: HashMap<PathBuf, WatchDescriptor>,
     by_descriptor: HashMap<WatchDescriptor, PathBuf>,
@@ -77,6 +99,7 @@ impl Watcher {
             inotify,
             config: config.to_path_buf(),
             config_targets: Vec::new(),
+            include_targets: Vec::new(),
             dependency_targets: Vec::new(),
             dirs: HashMap::new(),
             by_descriptor: HashMap::new(),
@@ -105,8 +128,29 @@ impl Watcher {
         self.sync_directories()
     }
 
+    /// Watches the files the configuration includes and the directories
+    /// of its `include` patterns, in place of the previous ones.
+    pub fn set_includes(&mut self, includes: &Includes) -> Vec<WatchError> {
+        let files = includes
+            .files
+            .iter()
+            .flat_map(|path| targets_of(Path::new(path), What::Config));
+        let patterns = includes.patterns.iter().map(|pattern| Target {
+            dir: PathBuf::from(&pattern.dir),
+            name: OsString::new(),
+            any_name: false,
+            pattern: Some(pattern.clone()),
+            what: What::Config,
+        });
+        self.include_targets = files.chain(patterns).collect();
+        self.sync_directories()
+    }
+
     fn targets(&self) -> impl Iterator<Item = &Target> {
-        self.config_targets.iter().chain(&self.dependency_targets)
+        self.config_targets
+            .iter()
+            .chain(&self.include_targets)
+            .chain(&self.dependency_targets)
     }
 
     fn sync_directories(&mut self) -> Vec<WatchError> {
@@ -172,7 +216,7 @@ impl Watcher {
                     continue;
                 };
                 for target in self.targets().filter(|t| &t.dir == dir) {
-                    if target.any_name || event.name.as_ref() == Some(&target.name) {
+                    if target.is_touched_by(event.name.as_ref()) {
                         push(target.what.touched());
                     }
                 }
@@ -206,6 +250,7 @@ fn targets_of(path: &Path, what: What) -> Vec<Target> {
             dir: dir.to_path_buf(),
             name: name.to_os_string(),
             any_name: is_symlink,
+            pattern: None,
             what: what.clone(),
         });
     }
@@ -216,19 +261,13 @@ fn targets_of(path: &Path, what: What) -> Vec<Target> {
                     dir: dir.to_path_buf(),
                     name: name.to_os_string(),
                     any_name: false,
+                    pattern: None,
                     what,
                 });
             }
         }
     }
     targets
-}
-
-/// A hash of `bytes`, to tell a changed file from a rewritten one.
-pub fn content_hash(bytes: &[u8]) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write(bytes);
-    hasher.finish()
 }
 
 /// The content hash of a file, read in pieces; `None` if it cannot be read
@@ -252,9 +291,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_tell_content_apart() {
-        assert_eq!(content_hash(b"a"), content_hash(b"a"));
-        assert_ne!(content_hash(b"a"), content_hash(b"b"));
+    fn an_unreadable_file_has_no_hash() {
         assert_eq!(file_hash("/no/such/file"), None);
     }
 
@@ -283,6 +320,31 @@ mod tests {
         assert!(watcher.read().is_empty(), "another file is not the config");
         std::fs::write(dir.path().join(".pmtr.conf.swp"), "b").unwrap();
         std::fs::rename(dir.path().join(".pmtr.conf.swp"), &config).unwrap();
+        assert_eq!(watcher.read(), [Touched::Config]);
+    }
+
+    #[test]
+    fn a_new_file_an_include_pattern_matches_is_seen_a_swap_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pmtr.conf");
+        std::fs::write(&config, "").unwrap();
+        let included = dir.path().join("pmtr.d");
+        std::fs::create_dir(&included).unwrap();
+        let (mut watcher, _) = Watcher::new(&config);
+        let includes = Includes {
+            files: Vec::new(),
+            patterns: vec![IncludePattern {
+                dir: included.to_string_lossy().into_owned(),
+                names: "*.conf".into(),
+            }],
+        };
+        assert!(watcher.set_includes(&includes).is_empty());
+        std::fs::write(included.join(".web.conf.swp"), "x").unwrap();
+        std::fs::write(included.join("notes.txt"), "x").unwrap();
+        assert!(watcher.read().is_empty());
+        std::fs::write(included.join("web.conf"), "x").unwrap();
+        assert_eq!(watcher.read(), [Touched::Config]);
+        std::fs::remove_file(included.join("web.conf")).unwrap();
         assert_eq!(watcher.read(), [Touched::Config]);
     }
 }

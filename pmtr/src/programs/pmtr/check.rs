@@ -17,7 +17,7 @@ const SHOWN: usize = 100;
 /// diagnostics). Returns true when the file is valid.
 pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> bool {
     let shown_path = path.to_string_lossy();
-    match config_file::load(path) {
+    match config_file::load(path).result {
         Err(error) => {
             if let config_file::LoadError::Invalid { .. } = error {
                 let _ = write!(err, "{}", error.render(SHOWN));
@@ -25,9 +25,9 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> bool {
             let _ = writeln!(err, "pmtr: {error}");
             false
         }
-        Ok((text, config)) => {
+        Ok((config, sources)) => {
             let warnings = preflight::warnings(&config);
-            let _ = write!(err, "{}", render_all(&warnings, &shown_path, &text, SHOWN));
+            let _ = write!(err, "{}", render_all(&warnings, &sources, SHOWN));
             let _ = writeln!(
                 out,
                 "pmtr: {shown_path}: configuration ok: {} job{}{}",
