@@ -25,8 +25,8 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("unable to read {}: larger than {MAX_CONFIG_BYTES} bytes", .path.display())]
-    TooLarge { path: PathBuf },
+    #[error("unable to read {}: larger than {max} bytes", .path.display())]
+    TooLarge { path: PathBuf, max: u64 },
     #[error("unable to read {}: not a regular file", .path.display())]
     NotAFile { path: PathBuf },
     #[error("{}: {} error{} in configuration", .path.display(), .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
@@ -38,6 +38,16 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// Why, without the path: for messages that name the file already.
+    pub fn reason(&self) -> String {
+        match self {
+            LoadError::Read { source, .. } => Reason(source).to_string(),
+            LoadError::TooLarge { max, .. } => format!("larger than {max} bytes"),
+            LoadError::NotAFile { .. } => "not a regular file".to_string(),
+            LoadError::Invalid { diagnostics, .. } => format!("{} errors", diagnostics.len()),
+        }
+    }
+
     /// Every error of an invalid file rendered with its file, line and
     /// caret, at most `limit` of them; other errors as their one sentence.
     pub fn render(&self, limit: usize) -> String {
@@ -75,6 +85,11 @@ pub struct Includes {
 /// [`MAX_CONFIG_BYTES`] and anything but a regular file: opening does
 /// not block on a FIFO, and a device is not read forever.
 pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    read_regular(path, MAX_CONFIG_BYTES)
+}
+
+/// As [`read`], for a file of at most `max` bytes.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
     let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -90,12 +105,13 @@ pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
         });
     }
     let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+    if bytes.len() as u64 > max {
         return Err(LoadError::TooLarge {
             path: path.to_path_buf(),
+            max,
         });
     }
     Ok(bytes)
@@ -106,12 +122,7 @@ struct DiskFiles;
 
 impl Files for DiskFiles {
     fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        read(Path::new(path)).map_err(|error| match error {
-            LoadError::Read { source, .. } => Reason(&source).to_string(),
-            LoadError::TooLarge { .. } => format!("larger than {MAX_CONFIG_BYTES} bytes"),
-            LoadError::NotAFile { .. } => "not a regular file".to_string(),
-            LoadError::Invalid { .. } => "invalid".to_string(),
-        })
+        read(Path::new(path)).map_err(|error| error.reason())
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>, String> {

@@ -10,6 +10,7 @@ mod containers;
 mod control;
 mod daemonize;
 mod engine;
+mod envfiles;
 mod faults;
 mod include;
 mod logfiles;

@@ -4,6 +4,7 @@
 mod checks;
 mod diagnostic;
 mod docs;
+pub mod envfile;
 mod include;
 mod lex;
 mod model;
@@ -16,8 +17,8 @@ pub use diagnostic::{render_all, Diagnostic, Location, Severity, Source};
 pub use docs::reference_markdown;
 pub use include::{load, Files, IncludePattern, Loaded, MAX_INCLUDE_DEPTH};
 pub use model::{
-    Config, CpuSet, EnvVar, Globals, Health, HealthCheck, Job, Limit, LogFiles, Origin, Output,
-    Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
+    Config, CpuSet, EnvFile, EnvVar, Globals, Health, HealthCheck, Job, Limit, LogFiles, Origin,
+    Output, Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 pub use values::duration_millis;

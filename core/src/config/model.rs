@@ -71,6 +71,8 @@ pub struct Job {
     pub stderr: Output,
     pub user: Option<String>,
     pub env: Vec<EnvVar>,
+    /// `env file [-]PATH`: read at every start, before `env`.
+    pub env_files: Vec<EnvFile>,
     pub disabled: bool,
     pub wait: bool,
     pub once: bool,
@@ -111,6 +113,15 @@ pub struct Job {
     /// `log rotate`, `log timestamps` (SPEC 11.6): pmtr writes the job's
     /// `out`/`err` files itself.
     pub log: LogFiles,
+}
+
+/// `env file [-]PATH` (SPEC 11.10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvFile {
+    /// Absolute.
+    pub path: String,
+    /// Written `-PATH`: a missing file is skipped, not a failed start.
+    pub optional: bool,
 }
 
 /// `log rotate SIZE KEEP` and `log timestamps` (SPEC 11.6).

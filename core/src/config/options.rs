@@ -6,7 +6,7 @@
 use super::diagnostic::Diagnostic;
 use super::lex::Word;
 use super::model::{
-    EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, StopSignal, Ulimit,
+    EnvFile, EnvVar, Globals, Job, Limit, Output, Resource, RestartPolicy, StopSignal, Ulimit,
 };
 use super::{checks, values};
 
@@ -21,6 +21,8 @@ pub enum Syntax {
     RestOfLine,
     /// `RESOURCE VALUE` on the same line, or a block of such pairs.
     Pairs,
+    /// One to this many values on the same line: `env A=1`, `env file /x`.
+    UpTo(usize),
     /// Fixed words, then one value: `bounce every 1d`, `give up after 5`.
     Then(&'static [&'static str]),
     /// A block of values, over any number of lines: `depends { a b }`.
@@ -194,13 +196,37 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         name: "env",
-        syntax: Syntax::Value,
-        usage: "env VAR=VALUE",
+        syntax: Syntax::UpTo(2),
+        usage: "env VAR=VALUE | env file [-]/PATH",
         default: "",
-        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these.",
+        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these. `env file /PATH` reads `KEY=VALUE` lines from PATH at every start of the job, in the syntax of systemd's `EnvironmentFile=` (`#` comments, blank lines, optional quotes, no expansion); a job whose file is missing or malformed fails to start, saying why, unless the path starts with `-` (a missing file is then skipped). `env VAR=VALUE` lines win over the files, later files over earlier ones.",
         repeatable: true,
         apply: |job, words, errors| {
             let word = words[0];
+            if word.is("file") {
+                let Some(path) = words.get(1) else {
+                    errors.push(error(word, "`env file` needs a path: env file [-]/PATH"));
+                    return;
+                };
+                let (optional, file) = match path.text.strip_prefix('-') {
+                    Some(file) => (true, file),
+                    None => (false, path.text.as_ref()),
+                };
+                if !file.starts_with('/') {
+                    errors.push(error(path, format!("env file: `{file}` is not an absolute path")));
+                    return;
+                }
+                job.env_files.push(EnvFile {
+                    path: file.to_string(),
+                    optional,
+                });
+                return;
+            }
+            if let Some(extra) = words.get(1) {
+                let message = format!("unexpected `{}` after `env`: it takes one VAR=VALUE (quote a value that has spaces)", extra.text);
+                errors.push(error(extra, message));
+                return;
+            }
             match word.text.split_once('=') {
                 Some((name, value)) if !name.is_empty() => job.env.push(EnvVar {
                     name: name.to_string(),
@@ -754,6 +780,35 @@ mod tests {
         assert_eq!(env, [("A", "1"), ("B", "x=y"), ("C", "")]);
         assert!(job_error("env DEBUG").contains("needs `=`"));
         assert!(job_error("env =1").contains("name before `=` is empty"));
+    }
+
+    #[test]
+    fn env_file() {
+        let job = job_with("env file /etc/app.env\n env file -/etc/local.env\n env A=1");
+        assert_eq!(
+            job.env_files,
+            [
+                EnvFile {
+                    path: "/etc/app.env".into(),
+                    optional: false
+                },
+                EnvFile {
+                    path: "/etc/local.env".into(),
+                    optional: true
+                },
+            ]
+        );
+        assert_eq!(job.env.len(), 1);
+        // A variable named `file` is still a variable.
+        assert_eq!(job_with("env file=x").env[0].name, "file");
+        assert!(job_error("env file").contains("`env file` needs a path"));
+        assert!(job_error("env file app.env").contains("`app.env` is not an absolute path"));
+        assert!(job_error("env file -app.env").contains("`app.env` is not an absolute path"));
+        assert!(job_error("env A=1 B=2").contains("unexpected `B=2` after `env`"));
+        assert!(job_error("env file /a /b").contains("unexpected `/b` after `env`"));
+        // Free layout: a `}` after the value ends the job.
+        let config = parse(b"job { name t\n cmd /bin/true\n env file /x }").unwrap();
+        assert_eq!(config.jobs[0].env_files.len(), 1);
     }
 
     #[test]

@@ -262,9 +262,11 @@ impl<'a> Parser<'a> {
                             .map(|w| w.at.line)
                             .or(brace_in_cmd);
                     }
-                    fixed_option =
-                        matches!(def.syntax, Syntax::Flag | Syntax::Value | Syntax::Then(_))
-                            .then_some((word.at.line, def.name));
+                    fixed_option = matches!(
+                        def.syntax,
+                        Syntax::Flag | Syntax::Value | Syntax::Then(_) | Syntax::UpTo(_)
+                    )
+                    .then_some((word.at.line, def.name));
                     match option {
                         Some(option) => job.options.push(option),
                         None => job.malformed.push(def.name),
@@ -305,6 +307,19 @@ impl<'a> Parser<'a> {
                 Some(value) => vec![value],
                 None => return self.needs_value(def, keyword, format!("`{}`", def.name)),
             },
+            Syntax::UpTo(most) => {
+                let mut args = Vec::new();
+                while args.len() < most {
+                    match self.value_on_line(line) {
+                        Some(word) => args.push(word),
+                        None => break,
+                    }
+                }
+                if args.is_empty() {
+                    return self.needs_value(def, keyword, format!("`{}`", def.name));
+                }
+                args
+            }
             Syntax::RestOfLine => {
                 let mut args = Vec::new();
                 while let Some(word) = self.next_on_line(line) {

@@ -206,6 +206,10 @@ fn validate_job(raw: &RawJob<'_>, errors: &mut Vec<Diagnostic>) -> (Job, Origin)
         for arg in option.args.iter().skip(1).filter(|_| name == "depends") {
             origin.options.push((name, arg.at, arg.width));
         }
+        let env_file = name == "env" && option.args.first().is_some_and(|w| w.is("file"));
+        if let (true, Some(path)) = (env_file, option.args.get(1)) {
+            origin.options.push(("env file", path.at, path.width));
+        }
         (option.def.apply)(&mut job, &option.args, errors);
     }
     for name in &raw.malformed {

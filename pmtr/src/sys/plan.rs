@@ -1,14 +1,18 @@
 //! `ExecPlan`: everything a job's child process needs, resolved in the
 //! parent before `fork` — C strings, pointer arrays, the user's ids and
-//! groups, limits, CPU set — so that the child only interprets it.
+//! groups, limits, CPU set, the variables of its environment files — so
+//! that the child only interprets it.
 
 use std::ffi::CString;
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
 use nix::unistd::{getgrouplist, User};
-use pmtr_core::config::{CpuSet, Job, Limit, Output, Resource};
+use pmtr_core::config::{envfile, CpuSet, EnvVar, Job, Limit, Output, Resource};
+
+use crate::config_file;
 
 /// Where the child points one of its standard streams.
 pub enum Stream {
@@ -85,6 +89,40 @@ pub enum PlanError {
     },
     #[error("{0:?} holds a NUL byte")]
     Nul(String),
+    #[error("env file {path}: {reason}")]
+    EnvFile { path: String, reason: String },
+}
+
+/// Largest environment file read: a file of settings, not of data.
+const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+
+/// The variables of the job's `env file`s, in order, read now: a missing
+/// optional file (`-PATH`) adds nothing, any other fault fails the start.
+fn env_files_of(job: &Job) -> Result<Vec<EnvVar>, PlanError> {
+    let mut vars = Vec::new();
+    for file in &job.env_files {
+        let fail = |reason: String| PlanError::EnvFile {
+            path: file.path.clone(),
+            reason,
+        };
+        let bytes = match config_file::read_regular(Path::new(&file.path), MAX_ENV_FILE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(config_file::LoadError::Read { source, .. })
+                if file.optional && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue
+            }
+            Err(error) => return Err(fail(error.reason())),
+        };
+        match envfile::parse(&bytes) {
+            Ok(more) => vars.extend(more),
+            Err(errors) => {
+                let shown: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
+                return Err(fail(shown.join("; ")));
+            }
+        }
+    }
+    Ok(vars)
 }
 
 /// What every plan starts from, captured once when pmtr starts.
@@ -253,7 +291,7 @@ fn environment_of(
         set(b"USER", user.name.as_bytes())?;
         set(b"LOGNAME", user.name.as_bytes())?;
     }
-    for var in &job.env {
+    for var in env_files_of(job)?.iter().chain(&job.env) {
         set(var.name.as_bytes(), var.value.as_bytes())?;
     }
     let mut pointers: Vec<*const libc::c_char> =
@@ -389,6 +427,56 @@ mod tests {
             // SAFETY: each pointer comes from a CString the plan owns.
             .map(|&p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn env_files_are_read_at_each_build_and_env_lines_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.env");
+        let second = dir.path().join("second.env");
+        std::fs::write(&first, "# settings\nA=from-first\nB='b b'\nC=1\n").unwrap();
+        std::fs::write(&second, "A=from-second\n").unwrap();
+        let text = format!(
+            "job {{\n name t\n cmd /bin/true\n env file {}\n env file {}\n env file -/no/such.env\n env C=line\n}}",
+            first.display(),
+            second.display()
+        );
+        let job = job(&text);
+        let context = context(vec![("PATH", "/bin"), ("B", "inherited")]);
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
+        assert_eq!(
+            env_of(&plan),
+            ["PATH=/bin", "B=b b", "A=from-second", "C=line"]
+        );
+        drop(plan);
+        // Read again at the next start.
+        std::fs::write(&second, "A=changed\n").unwrap();
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
+        assert!(env_of(&plan).contains(&"A=changed".to_string()));
+    }
+
+    #[test]
+    fn a_missing_or_malformed_env_file_fails_the_start_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.env");
+        let text = format!(
+            "job {{\n name t\n cmd /bin/true\n env file {}\n}}",
+            path.display()
+        );
+        let job = job(&text);
+        let context = context(vec![]);
+        let error = ExecPlan::build(&job, &context, Captured::default())
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!("env file {}: No such file or directory", path.display())
+        );
+        std::fs::write(&path, "OK=1\n2BAD=x\n").unwrap();
+        let error = ExecPlan::build(&job, &context, Captured::default())
+            .err()
+            .unwrap();
+        assert!(error.to_string().ends_with(": line 2: `2BAD` is not a variable name (letters, digits and `_`, not starting with a digit)"), "{error}");
     }
 
     #[test]

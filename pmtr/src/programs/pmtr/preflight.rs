@@ -1,6 +1,6 @@
 //! Checks a valid configuration against this machine for what would fail at
 //! run time — a command that is not executable, an unknown user, a missing
-//! directory or dependency, an unusable key, a critical job that is
+//! directory, dependency or environment file, an unusable key, a critical job that is
 //! disabled — without rejecting the file: the machine may change before the
 //! job starts, and a request may enable the job.
 
@@ -9,9 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::unistd::{access, AccessFlags, User};
-use pmtr_core::config::{Config, Diagnostic, Location, Origin};
+use pmtr_core::config::{envfile, Config, Diagnostic, EnvFile, Location, Origin};
 
 use pmtr_common::reason::{Reason, Text};
+
+use crate::config_file;
 
 /// Warnings about `config` on this machine, in file order.
 pub fn warnings(config: &Config) -> Vec<Diagnostic> {
@@ -81,6 +83,12 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
                 ));
             }
         }
+        for (file, (at, width)) in job.env_files.iter().zip(origin.values_of("env file")) {
+            if let Some(problem) = env_file_problem(file) {
+                let message = format!("job `{}`: env file {}: {problem}", job.name, file.path);
+                found.push(Diagnostic::warning(at, width, message));
+            }
+        }
     }
     if let Some(key) = &config.globals.udp_key {
         if let Some(problem) = unusable_key(Path::new(key)) {
@@ -92,7 +100,7 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
             ));
         }
     }
-    found.sort_by_key(|d| d.at.offset);
+    found.sort_by_key(|d| (d.at.file, d.at.offset));
     found
 }
 
@@ -109,6 +117,23 @@ fn not_executable(program: &Path) -> Option<String> {
             Err(error) => Some(format!("cannot be run by pmtr's user: {}", Text(error))),
             Ok(()) => None,
         },
+    }
+}
+
+/// What would fail the job's start in its environment file now, as the
+/// start would read it.
+fn env_file_problem(file: &EnvFile) -> Option<String> {
+    match config_file::read(Path::new(&file.path)) {
+        Err(config_file::LoadError::Read { source, .. })
+            if file.optional && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        Err(error) => Some(format!("{}; the job will not start", error.reason())),
+        Ok(bytes) => envfile::parse(&bytes).err().map(|errors| {
+            let shown: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
+            format!("{}; the job will not start", shown.join("; "))
+        }),
     }
 }
 
