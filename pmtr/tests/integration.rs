@@ -13,6 +13,7 @@ mod engine;
 mod envfiles;
 mod faults;
 mod include;
+mod instances;
 mod logfiles;
 mod notify;
 mod onconnect;

@@ -17,8 +17,8 @@ pub use diagnostic::{render_all, Diagnostic, Location, Severity, Source};
 pub use docs::reference_markdown;
 pub use include::{load, Files, IncludePattern, Loaded, MAX_INCLUDE_DEPTH};
 pub use model::{
-    Config, CpuSet, EnvFile, EnvVar, Globals, Health, HealthCheck, Job, Limit, LogFiles, Origin,
-    Output, Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
+    Config, CpuSet, EnvFile, EnvVar, Globals, Health, HealthCheck, Instance, Job, Limit, LogFiles,
+    Origin, Output, Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 pub use values::duration_millis;
@@ -263,6 +263,84 @@ report to udp://239.0.0.1:9999@eth2
             let sources = [Source::new("f", input.clone())];
             let _ = parse(&input).map_err(|errors| render_all(&errors, &sources, 100));
         }
+    }
+
+    #[test]
+    fn instances_become_copies_with_their_number() {
+        let text = "job {\n name web\n cmd /bin/web --port 80%i --literal %%i\n dir /srv/%i\n out /var/log/web.%i.log\n env A=1\n instances 3\n}\njob {\n name lb\n cmd /bin/lb\n after web\n}\n";
+        let config = parse(text.as_bytes()).unwrap();
+        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["web.1", "web.2", "web.3", "lb"]);
+        assert_eq!(config.origins.len(), 4);
+        let second = &config.jobs[1];
+        assert_eq!(second.cmd, ["/bin/web", "--port", "802", "--literal", "%i"]);
+        assert_eq!(second.dir.as_deref(), Some("/srv/2"));
+        assert_eq!(second.stdout, Output::File("/var/log/web.2.log".into()));
+        let env: Vec<String> = second
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.name, e.value))
+            .collect();
+        assert_eq!(env, ["A=1", "PMTR_INSTANCE=2"]);
+        assert_eq!(
+            second
+                .instance
+                .as_ref()
+                .map(|i| (i.group.as_str(), i.index)),
+            Some(("web", 2))
+        );
+        assert_eq!(second.instances, 0);
+        assert_eq!(config.jobs[3].after, ["web.1", "web.2", "web.3"]);
+    }
+
+    #[test]
+    fn a_copy_is_the_same_whatever_the_number_of_copies() {
+        let with = |n: u32| {
+            parse(format!("job {{\n name w\n cmd /bin/w\n instances {n}\n}}").as_bytes()).unwrap()
+        };
+        assert_eq!(with(2).jobs[..], with(4).jobs[..2]);
+    }
+
+    #[test]
+    fn instance_errors() {
+        let job = |extra: &str| format!("job {{\n name web\n cmd /bin/web\n {extra}\n}}\n");
+        assert!(errors(&job("instances 0"))[0]
+            .2
+            .contains("instances: 0 is out of range 1 to 10000"));
+        assert!(errors(&job("instances 10001"))[0]
+            .2
+            .contains("out of range 1 to 10000"));
+        assert!(errors(&job("instances x"))[0].2.contains("not an integer"));
+        let clash = format!(
+            "{}job {{\n name web.2\n cmd /bin/true\n}}\n",
+            job("instances 2")
+        );
+        let found = errors(&clash);
+        assert_eq!(
+            (found[0].0, found[0].2.as_str()),
+            (7, "duplicate job name `web.2` (first defined on line 1)")
+        );
+        let clash = format!(
+            "job {{\n name web.2\n cmd /bin/true\n}}\n{}",
+            job("instances 2")
+        );
+        assert!(errors(&clash)[0].2.contains("duplicate job name `web.2`"));
+        let long = format!(
+            "job {{\n name {}\n cmd /bin/true\n instances 10\n}}\n",
+            "n".repeat(253)
+        );
+        assert!(errors(&long)[0].2.contains("is longer than 255 bytes"));
+        assert!(errors(&job("instances 2\n after web"))[0]
+            .2
+            .contains("job `web` cannot come after itself"));
+    }
+
+    #[test]
+    fn an_after_cycle_through_copies_is_found() {
+        let text = "job {\n name a\n cmd /bin/a\n instances 2\n after b\n}\njob {\n name b\n cmd /bin/b\n after a\n}\n";
+        let found = errors(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].2.starts_with("after: a cycle: "), "{found:?}");
     }
 
     #[test]

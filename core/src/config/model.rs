@@ -113,6 +113,21 @@ pub struct Job {
     /// `log rotate`, `log timestamps` (SPEC 11.6): pmtr writes the job's
     /// `out`/`err` files itself.
     pub log: LogFiles,
+    /// `instances N` as written; 0 without it. The parser turns such a
+    /// job into its N copies, which have 0 here.
+    pub instances: u32,
+    /// Which copy of an `instances` job this is.
+    pub instance: Option<Instance>,
+}
+
+/// One copy of a job defined with `instances N` (SPEC 11.10): named
+/// `GROUP.INDEX`, supervised on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The `name` written in the file.
+    pub group: String,
+    /// 1 to N.
+    pub index: u32,
 }
 
 /// `env file [-]PATH` (SPEC 11.10).
@@ -161,11 +176,76 @@ impl Job {
         }
     }
 
+    /// Copy `index` of this `instances` job: named `NAME.index`, with
+    /// `PMTR_INSTANCE=index` last in its environment, and `%i` in `cmd`,
+    /// `dir`, `out` and `err` replaced by the index (`%%` by `%`).
+    pub fn instance_copy(&self, index: u32) -> Job {
+        let number = index.to_string();
+        let expand = |text: &str| expand_instance(text, &number);
+        let output = |output: &Output| match output {
+            Output::File(path) => Output::File(expand(path)),
+            other => other.clone(),
+        };
+        let mut env = self.env.clone();
+        env.push(EnvVar {
+            name: "PMTR_INSTANCE".into(),
+            value: number.clone(),
+        });
+        Job {
+            name: format!("{}.{index}", self.name),
+            cmd: self.cmd.iter().map(|arg| expand(arg)).collect(),
+            dir: self.dir.as_deref().map(expand),
+            stdout: output(&self.stdout),
+            stderr: output(&self.stderr),
+            env,
+            instances: 0,
+            instance: Some(Instance {
+                group: self.name.clone(),
+                index,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// True when `%i` appears where a copy would expand it: meant for a
+    /// job with `instances`.
+    pub fn mentions_instance(&self) -> bool {
+        let file = |output: &Output| matches!(output, Output::File(path) if path.contains("%i"));
+        self.cmd.iter().any(|arg| arg.contains("%i"))
+            || self.dir.as_deref().is_some_and(|dir| dir.contains("%i"))
+            || file(&self.stdout)
+            || file(&self.stderr)
+    }
+
     /// True when the job talks to pmtr by the sd_notify protocol and so
     /// gets `NOTIFY_SOCKET`.
     pub fn uses_notify(&self) -> bool {
         self.ready == Readiness::Notify || self.health.watchdog_millis.is_some()
     }
+}
+
+/// `text` with `%i` made `number` and `%%` made `%`; any other `%` stays.
+fn expand_instance(text: &str, number: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.clone().next() {
+            Some('i') => {
+                chars.next();
+                out.push_str(number);
+            }
+            Some('%') => {
+                chars.next();
+                out.push('%');
+            }
+            _ => out.push('%'),
+        }
+    }
+    out
 }
 
 /// When a job is ready (SPEC 11.3), for `after` and `pmtr-ctl status`.

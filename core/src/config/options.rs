@@ -63,6 +63,9 @@ impl StatementDef {
     }
 }
 
+/// Most copies of one job (`instances N`).
+pub const MAX_INSTANCES: u32 = 10_000;
+
 /// A `user` must be shorter, as in the original.
 pub const MAX_USER_LEN: usize = 100;
 
@@ -275,6 +278,20 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "When this job ends and its restart policy does not start it again (`once`, `restart never`, `on-failure` after status 0, exit status 33, given up), pmtr stops every job and exits with this job's status (its exit code, or 128 + the signal that killed it): the container ends with its main program.",
         repeatable: true,
         apply: |job, _, _| job.critical = true,
+    },
+    OptionDef {
+        name: "instances",
+        syntax: Syntax::Value,
+        usage: "instances N",
+        default: "one job",
+        doc: "Run N copies of the job (1 to 10000), named `NAME.1` ... `NAME.N`, each supervised, shown and controlled on its own; each gets `PMTR_INSTANCE=i`, and `%i` in `cmd`, `dir`, `out` and `err` becomes i (`%%` a `%`). `pmtr-ctl` and `after` take `NAME` for every copy. A reload that changes N starts or stops only the difference; one that changes the definition restarts the copies one at a time, each up again before the next stops.",
+        repeatable: false,
+        apply: |job, words, errors| {
+            match values::integer(&words[0].text, 1, MAX_INSTANCES.into()) {
+                Ok(n) => job.instances = n as u32,
+                Err(message) => errors.push(error(words[0], format!("instances: {message}"))),
+            }
+        },
     },
     OptionDef {
         name: "order",

@@ -2,11 +2,12 @@
 //! through its option's definition, then the rules that span options and
 //! jobs (required options, options given twice, duplicate job names).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::diagnostic::{Diagnostic, Location};
 use super::lex::Word;
 use super::model::{Config, Job, Origin, Output};
+use super::options::MAX_NAME_LEN;
 use super::parse::{job_location, RawJob, RawStatement};
 
 /// Builds a `Config` from the raw items of one or more files, fed in the
@@ -20,8 +21,11 @@ pub struct Builder {
     statements: HashMap<String, Location>,
     /// Job name -> where it was first defined.
     names: HashMap<String, Location>,
-    /// Every `after` name as written: job index, name, where.
+    /// Every `after` name as written: job index (the first copy's for a
+    /// job with instances), name, where.
     after_words: Vec<(usize, String, Location, usize)>,
+    /// Jobs with `instances`: name -> number of copies.
+    groups: HashMap<String, u32>,
 }
 
 impl Builder {
@@ -66,19 +70,36 @@ impl Builder {
         }
     }
 
+    /// Adds a job; one with `instances N` becomes its N copies.
     pub fn job(&mut self, raw_job: &RawJob<'_>, errors: &mut Vec<Diagnostic>) {
         let (job, origin) = validate_job(raw_job, errors);
         if job.name.is_empty() {
             return;
         }
-        if let Some(first) = self.names.get(&job.name) {
-            let (at, width) = origin.value_of("name").unwrap_or(job_location(raw_job));
-            let place = self.place(*first, at);
-            let message = format!("duplicate job name `{}` (first defined {place})", job.name);
-            errors.push(Diagnostic::error(at, width, message));
+        let copies = job.instances;
+        let copy_names = (1..=copies).map(|i| format!("{}.{i}", job.name));
+        let names: Vec<String> = std::iter::once(job.name.clone())
+            .chain(copy_names)
+            .collect();
+        let (name_at, name_width) = origin.value_of("name").unwrap_or(job_location(raw_job));
+        if let Some(longest) = names.last().filter(|n| n.len() > MAX_NAME_LEN) {
+            let message = format!(
+                "instances: the name of copy `{longest}` is longer than {MAX_NAME_LEN} bytes"
+            );
+            errors.push(Diagnostic::error(name_at, name_width, message));
             return;
         }
-        self.names.insert(job.name.clone(), raw_job.keyword.at);
+        for name in &names {
+            if let Some(first) = self.names.get(name) {
+                let place = self.place(*first, name_at);
+                let message = format!("duplicate job name `{name}` (first defined {place})");
+                errors.push(Diagnostic::error(name_at, name_width, message));
+                return;
+            }
+        }
+        for name in names {
+            self.names.insert(name, raw_job.keyword.at);
+        }
         let index = self.config.jobs.len();
         let after = raw_job.options.iter().filter(|o| o.def.name == "after");
         for word in after.flat_map(|o| o.args.iter().copied()) {
@@ -88,20 +109,78 @@ impl Builder {
             self.after_words
                 .push((index, text.to_string(), *at, *width));
         }
-        self.config.jobs.push(job);
-        self.config.origins.push(origin);
+        if copies == 0 {
+            self.config.jobs.push(job);
+            self.config.origins.push(origin);
+            return;
+        }
+        self.groups.insert(job.name.clone(), copies);
+        for i in 1..=copies {
+            self.config.jobs.push(job.instance_copy(i));
+            self.config.origins.push(origin.clone());
+        }
     }
 
     /// The configuration, once the rules that span jobs are checked.
-    pub fn finish(self, errors: &mut Vec<Diagnostic>) -> Config {
-        check_after(&self.config, &self.after_words, errors);
+    pub fn finish(mut self, errors: &mut Vec<Diagnostic>) -> Config {
+        let mut after_errors = Vec::new();
+        check_after_names(
+            &self.config,
+            &self.groups,
+            &self.after_words,
+            &mut after_errors,
+        );
+        if after_errors.is_empty() {
+            // `after web` of a job with instances: after every copy.
+            for job in &mut self.config.jobs {
+                if job.after.iter().any(|name| self.groups.contains_key(name)) {
+                    job.after = expand_groups(&job.after, &self.groups);
+                }
+            }
+            check_after_cycles(&self.config, &self.after_words, &mut after_errors);
+        }
+        errors.extend(after_errors);
         self.config
     }
 }
 
-/// `after` names jobs of the file, not the job itself, and no cycle: each
-/// error at the name as written.
-fn check_after(
+/// The names `after` lists, a job with instances replaced by its copies.
+fn expand_groups(names: &[String], groups: &HashMap<String, u32>) -> Vec<String> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match groups.get(name) {
+            Some(&copies) => out.extend((1..=copies).map(|i| format!("{name}.{i}"))),
+            None => out.push(name.clone()),
+        }
+    }
+    out
+}
+
+/// `after` names jobs of the file (or a job with instances), not the job
+/// itself: each error at the name as written.
+fn check_after_names(
+    config: &Config,
+    groups: &HashMap<String, u32>,
+    after_words: &[(usize, String, Location, usize)],
+    errors: &mut Vec<Diagnostic>,
+) {
+    let names: HashSet<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    for (job, name, at, width) in after_words {
+        let job = &config.jobs[*job];
+        let own = job.instance.as_ref().map_or(&job.name, |i| &i.group);
+        let message = if name == own {
+            format!("after: job `{own}` cannot come after itself")
+        } else if !names.contains(name.as_str()) && !groups.contains_key(name) {
+            format!("after: there is no job named `{name}`")
+        } else {
+            continue;
+        };
+        errors.push(Diagnostic::error(*at, *width, message));
+    }
+}
+
+/// No cycle of `after`: the error at the name that closes it.
+fn check_after_cycles(
     config: &Config,
     after_words: &[(usize, String, Location, usize)],
     errors: &mut Vec<Diagnostic>,
@@ -112,23 +191,14 @@ fn check_after(
         .enumerate()
         .map(|(i, j)| (j.name.as_str(), i))
         .collect();
-    let words_of = |job: usize| after_words.iter().filter(move |w| w.0 == job);
-    let mut broken = false;
-    for (job, name, at, width) in after_words {
-        let own = &config.jobs[*job].name;
-        let message = if name == own {
-            format!("after: job `{own}` cannot come after itself")
-        } else if !index.contains_key(name.as_str()) {
-            format!("after: there is no job named `{name}`")
-        } else {
-            continue;
-        };
-        broken = true;
-        errors.push(Diagnostic::error(*at, *width, message));
-    }
-    if broken {
-        return;
-    }
+    // The words of a job's `after`: copies share those of the first.
+    let words_of = |job: usize| {
+        let first = config.jobs[job]
+            .instance
+            .as_ref()
+            .map_or(job, |i| (job + 1).saturating_sub(i.index as usize));
+        after_words.iter().filter(move |w| w.0 == first)
+    };
     // Depth-first: a job met again while on the path closes a cycle.
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -167,8 +237,14 @@ fn check_after(
                         .map(|&(n, _)| config.jobs[n].name.as_str())
                         .collect();
                     cycle.push(&config.jobs[target].name);
-                    let named = cycle[1];
-                    if let Some((_, _, at, width)) = words_of(target).find(|w| w.1 == named) {
+                    let Some(named) = index.get(cycle[1]).map(|&i| &config.jobs[i]) else {
+                        return;
+                    };
+                    let group = named.instance.as_ref().map(|i| i.group.as_str());
+                    let written = |w: &&(usize, String, Location, usize)| {
+                        w.1 == named.name || Some(w.1.as_str()) == group
+                    };
+                    if let Some((_, _, at, width)) = words_of(target).find(written) {
                         let message = format!("after: a cycle: {}", cycle.join(" → "));
                         errors.push(Diagnostic::error(*at, *width, message));
                     }

@@ -243,7 +243,21 @@ impl Supervisor {
             return;
         }
         let until = timeout_millis.map(|ms| now.plus_millis(ms));
-        self.waiters.push(Waiter { jobs, until, reply });
+        // A job with instances: wait for every copy.
+        let mut names = Vec::with_capacity(jobs.len());
+        for name in jobs {
+            let copies = self.copies_of(&name);
+            if copies.is_empty() || self.jobs.iter().any(|j| j.def.name == name) {
+                names.push(name);
+            } else {
+                names.extend(copies.into_iter().map(|i| self.jobs[i].def.name.clone()));
+            }
+        }
+        self.waiters.push(Waiter {
+            jobs: names,
+            until,
+            reply,
+        });
     }
 
     /// Answers every `pmtr-ctl wait` whose jobs are all ready, one of

@@ -20,20 +20,23 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let Some(index) = self.requested_job(name, reply, out) else {
+        let indices = self.requested_jobs(name, reply, out);
+        if indices.is_empty() {
             return;
-        };
-        let job = &mut self.jobs[index];
-        job.enabled_override = Some(enabled);
-        out.log(Level::Info, messages::overridden(name, enabled));
-        self.apply_enabled(index, enabled, now, out);
+        }
+        for index in indices {
+            let job = &mut self.jobs[index];
+            job.enabled_override = Some(enabled);
+            out.log(Level::Info, messages::overridden(&job.def.name, enabled));
+            self.apply_enabled(index, enabled, now, out);
+        }
         self.report_soon(now);
         out.reply(reply, true, messages::override_reply(enabled));
     }
 
-    /// Restarts job `name` now: stops it if it runs (then starts it at
-    /// once), or starts it if it waits to restart or is done. A disabled
-    /// job stays disabled.
+    /// Restarts job `name` (every copy of a job with instances) now: stops
+    /// it if it runs (then starts it at once), or starts it if it waits to
+    /// restart or is done. A disabled job stays disabled.
     pub(super) fn on_restart(
         &mut self,
         name: &str,
@@ -41,26 +44,33 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let Some(index) = self.requested_job(name, reply, out) else {
+        let indices = self.requested_jobs(name, reply, out);
+        if indices.is_empty() {
             return;
-        };
-        let job = &mut self.jobs[index];
-        if !job.enabled() {
+        }
+        let enabled: Vec<usize> = indices
+            .into_iter()
+            .filter(|&i| self.jobs[i].enabled())
+            .collect();
+        if enabled.is_empty() {
             out.reply(reply, false, messages::restart_disabled_reply());
             return;
         }
         out.reply(reply, true, messages::restart_reply());
-        out.log(Level::Info, messages::restart_requested(name));
-        match job.phase {
-            Phase::Running(_) | Phase::Stopping { .. } | Phase::Draining { .. } => {
-                self.stop(index, StopReason::Restart, now, out)
+        for index in enabled {
+            let job = &mut self.jobs[index];
+            out.log(Level::Info, messages::restart_requested(&job.def.name));
+            match job.phase {
+                Phase::Running(_) | Phase::Stopping { .. } | Phase::Draining { .. } => {
+                    self.stop(index, StopReason::Restart, now, out)
+                }
+                Phase::Waiting { .. } | Phase::Done(_) | Phase::Failed => {
+                    job.rapid_exits = 0;
+                    job.phase = Phase::waiting(now);
+                }
+                // On its way up; and disabled jobs were left out above.
+                Phase::Starting { .. } | Phase::Disabled => {}
             }
-            Phase::Waiting { .. } | Phase::Done(_) | Phase::Failed => {
-                job.rapid_exits = 0;
-                job.phase = Phase::waiting(now);
-            }
-            // On its way up; and disabled jobs were refused above.
-            Phase::Starting { .. } | Phase::Disabled => {}
         }
     }
 
@@ -74,7 +84,7 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let named = |j: &JobState| job.is_none_or(|name| j.def.name == name);
+        let named = |j: &JobState| job.is_none_or(|name| j.is_named(name));
         let jobs = self.statuses_of(named, now);
         match job {
             Some(name) if jobs.is_empty() => {
@@ -89,33 +99,48 @@ impl Supervisor {
     pub(super) fn on_logs(&self, job: String, reply: ReplyToken, out: &mut Actions) {
         if self.jobs.iter().any(|j| j.def.name == job) {
             out.answer(reply, Reply::Logs { job });
+        } else if !self.copies_of(&job).is_empty() {
+            out.reply(Some(reply), false, messages::logs_of_instances_reply(&job));
         } else {
             out.reply(Some(reply), false, messages::unknown_job_reply(&job));
         }
     }
 
-    /// The job a request names, unless pmtr is shutting down. A job that
-    /// a reload deleted is unknown even while it still stops. A request
-    /// that names no job is logged, answered and skipped.
-    fn requested_job(
+    /// The jobs a request names — the job, or every copy of a job with
+    /// instances — unless pmtr is shutting down. A job that a reload
+    /// deleted is unknown even while it still stops. A request that names
+    /// no job is logged, answered and skipped (an empty list).
+    fn requested_jobs(
         &self,
         name: &str,
         reply: Option<ReplyToken>,
         out: &mut Actions,
-    ) -> Option<usize> {
+    ) -> Vec<usize> {
         if self.shutdown.is_some() {
             out.reply(reply, false, messages::shutting_down_reply());
-            return None;
+            return Vec::new();
         }
-        let index = self
+        let exact = self
             .jobs
             .iter()
             .position(|j| j.def.name == name && !j.is_being_removed());
-        if index.is_none() {
+        let indices = match exact {
+            Some(index) => vec![index],
+            None => self.copies_of(name),
+        };
+        if indices.is_empty() {
             out.log(Level::Warning, messages::unknown_job(name));
             out.reply(reply, false, messages::unknown_job_reply(name));
         }
-        index
+        indices
+    }
+
+    /// Where the copies of job `group` (defined with instances) are.
+    pub(super) fn copies_of(&self, group: &str) -> Vec<usize> {
+        let copy = |j: &JobState| !j.is_being_removed() && j.group() == Some(group);
+        (0..self.jobs.len())
+            .filter(|&i| copy(&self.jobs[i]))
+            .collect()
     }
 
     /// Brings job `index` to the enabled state given: stop a running job

@@ -3,10 +3,10 @@
 //! touched; the supervisor lets a burst of writes settle, asks the shell to
 //! read or hash, and applies what changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::event::{Action, Level, ReplyToken};
+use super::event::{Action, JobId, Level, ReplyToken};
 use super::job::{JobState, Phase, StopReason};
 use super::policy::Policy;
 use super::reload::{self, Change};
@@ -136,6 +136,7 @@ impl Supervisor {
         let mut stops = Vec::new();
         let mut overridden = Vec::new();
         let mut rechecks = Vec::new();
+        let mut rolling: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
         for change in changes {
             match change {
                 Change::Add(def) => {
@@ -155,8 +156,14 @@ impl Supervisor {
                         continue;
                     };
                     out.log(Level::Info, messages::job_changed(&def.name));
-                    if let Some(reason) = replace(&mut job, def, now) {
-                        stops.push((next.len(), reason));
+                    let group = def.instance.as_ref().map(|i| i.group.clone());
+                    match (replace(&mut job, def, now), group) {
+                        // Copies of a pool restart one at a time.
+                        (Some(StopReason::Restart), Some(group)) => {
+                            rolling.entry(group).or_default().push(job.id)
+                        }
+                        (Some(reason), _) => stops.push((next.len(), reason)),
+                        (None, _) => {}
                     }
                     next.push(job);
                 }
@@ -201,6 +208,10 @@ impl Supervisor {
         for (index, def) in rechecks {
             self.recheck(index, def, now, out);
         }
+        for (group, copies) in rolling {
+            self.roll(&group, copies);
+        }
+        self.advance_rolls(now, out);
         for index in overridden {
             let enabled = !self.jobs[index].def.disabled;
             self.apply_enabled(index, enabled, now, out);

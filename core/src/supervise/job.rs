@@ -378,4 +378,15 @@ impl JobState {
     pub fn is_being_removed(&self) -> bool {
         self.phase.stop_reason() == Some(StopReason::Remove)
     }
+
+    /// For a copy of a job with `instances`, that job's name.
+    pub fn group(&self) -> Option<&str> {
+        self.def.instance.as_ref().map(|i| i.group.as_str())
+    }
+
+    /// True when `name` names this job: its own name, or the name of the
+    /// job with instances it is a copy of.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.def.name == name || self.group() == Some(name)
+    }
 }

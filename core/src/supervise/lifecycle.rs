@@ -322,13 +322,23 @@ impl Supervisor {
                 break;
             }
         }
+        let mut adopted = false;
         for index in due {
             let job = &mut self.jobs[index];
             if dependencies_ready(&self.dependencies, job, out) {
+                // Restarting by itself while a reload's definition waited
+                // (a copy queued in a rolling restart): start with it.
+                if let Some(def) = job.pending.take() {
+                    job.def = Arc::new(*def);
+                    adopted = true;
+                }
                 job.phase = Phase::Starting { stop: None };
                 let def = Arc::clone(&job.def);
                 out.push(Action::Spawn { job: job.id, def });
             }
+        }
+        if adopted {
+            self.reindex();
         }
     }
 

@@ -142,6 +142,14 @@ pub fn spawn_failed(name: &str, reason: &str) -> String {
     format!("unable to start job {name}: {reason}")
 }
 
+pub fn rolling_restart(name: &str, left: usize) -> String {
+    format!("rolling restart: restarting job {name} with its new definition ({left} more after it)")
+}
+
+pub fn logs_of_instances_reply(group: &str) -> String {
+    format!("job {group} has instances: ask for the lines of one, as {group}.1")
+}
+
 pub fn rescanning() -> String {
     "rescanning job configuration".into()
 }

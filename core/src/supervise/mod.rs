@@ -13,6 +13,7 @@ pub mod messages;
 pub mod policy;
 pub mod reload;
 pub mod reporting;
+mod rolling;
 
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,8 @@ pub struct Supervisor {
     waiters: Vec<checks::Waiter>,
     /// pmtr's own `READY=1` went out (SPEC 11.3).
     ready_sent: bool,
+    /// Jobs with instances whose copies restart one at a time.
+    rolls: Vec<rolling::Roll>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +96,7 @@ impl Supervisor {
             reload_replies: Vec::new(),
             waiters: Vec::new(),
             ready_sent: false,
+            rolls: Vec::new(),
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
@@ -174,6 +178,7 @@ impl Supervisor {
             Event::Logs { job, reply } => self.on_logs(job, reply, &mut out),
         }
         self.end_if_critical_ended(now, &mut out);
+        self.advance_rolls(now, &mut out);
         self.start_due(now, &mut out);
         self.ready_if_settled(&mut out);
         self.answer_waiters(now, &mut out);

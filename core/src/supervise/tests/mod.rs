@@ -4,6 +4,7 @@
 mod critical;
 mod files;
 mod health;
+mod instances;
 mod matrix;
 mod policies;
 mod requests;

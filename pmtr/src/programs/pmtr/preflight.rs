@@ -39,6 +39,13 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
                 );
             }
         }
+        if job.instance.is_none() && job.mentions_instance() {
+            let message = format!(
+                "job `{}`: `%i` stands for the copy's number only in a job with `instances`; here it stays `%i`",
+                job.name
+            );
+            warn(&mut found, "cmd", message);
+        }
         if job.critical && job.disabled {
             warn(
                 &mut found,
