@@ -1,8 +1,9 @@
 # make [PREFIX=/usr/local] [DESTDIR=] install | uninstall
 #
 # Installs the programs, their man pages and shell completions, the systemd
-# unit, and an empty /etc/pmtr.conf only if there is none. `uninstall`
-# removes what `install` put, but never the configuration.
+# unit, an empty /etc/pmtr.conf only if there is none, and the directory
+# /etc/pmtr.d it includes. `uninstall` removes what `install` put, but never
+# the configuration.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -27,6 +28,7 @@ build:
 	cargo run --release --quiet -p xtask -- generate $(GENERATED)
 	sed -e 's|/usr/bin/pmtr|$(BINDIR)/pmtr|g' -e 's|/etc/pmtr.conf|$(SYSCONFDIR)/pmtr.conf|g' \
 		dist/pmtr.service > $(GENERATED)/pmtr.service
+	sed -e 's|/etc/pmtr.d|$(SYSCONFDIR)/pmtr.d|g' dist/pmtr.conf > $(GENERATED)/pmtr.conf
 
 install: build
 	for p in $(PROGRAMS); do install -Dm755 target/release/$$p $(DESTDIR)$(BINDIR)/$$p; done
@@ -38,7 +40,10 @@ install: build
 	done
 	install -Dm644 $(GENERATED)/pmtr.service $(DESTDIR)$(UNITDIR)/pmtr.service
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/pmtr.conf ]; then \
-		install -Dm644 dist/pmtr.conf $(DESTDIR)$(SYSCONFDIR)/pmtr.conf; fi
+		install -Dm644 $(GENERATED)/pmtr.conf $(DESTDIR)$(SYSCONFDIR)/pmtr.conf; fi
+	install -d -m755 $(DESTDIR)$(SYSCONFDIR)/pmtr.d
+	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/pmtr.d/README ]; then \
+		install -m644 dist/pmtr.d/README $(DESTDIR)$(SYSCONFDIR)/pmtr.d/README; fi
 
 uninstall:
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
