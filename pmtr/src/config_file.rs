@@ -16,6 +16,10 @@ use pmtr_common::reason::Reason;
 /// 100 000 jobs is about 5 MB.
 pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
+/// Largest environment file (`env file`) read: a file of settings, not
+/// of data.
+pub const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+
 /// Errors shown before the loop runs (a bad config at start, `-t`) and
 /// logged by reload.
 #[derive(Debug, thiserror::Error)]

@@ -150,3 +150,16 @@ fn a_changed_definition_restarts_the_copies_one_at_a_time() {
         "every copy runs v2"
     );
 }
+
+#[test]
+fn check_warns_about_percent_i_without_instances() {
+    let sandbox = Sandbox::new();
+    let main = sandbox.write("pmtr.conf", "job {\n name one\n cmd /bin/sleep 10%i\n}\n");
+    let out = sandbox.pmtr(&["-t", "-c", main.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("pmtr.conf:3:6: warning: job `one`: `%i` stands for the copy's number only in a job with `instances`"),
+        "{err}"
+    );
+}

@@ -133,7 +133,7 @@ pub struct Instance {
 /// `env file [-]PATH` (SPEC 11.10).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvFile {
-    /// Absolute.
+    /// As written: a relative one is under the job's `dir`.
     pub path: String,
     /// Written `-PATH`: a missing file is skipped, not a failed start.
     pub optional: bool,

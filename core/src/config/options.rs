@@ -200,23 +200,23 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
     OptionDef {
         name: "env",
         syntax: Syntax::UpTo(2),
-        usage: "env VAR=VALUE | env file [-]/PATH",
+        usage: "env VAR=VALUE | env file [-]PATH",
         default: "",
-        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these. `env file /PATH` reads `KEY=VALUE` lines from PATH at every start of the job, in the syntax of systemd's `EnvironmentFile=` (`#` comments, blank lines, optional quotes, no expansion); a job whose file is missing or malformed fails to start, saying why, unless the path starts with `-` (a missing file is then skipped). `env VAR=VALUE` lines win over the files, later files over earlier ones.",
+        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these. `env file PATH` (relative: under `dir`) reads `KEY=VALUE` lines from PATH at every start of the job, in the syntax of systemd's `EnvironmentFile=` (`#` comments, blank lines, optional quotes, no expansion); a job whose file is missing or malformed fails to start, saying why, unless the path starts with `-` (a missing file is then skipped). `env VAR=VALUE` lines win over the files, later files over earlier ones.",
         repeatable: true,
         apply: |job, words, errors| {
             let word = words[0];
             if word.is("file") {
                 let Some(path) = words.get(1) else {
-                    errors.push(error(word, "`env file` needs a path: env file [-]/PATH"));
+                    errors.push(error(word, "`env file` needs a path: env file [-]PATH"));
                     return;
                 };
                 let (optional, file) = match path.text.strip_prefix('-') {
                     Some(file) => (true, file),
                     None => (false, path.text.as_ref()),
                 };
-                if !file.starts_with('/') {
-                    errors.push(error(path, format!("env file: `{file}` is not an absolute path")));
+                if file.is_empty() {
+                    errors.push(error(path, "`env file` needs a path: env file [-]PATH"));
                     return;
                 }
                 job.env_files.push(EnvFile {
@@ -819,8 +819,8 @@ mod tests {
         // A variable named `file` is still a variable.
         assert_eq!(job_with("env file=x").env[0].name, "file");
         assert!(job_error("env file").contains("`env file` needs a path"));
-        assert!(job_error("env file app.env").contains("`app.env` is not an absolute path"));
-        assert!(job_error("env file -app.env").contains("`app.env` is not an absolute path"));
+        assert_eq!(job_with("env file app.env").env_files[0].path, "app.env");
+        assert!(job_error("env file -").contains("`env file` needs a path"));
         assert!(job_error("env A=1 B=2").contains("unexpected `B=2` after `env`"));
         assert!(job_error("env file /a /b").contains("unexpected `/b` after `env`"));
         // Free layout: a `}` after the value ends the job.

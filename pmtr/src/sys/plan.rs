@@ -93,27 +93,26 @@ pub enum PlanError {
     EnvFile { path: String, reason: String },
 }
 
-/// Largest environment file read: a file of settings, not of data.
-const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
-
 /// The variables of the job's `env file`s, in order, read now: a missing
 /// optional file (`-PATH`) adds nothing, any other fault fails the start.
 fn env_files_of(job: &Job) -> Result<Vec<EnvVar>, PlanError> {
     let mut vars = Vec::new();
     for file in &job.env_files {
+        let path = job.resolve(&file.path);
         let fail = |reason: String| PlanError::EnvFile {
-            path: file.path.clone(),
+            path: path.clone(),
             reason,
         };
-        let bytes = match config_file::read_regular(Path::new(&file.path), MAX_ENV_FILE_BYTES) {
-            Ok(bytes) => bytes,
-            Err(config_file::LoadError::Read { source, .. })
-                if file.optional && source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                continue
-            }
-            Err(error) => return Err(fail(error.reason())),
-        };
+        let bytes =
+            match config_file::read_regular(Path::new(&path), config_file::MAX_ENV_FILE_BYTES) {
+                Ok(bytes) => bytes,
+                Err(config_file::LoadError::Read { source, .. })
+                    if file.optional && source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(error) => return Err(fail(error.reason())),
+            };
         match envfile::parse(&bytes) {
             Ok(more) => vars.extend(more),
             Err(errors) => {

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::unistd::{access, AccessFlags, User};
-use pmtr_core::config::{envfile, Config, Diagnostic, EnvFile, Location, Origin};
+use pmtr_core::config::{envfile, Config, Diagnostic, Location, Origin};
 
 use pmtr_common::reason::{Reason, Text};
 
@@ -91,8 +91,9 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
             }
         }
         for (file, (at, width)) in job.env_files.iter().zip(origin.values_of("env file")) {
-            if let Some(problem) = env_file_problem(file) {
-                let message = format!("job `{}`: env file {}: {problem}", job.name, file.path);
+            let path = job.resolve(&file.path);
+            if let Some(problem) = env_file_problem(&path, file.optional) {
+                let message = format!("job `{}`: env file {path}: {problem}", job.name);
                 found.push(Diagnostic::warning(at, width, message));
             }
         }
@@ -129,10 +130,10 @@ fn not_executable(program: &Path) -> Option<String> {
 
 /// What would fail the job's start in its environment file now, as the
 /// start would read it.
-fn env_file_problem(file: &EnvFile) -> Option<String> {
-    match config_file::read(Path::new(&file.path)) {
+fn env_file_problem(path: &str, optional: bool) -> Option<String> {
+    match config_file::read_regular(Path::new(path), config_file::MAX_ENV_FILE_BYTES) {
         Err(config_file::LoadError::Read { source, .. })
-            if file.optional && source.kind() == std::io::ErrorKind::NotFound =>
+            if optional && source.kind() == std::io::ErrorKind::NotFound =>
         {
             None
         }
