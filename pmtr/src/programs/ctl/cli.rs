@@ -15,7 +15,8 @@ fn duration_millis(text: &str) -> Result<u64, String> {
 /// pmtr-ctl: asks a running pmtr for the state of its jobs, enables,
 /// disables and restarts them, reloads its configuration and shows job
 /// output — through pmtr's local socket, or (`-s HOST`) over UDP to a
-/// remote pmtr's `listen on` address.
+/// remote pmtr's `listen on` address. A job defined with `instances N` is
+/// named `NAME` (every copy) or `NAME.i` (one copy).
 #[derive(Debug, Parser)]
 #[command(name = "pmtr-ctl", version, about, long_about = None)]
 pub struct CtlArgs {
