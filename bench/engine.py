@@ -65,6 +65,20 @@ def kill_jobs(pids):
     reap()
 
 
+def stop_supervisor(process, pids, timeout=30):
+    """SIGTERM to the supervisor's session (it leads it), SIGKILL if it
+    does not exit within `timeout`, then every job pid it reported."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    kill_jobs(pids)
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

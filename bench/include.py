@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check import measure  # noqa: E402
 from common import build_ours, tmpfs_dir  # noqa: E402
-from engine import Fifo, become_subreaper, build_helpers, kill_jobs  # noqa: E402
+from engine import Fifo, become_subreaper, build_helpers, stop_supervisor  # noqa: E402
 
 
 def job(i, ready, probe, changed):
@@ -104,15 +104,7 @@ def reload_run(binary, work, kind, files, per_file, ready):
         pids += new
         return took, vm_hwm_kib(process.pid)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        kill_jobs(pids)
+        stop_supervisor(process, pids, timeout=30)
         fifo.close()
         subprocess.run(["rm", "-rf", d], check=False)
 

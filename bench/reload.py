@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build_ours, build_original, tmpfs_dir  # noqa: E402
-from engine import Fifo, alive, become_subreaper, build_helpers, kill_jobs  # noqa: E402
+from engine import Fifo, alive, become_subreaper, build_helpers, stop_supervisor  # noqa: E402
 import subprocess  # noqa: E402
 
 
@@ -69,15 +69,7 @@ def one_run(binary, helpers, work, jobs, how):
         untouched = sum(1 for p in pids if alive(p))
         return took, untouched, new
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        kill_jobs(pids)
+        stop_supervisor(process, pids, timeout=15)
         fifo.close()
 
 
