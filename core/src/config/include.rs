@@ -148,26 +148,25 @@ impl Loader<'_> {
             self.errors.push(fail(message));
             return;
         }
-        if let Err(error) = Pattern::new(names) {
-            let message = format!(
-                "include: `{}` is not a valid pattern: {}",
-                word.text, error.msg
-            );
-            self.errors.push(fail(message));
-            return;
-        }
+        let compiled = match Pattern::new(names) {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                let message = format!(
+                    "include: `{}` is not a valid pattern: {}",
+                    word.text, error.msg
+                );
+                self.errors.push(fail(message));
+                return;
+            }
+        };
         self.patterns.insert(IncludePattern {
             dir: dir.to_string(),
             names: names.to_string(),
         });
         let paths = if names.contains(['*', '?', '[']) {
-            let pattern = IncludePattern {
-                dir: dir.to_string(),
-                names: names.to_string(),
-            };
             match self.files.list(dir) {
                 Ok(mut entries) => {
-                    entries.retain(|name| pattern.matches(name));
+                    entries.retain(|name| compiled.matches_with(name, MATCH));
                     entries.sort();
                     entries.into_iter().map(|name| join(dir, &name)).collect()
                 }
