@@ -104,22 +104,24 @@ fn a_burst_is_applied_once_and_an_unchanged_save_does_nothing() {
     let pmtr = Pmtr::start(&sandbox, &job("a", "/bin/sleep 1000"));
     pmtr.expect_started("a", 1, SHORT);
     let path = pmtr.config.clone();
-    for i in 0..20 {
-        std::fs::write(
-            &path,
-            format!("{}# save {i}\n", job("a", "/bin/sleep 1000")),
-        )
+    // A writer that holds the file open: 20 writes, then its close.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
         .unwrap();
+    for i in 0..20 {
+        std::io::Write::write_all(&mut file, format!("# write {i}\n").as_bytes()).unwrap();
     }
+    drop(file);
     pmtr.expect("rescanning job configuration", APPLIED);
     // An absence cannot be awaited: past the 900 ms settle cap, a second
     // rescan would have come.
     std::thread::sleep(Duration::from_millis(1500));
-    // Applied once when the 20 writes come within the 30 ms settle time, as
-    // they do unless this test is paused mid-burst on a loaded machine; the
-    // exact rule is tested with a fake clock in the core
-    // (a_burst_of_touches_is_read_once_after_it_settles). Without settling
-    // it would be up to 20.
+    // Applied once, at the close, when the 20 writes come within the 30 ms
+    // settle time, as they do unless this test is paused mid-burst on a
+    // loaded machine; the exact rule is tested with a fake clock in the
+    // core (a_burst_of_touches_is_read_once_after_it_settles). Without
+    // settling it would be up to 20.
     let rescans = pmtr.count("rescanning job configuration");
     assert!(
         (1..=2).contains(&rescans),

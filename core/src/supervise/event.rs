@@ -110,9 +110,14 @@ pub enum Event {
     Shutdown {
         signal: i32,
     },
-    /// Something happened to the configuration file (a write, a rename
-    /// over it, a delete): read it once the burst settles.
-    ConfigTouched,
+    /// Something happened to the configuration (a file of it written,
+    /// renamed over, deleted). `saved`: a writer finished — a rename over
+    /// the file, or a close after writing — so the file is read at once;
+    /// otherwise (a write to a file still open, a delete, a create) once
+    /// the burst settles.
+    ConfigTouched {
+        saved: bool,
+    },
     /// SIGHUP or `pmtr-ctl reload`: read the file now, even if unchanged.
     /// With a token (`pmtr-ctl reload`), the core answers once the file
     /// was read: applied, or why not.

@@ -1,7 +1,8 @@
 //! The supervisor's side of watched files: the configuration file (reload)
 //! and the dependency files of jobs. The shell reports that a file was
-//! touched; the supervisor lets a burst of writes settle, asks the shell to
-//! read or hash, and applies what changed.
+//! touched; the supervisor reads a finished save at once, lets any other
+//! burst of writes settle, asks the shell to read or hash, and applies what
+//! changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -34,8 +35,16 @@ impl Settle {
 }
 
 impl Supervisor {
-    pub(super) fn on_config_touched(&mut self, now: Mono) {
-        if self.shutdown.is_none() {
+    /// A save is read at once: its writer is done, and waiting would only
+    /// delay it. Anything else may be the middle of a burst.
+    pub(super) fn on_config_touched(&mut self, saved: bool, now: Mono, out: &mut Actions) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if saved {
+            self.reload_due = None;
+            out.push(Action::ReadConfig { forced: false });
+        } else {
             self.reload_due = Some(Settle::touched(&self.policy, self.reload_due, now));
         }
     }

@@ -147,7 +147,7 @@ impl Supervisor {
             Event::Probed { pgid, alive } => self.on_probed(pgid, alive, now, &mut out),
             Event::Timer => self.on_timer(now, &mut out),
             Event::Shutdown { signal } => self.on_shutdown(signal, now, &mut out),
-            Event::ConfigTouched => self.on_config_touched(now),
+            Event::ConfigTouched { saved } => self.on_config_touched(saved, now, &mut out),
             Event::ReloadRequested { reply } => self.on_reload_requested(reply, &mut out),
             Event::ConfigRead {
                 hash,

@@ -243,7 +243,7 @@ impl Daemon {
         if pass(&[Source::Watcher]).next().is_some() {
             for touched in self.watcher.read() {
                 self.apply(match touched {
-                    Touched::Config => Event::ConfigTouched,
+                    Touched::Config { saved } => Event::ConfigTouched { saved },
                     Touched::Dependency(path) => Event::DependencyTouched { path },
                 });
             }

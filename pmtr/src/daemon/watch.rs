@@ -22,7 +22,12 @@ use crate::config_file::Includes;
 /// What a batch of inotify events touched.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Touched {
-    Config,
+    /// A file of the configuration. `saved`: a writer finished with it (a
+    /// close after writing, a rename over it); otherwise a write to a file
+    /// still open, a delete or a create, which may be part of a burst.
+    Config {
+        saved: bool,
+    },
     Dependency(String),
 }
 
@@ -66,7 +71,8 @@ pub struct Watcher {
     /// The files the configuration includes and its `include` patterns.
     include_targets: Vec<Target>,
     dependency_targets: Vec<Target>,
-    dirs: HashMap<PathBuf, WatchDescriptor>,
+    /// Each directory watched, with the events asked for there.
+    dirs: HashMap<PathBuf, (WatchDescriptor, AddWatchFlags)>,
     by_descriptor: HashMap<WatchDescriptor, PathBuf>,
 }
 
@@ -78,6 +84,13 @@ pub enum WatchError {
     #[error("unable to watch {}: {}", .0.display(), pmtr_common::reason::Text(*.1))]
     Directory(PathBuf, Errno),
 }
+
+/// A writer that keeps the configuration open is seen by its writes;
+/// dependency directories (maybe a busy data directory) are spared them.
+const CONFIG_EVENTS: AddWatchFlags = EVENTS.union(AddWatchFlags::IN_MODIFY);
+
+/// The events that say a writer is done with a file.
+const SAVED: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE.union(AddWatchFlags::IN_MOVED_TO);
 
 const EVENTS: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
     .union(AddWatchFlags::IN_MOVED_TO)
@@ -157,27 +170,35 @@ impl Watcher {
         let Some(inotify) = &self.inotify else {
             return Vec::new();
         };
-        let wanted: Vec<PathBuf> = self.targets().map(|t| t.dir.clone()).collect();
+        let mut wanted: HashMap<PathBuf, AddWatchFlags> = HashMap::new();
+        for target in self.targets() {
+            let events = match target.what {
+                What::Config => CONFIG_EVENTS,
+                What::Dependency(_) => EVENTS,
+            };
+            *wanted.entry(target.dir.clone()).or_insert(events) |= events;
+        }
         let mut errors = Vec::new();
         let stale: Vec<PathBuf> = self
             .dirs
             .keys()
-            .filter(|d| !wanted.contains(d))
+            .filter(|d| !wanted.contains_key(*d))
             .cloned()
             .collect();
         for dir in stale {
-            if let Some(wd) = self.dirs.remove(&dir) {
+            if let Some((wd, _)) = self.dirs.remove(&dir) {
                 self.by_descriptor.remove(&wd);
                 let _ = inotify.rm_watch(wd);
             }
         }
-        for dir in wanted {
-            if self.dirs.contains_key(&dir) {
+        for (dir, events) in wanted {
+            if self.dirs.get(&dir).is_some_and(|&(_, had)| had == events) {
                 continue;
             }
-            match inotify.add_watch(&dir, EVENTS) {
+            // Watching a directory again replaces its events, same descriptor.
+            match inotify.add_watch(&dir, events) {
                 Ok(wd) => {
-                    self.dirs.insert(dir.clone(), wd);
+                    self.dirs.insert(dir.clone(), (wd, events));
                     self.by_descriptor.insert(wd, dir);
                 }
                 // A missing directory is a missing dependency, reported
@@ -195,9 +216,16 @@ impl Watcher {
             return Vec::new();
         };
         let mut touched = Vec::new();
-        let mut push = |t: Touched| {
-            if !touched.contains(&t) {
-                touched.push(t);
+        // The configuration's events of one read, merged: the last says
+        // whether a writer is done (a close, then a write: it is back).
+        let mut config: Option<bool> = None;
+        let mut push = |t: &What, saved: bool| match t {
+            What::Config => config = Some(saved),
+            What::Dependency(path) => {
+                let t = Touched::Dependency(path.clone());
+                if !touched.contains(&t) {
+                    touched.push(t);
+                }
             }
         };
         while let Ok(events) = inotify.read_events() {
@@ -208,30 +236,25 @@ impl Watcher {
                 if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     // Events were lost: anything may have changed.
                     for target in self.targets() {
-                        push(target.what.touched());
+                        push(&target.what, false);
                     }
                     continue;
                 }
                 let Some(dir) = self.by_descriptor.get(&event.wd) else {
                     continue;
                 };
+                let saved = event.mask.intersects(SAVED);
                 for target in self.targets().filter(|t| &t.dir == dir) {
                     if target.is_touched_by(event.name.as_ref()) {
-                        push(target.what.touched());
+                        push(&target.what, saved);
                     }
                 }
             }
         }
-        touched
-    }
-}
-
-impl What {
-    fn touched(&self) -> Touched {
-        match self {
-            What::Config => Touched::Config,
-            What::Dependency(path) => Touched::Dependency(path.clone()),
+        if let Some(saved) = config {
+            touched.insert(0, Touched::Config { saved });
         }
+        touched
     }
 }
 
@@ -320,7 +343,7 @@ mod tests {
         assert!(watcher.read().is_empty(), "another file is not the config");
         std::fs::write(dir.path().join(".pmtr.conf.swp"), "b").unwrap();
         std::fs::rename(dir.path().join(".pmtr.conf.swp"), &config).unwrap();
-        assert_eq!(watcher.read(), [Touched::Config]);
+        assert_eq!(watcher.read(), [Touched::Config { saved: true }]);
     }
 
     #[test]
@@ -343,8 +366,53 @@ mod tests {
         std::fs::write(included.join("notes.txt"), "x").unwrap();
         assert!(watcher.read().is_empty());
         std::fs::write(included.join("web.conf"), "x").unwrap();
-        assert_eq!(watcher.read(), [Touched::Config]);
+        assert_eq!(watcher.read(), [Touched::Config { saved: true }]);
         std::fs::remove_file(included.join("web.conf")).unwrap();
-        assert_eq!(watcher.read(), [Touched::Config]);
+        assert_eq!(watcher.read(), [Touched::Config { saved: false }]);
+    }
+
+    #[test]
+    fn writes_to_a_file_held_open_are_not_a_save_its_close_is() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pmtr.conf");
+        std::fs::write(&config, "").unwrap();
+        let (mut watcher, _) = Watcher::new(&config);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&config)
+            .unwrap();
+        file.write_all(b"job {\n").unwrap();
+        assert_eq!(watcher.read(), [Touched::Config { saved: false }]);
+        file.write_all(b"}\n").unwrap();
+        drop(file);
+        assert_eq!(watcher.read(), [Touched::Config { saved: true }]);
+        // A save, then a writer back at it before pmtr looked: not a save.
+        std::fs::write(&config, "a").unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&config)
+            .unwrap();
+        file.write_all(b"b").unwrap();
+        assert_eq!(watcher.read(), [Touched::Config { saved: false }]);
+    }
+
+    #[test]
+    fn dependency_directories_are_not_asked_for_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pmtr.conf");
+        std::fs::write(&config, "").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let dependency = data.path().join("app.db");
+        std::fs::write(&dependency, "").unwrap();
+        let (mut watcher, _) = Watcher::new(&config);
+        let path = dependency.to_string_lossy().into_owned();
+        assert!(watcher
+            .set_dependencies(std::slice::from_ref(&path))
+            .is_empty());
+        let (_, events) = watcher.dirs[data.path()];
+        assert!(!events.contains(AddWatchFlags::IN_MODIFY));
+        let (_, events) = watcher.dirs[dir.path()];
+        assert!(events.contains(AddWatchFlags::IN_MODIFY));
     }
 }

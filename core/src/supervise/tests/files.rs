@@ -114,6 +114,37 @@ fn an_invalid_file_is_logged_and_nothing_stops() {
     assert_eq!(run.pid("a"), pid);
 }
 
+/// A rename over the file or a close after writing: one read at once, no
+/// settle timer armed.
+#[test]
+fn a_finished_save_is_read_at_once_without_a_settle_timer() {
+    let text = job("a", "/bin/a", "");
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    let actions = run.event(Event::ConfigTouched { saved: true }, at(1));
+    assert_eq!(actions, [Action::ReadConfig { forced: false }]);
+    assert_eq!(run.sup.next_deadline(), None);
+    // Writes to a file still open, then its close: one read, at the close.
+    assert!(run
+        .event(
+            Event::ConfigTouched { saved: false },
+            Mono::from_millis(2000)
+        )
+        .is_empty());
+    assert!(run.sup.next_deadline().is_some());
+    let actions = run.event(
+        Event::ConfigTouched { saved: true },
+        Mono::from_millis(2005),
+    );
+    assert_eq!(actions, [Action::ReadConfig { forced: false }]);
+    assert_eq!(
+        run.sup.next_deadline(),
+        None,
+        "the settle timer is disarmed"
+    );
+    assert!(run.event(Event::Timer, Mono::from_millis(3000)).is_empty());
+}
+
 #[test]
 fn a_burst_of_touches_is_read_once_after_it_settles() {
     let text = job("a", "/bin/a", "");
@@ -121,7 +152,10 @@ fn a_burst_of_touches_is_read_once_after_it_settles() {
     started(&mut run, &text);
     for ms in [0, 10, 20, 25] {
         assert!(run
-            .event(Event::ConfigTouched, Mono::from_millis(1000 + ms))
+            .event(
+                Event::ConfigTouched { saved: false },
+                Mono::from_millis(1000 + ms)
+            )
             .is_empty());
     }
     let due = Mono::from_millis(1025 + policy::SETTLE_MILLIS);
@@ -143,7 +177,7 @@ fn an_endless_burst_is_still_read_within_a_second() {
     started(&mut run, &text);
     let step = policy::SETTLE_MILLIS / 2;
     for ms in (0..2000).step_by(step as usize) {
-        let actions = run.event(Event::ConfigTouched, Mono::from_millis(ms));
+        let actions = run.event(Event::ConfigTouched { saved: false }, Mono::from_millis(ms));
         if ms < policy::SETTLE_MAX_MILLIS {
             assert!(actions.is_empty());
         }
@@ -340,7 +374,9 @@ fn nothing_is_reloaded_during_shutdown() {
     let mut run = Run::new(config(&text));
     started(&mut run, &text);
     run.event(Event::Shutdown { signal: 15 }, at(1));
-    assert!(run.event(Event::ConfigTouched, at(1)).is_empty());
+    assert!(run
+        .event(Event::ConfigTouched { saved: false }, at(1))
+        .is_empty());
     assert!(run
         .event(Event::ReloadRequested { reply: None }, at(1))
         .is_empty());
