@@ -148,6 +148,8 @@ class Subject:
                     cmd = stubborn_ready if i < stubborn else ready
                     f.write(f"job {{\n  name job{i}\n  cmd {cmd}\n}}\n")
             argv = [programs[kind], "-F", "-c", conf]
+            if kind != "original":
+                argv += ["--socket", os.path.join(self.dir, "pmtr.sock")]
         elif kind == "s6":
             scan = os.path.join(self.dir, "scan")
             os.makedirs(scan)
@@ -192,10 +194,13 @@ class Subject:
     def pss_kib(self):
         total = 0
         for pid in self.tree():
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a helper process that just ended
         return total
 
     def cpu_and_switches(self):

@@ -1,4 +1,5 @@
-//! The child side of a job's start: runs between `fork` and `execve`.
+//! The child side of a job's start: runs between `clone` (spawn.rs: it
+//! shares pmtr's memory, as a vfork child does) and `execve`.
 //!
 //! Everything in this module must be async-signal-safe: no allocation, no
 //! locks, no logging, no panics. It interprets a prebuilt `ExecPlan` with
@@ -101,13 +102,27 @@ fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
             check(libc::setrlimit(*resource, limit), SetupStep::Rlimit)?;
         }
         if let Some(identity) = &plan.identity {
+            // Raw syscalls, not glibc's wrappers: those would signal every
+            // thread glibc knows of, and this child shares pmtr's memory
+            // (spawn.rs) — glibc's view of threads is pmtr's.
             let groups = &identity.groups;
+            let raw = |result: libc::c_long| result as libc::c_int;
             check(
-                libc::setgroups(groups.len(), groups.as_ptr()),
+                raw(libc::syscall(
+                    libc::SYS_setgroups,
+                    groups.len(),
+                    groups.as_ptr(),
+                )),
                 SetupStep::Groups,
             )?;
-            check(libc::setgid(identity.gid), SetupStep::Gid)?;
-            check(libc::setuid(identity.uid), SetupStep::Uid)?;
+            check(
+                raw(libc::syscall(libc::SYS_setgid, identity.gid)),
+                SetupStep::Gid,
+            )?;
+            check(
+                raw(libc::syscall(libc::SYS_setuid, identity.uid)),
+                SetupStep::Uid,
+            )?;
         }
         // Opened after the privilege drop: a job writes only where its
         // user may.

@@ -1,5 +1,5 @@
-//! The parent side of a job's start: makes the status pipe, forks, and
-//! hands the child its plan.
+//! The parent side of a job's start: makes the status pipe, starts the
+//! child (`clone` as `posix_spawn` does), and hands it its plan.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -25,17 +25,39 @@ pub fn status_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     Ok((read, write))
 }
 
-/// Forks a child that runs `plan` and reports on `status` (from
-/// [`status_pipe`]). Fails only for want of a system resource (fork
-/// EAGAIN/ENOMEM): the job is not at fault.
+/// Starts a child that runs `plan` and reports on `status` (from
+/// [`status_pipe`]). Fails only for want of a system resource (EAGAIN,
+/// ENOMEM): the job is not at fault.
+///
+/// The child is made as `posix_spawn` makes it: `clone` with `CLONE_VM |
+/// CLONE_VFORK` on a stack of its own. It shares pmtr's memory until its
+/// `execve`, while pmtr waits, so a start costs pmtr the same whether it
+/// supervises ten jobs or ten thousand: `fork` copied the page tables of
+/// pmtr's whole heap, which grows with the number of jobs, at every start.
 pub fn spawn(plan: &ExecPlan<'_>, status: (OwnedFd, OwnedFd)) -> Result<Forked, Errno> {
     let (status_read, status_write) = status;
-    // SAFETY: pmtr is single-threaded, so the child may run any code; it
-    // runs only `child::run`, which is async-signal-safe and never returns.
-    let pid = unsafe { libc::fork() };
+    let stack = child_stack()?;
+    let start = ChildStart {
+        plan: (plan as *const ExecPlan<'_>).cast(),
+        status_fd: status_write.as_raw_fd(),
+    };
+    // SAFETY: `child_main` runs on its own stack (`stack` is the top of a
+    // private mapping no one else uses: CLONE_VFORK keeps pmtr, the only
+    // thread, suspended until the child has exec'd or exited, so starts
+    // never overlap). It reads `start` and the plan, which outlive this
+    // call, writes only its own stack, and ends in execve or _exit, like
+    // `child::run` after a fork. Signal dispositions are not shared (no
+    // CLONE_SIGHAND); pmtr installs no handler that could run in the child.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&start as *const ChildStart).cast_mut().cast(),
+        )
+    };
     match pid {
         -1 => Err(Errno::last()),
-        0 => child::run(plan, status_write.as_raw_fd()),
         pid => {
             drop(status_write);
             // Also set in the child: whichever runs first, the group exists
@@ -49,6 +71,55 @@ pub fn spawn(plan: &ExecPlan<'_>, status: (OwnedFd, OwnedFd)) -> Result<Forked, 
             })
         }
     }
+}
+
+/// What the cloned child needs, passed by pointer.
+struct ChildStart {
+    plan: *const libc::c_void,
+    status_fd: RawFd,
+}
+
+extern "C" fn child_main(start: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `start` points at the `ChildStart` of `spawn`, alive while
+    // pmtr waits for this child's execve or exit; its plan likewise.
+    let (plan, status_fd) = unsafe {
+        let start = &*(start as *const ChildStart);
+        (&*(start.plan as *const ExecPlan<'_>), start.status_fd)
+    };
+    child::run(plan, status_fd)
+}
+
+/// Bytes of the children's stack: `child::run` needs a few hundred.
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// The top of the stack every child starts on, mapped once with a guard
+/// page below it.
+fn child_stack() -> Result<*mut libc::c_void, Errno> {
+    static STACK_TOP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(&top) = STACK_TOP.get() {
+        return Ok(top as *mut libc::c_void);
+    }
+    let page = 4096;
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            CHILD_STACK_BYTES + page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    // SAFETY: the lowest page of the mapping just made: an overflow of the
+    // child's stack faults instead of writing past it.
+    unsafe { libc::mprotect(base, page, libc::PROT_NONE) };
+    // Stacks grow down on x86-64 and aarch64: the child starts at the top.
+    let top = base as usize + CHILD_STACK_BYTES + page;
+    Ok(*STACK_TOP.get_or_init(|| top) as *mut libc::c_void)
 }
 
 /// For `onconnect`: forks `argv` (NULL-terminated pointers into C strings
