@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use pmtr_core::config::{self, Config, Diagnostic, Files, IncludePattern, Source};
+use pmtr_core::config::{self, envfile, Config, Diagnostic, EnvVar, Files, IncludePattern, Source};
 
 use pmtr_common::reason::Reason;
 
@@ -119,6 +119,26 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
         });
     }
     Ok(bytes)
+}
+
+/// The variables of the environment file at `path` (`env file`), as a
+/// start reads them: a missing `optional` file (`-PATH`) sets none; any
+/// other fault, or the file's first errors, is the reason the job cannot
+/// start. `pmtr -t` asks the same question.
+pub fn read_env_file(path: &str, optional: bool) -> Result<Vec<EnvVar>, String> {
+    let bytes = match read_regular(Path::new(path), MAX_ENV_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(LoadError::Read { source, .. })
+            if optional && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(Vec::new())
+        }
+        Err(error) => return Err(error.reason()),
+    };
+    envfile::parse(&bytes).map_err(|errors| {
+        let shown: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
+        shown.join("; ")
+    })
 }
 
 /// The real file system, for `include`.

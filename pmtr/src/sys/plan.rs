@@ -7,10 +7,9 @@ use std::ffi::CString;
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
 
 use nix::unistd::{getgrouplist, User};
-use pmtr_core::config::{envfile, CpuSet, EnvVar, Job, Limit, Output, Resource};
+use pmtr_core::config::{CpuSet, EnvVar, Job, Limit, Output, Resource};
 
 use crate::config_file;
 
@@ -99,26 +98,9 @@ fn env_files_of(job: &Job) -> Result<Vec<EnvVar>, PlanError> {
     let mut vars = Vec::new();
     for file in &job.env_files {
         let path = job.resolve(&file.path);
-        let fail = |reason: String| PlanError::EnvFile {
-            path: path.clone(),
-            reason,
-        };
-        let bytes =
-            match config_file::read_regular(Path::new(&path), config_file::MAX_ENV_FILE_BYTES) {
-                Ok(bytes) => bytes,
-                Err(config_file::LoadError::Read { source, .. })
-                    if file.optional && source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue
-                }
-                Err(error) => return Err(fail(error.reason())),
-            };
-        match envfile::parse(&bytes) {
+        match config_file::read_env_file(&path, file.optional) {
             Ok(more) => vars.extend(more),
-            Err(errors) => {
-                let shown: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
-                return Err(fail(shown.join("; ")));
-            }
+            Err(reason) => return Err(PlanError::EnvFile { path, reason }),
         }
     }
     Ok(vars)

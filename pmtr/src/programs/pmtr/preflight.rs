@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::unistd::{access, AccessFlags, User};
-use pmtr_core::config::{envfile, Config, Diagnostic, Location, Origin};
+use pmtr_core::config::{Config, Diagnostic, Location, Origin};
 
 use pmtr_common::reason::{Reason, Text};
 
@@ -92,8 +92,11 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
         }
         for (file, (at, width)) in job.env_files.iter().zip(origin.values_of("env file")) {
             let path = job.resolve(&file.path);
-            if let Some(problem) = env_file_problem(&path, file.optional) {
-                let message = format!("job `{}`: env file {path}: {problem}", job.name);
+            if let Err(problem) = config_file::read_env_file(&path, file.optional) {
+                let message = format!(
+                    "job `{}`: env file {path}: {problem}; the job will not start",
+                    job.name
+                );
                 found.push(Diagnostic::warning(at, width, message));
             }
         }
@@ -125,23 +128,6 @@ fn not_executable(program: &Path) -> Option<String> {
             Err(error) => Some(format!("cannot be run by pmtr's user: {}", Text(error))),
             Ok(()) => None,
         },
-    }
-}
-
-/// What would fail the job's start in its environment file now, as the
-/// start would read it.
-fn env_file_problem(path: &str, optional: bool) -> Option<String> {
-    match config_file::read_regular(Path::new(path), config_file::MAX_ENV_FILE_BYTES) {
-        Err(config_file::LoadError::Read { source, .. })
-            if optional && source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            None
-        }
-        Err(error) => Some(format!("{}; the job will not start", error.reason())),
-        Ok(bytes) => envfile::parse(&bytes).err().map(|errors| {
-            let shown: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
-            format!("{}; the job will not start", shown.join("; "))
-        }),
     }
 }
 
