@@ -246,11 +246,12 @@ impl Supervisor {
         // A job with instances: wait for every copy.
         let mut names = Vec::with_capacity(jobs.len());
         for name in jobs {
-            let copies = self.copies_of(&name);
-            if copies.is_empty() || self.jobs.iter().any(|j| j.def.name == name) {
+            let found = self.named(&name);
+            if found.is_empty() {
+                // Unknown: the verdict says so.
                 names.push(name);
             } else {
-                names.extend(copies.into_iter().map(|i| self.jobs[i].def.name.clone()));
+                names.extend(found.into_iter().map(|i| self.jobs[i].def.name.clone()));
             }
         }
         self.waiters.push(Waiter {

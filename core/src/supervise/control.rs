@@ -120,19 +120,26 @@ impl Supervisor {
             out.reply(reply, false, messages::shutting_down_reply());
             return Vec::new();
         }
-        let exact = self
-            .jobs
-            .iter()
-            .position(|j| j.def.name == name && !j.is_being_removed());
-        let indices = match exact {
-            Some(index) => vec![index],
-            None => self.copies_of(name),
-        };
+        let indices = self.named(name);
         if indices.is_empty() {
             out.log(Level::Warning, messages::unknown_job(name));
             out.reply(reply, false, messages::unknown_job_reply(name));
         }
         indices
+    }
+
+    /// Where the jobs `name` names are: the job of that name, else every
+    /// copy of the job with instances so named. A job that a reload
+    /// deleted is not named even while it still stops.
+    pub(super) fn named(&self, name: &str) -> Vec<usize> {
+        let exact = self
+            .jobs
+            .iter()
+            .position(|j| j.def.name == name && !j.is_being_removed());
+        match exact {
+            Some(index) => vec![index],
+            None => self.copies_of(name),
+        }
     }
 
     /// Where the copies of job `group` (defined with instances) are.
