@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{alive, children_of, proc_status, wait_until, Pmtr, Sandbox, SHORT};
+use crate::harness::{alive, children_of, proc_status, skip_if, wait_until, Pmtr, Sandbox, SHORT};
 
 #[test]
 fn jobs_start_in_order_then_file_order() {
@@ -223,6 +223,67 @@ fn pmtr_reaps_what_jobs_leave_behind() {
         "left under pmtr: {:?}",
         children_of(pmtr.pid())
     );
+}
+
+/// A child shares pmtr's descriptor table until it makes the low part its
+/// own (sys/child.rs): its redirections must never reach pmtr's table,
+/// and pmtr keeps the pipes it holds above the part children copy.
+#[test]
+fn starts_leave_pmtrs_descriptors_alone() {
+    let sandbox = Sandbox::new();
+    let jobs: String = (0..40)
+        .map(|i| format!("job {{\n name j{i}\n cmd /bin/sleep 100\n}}\n"))
+        .collect();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        &format!("{jobs}job {{\n name last\n cmd /bin/sleep 100\n}}\n"),
+    );
+    let link = |pid: i32, fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok();
+    let own: Vec<_> = ["0", "1", "2"]
+        .iter()
+        .map(|fd| link(pmtr.pid(), fd))
+        .collect();
+    let last = pmtr.expect_started("last", 1, SHORT);
+    assert!(wait_until(SHORT, || std::fs::read_link(format!(
+        "/proc/{last}/exe"
+    ))
+    .is_ok_and(|exe| exe.ends_with("sleep"))));
+    let after: Vec<_> = ["0", "1", "2"]
+        .iter()
+        .map(|fd| link(pmtr.pid(), fd))
+        .collect();
+    assert_eq!(own, after, "pmtr's standard descriptors changed");
+    let pipes: Vec<i32> = std::fs::read_dir(format!("/proc/{}/fd", pmtr.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target.to_string_lossy().starts_with("pipe:").then_some(fd)
+        })
+        .collect();
+    // One capture pipe per job, above the part children copy (when the
+    // open-file limit leaves room there; pmtr raises it to the hard one).
+    // Below are pmtr's own standard streams and whatever it inherited.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if !skip_if(
+        hard < 512,
+        "starts_leave_pmtrs_descriptors_alone",
+        "open-file limit below 512",
+    ) {
+        let high = pipes.iter().filter(|&&fd| fd >= 256).count();
+        assert_eq!(high, 41, "{pipes:?}");
+    }
+    // The jobs still have their own three, and pmtr still logs.
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{last}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    sandbox.ctl(&["disable", "j0"]);
+    pmtr.expect("disabling job j0", SHORT);
 }
 
 pub fn is_root() -> bool {

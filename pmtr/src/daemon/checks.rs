@@ -19,14 +19,13 @@ use nix::sys::socket::{
 };
 use nix::unistd::pipe2;
 use pmtr_core::config::{Job, Output};
-use pmtr_core::supervise::event::{Check, Event, ExitStatus, JobId, Pid};
+use pmtr_core::supervise::event::{Check, Event, ExitStatus, JobId, Pid, SetupStep};
 use pmtr_core::supervise::messages;
 
 use super::log::sanitize;
 use super::registry::{Registry, Source, Token};
-use crate::sys::child::decode_failure;
 use crate::sys::plan::{Captured, ExecPlan, PlanContext};
-use crate::sys::spawn::{spawn, status_pipe};
+use crate::sys::spawn::spawn;
 use pmtr_common::reason::{strerror, Text};
 
 /// The longest output line kept from a check, in characters.
@@ -53,8 +52,8 @@ enum Work {
         child: Pid,
         /// The read end of its output pipe, until end-of-file.
         output: Option<(OwnedFd, Token)>,
-        /// Its status pipe: a failed step before `execv`, or nothing.
-        status: OwnedFd,
+        /// The step that failed before `execv` (and its errno), if one did.
+        failure: Option<(SetupStep, i32)>,
         tail: Tail,
     },
 }
@@ -180,7 +179,7 @@ impl Checks {
         let Work::Command {
             probe,
             output,
-            status: status_pipe,
+            failure,
             mut tail,
             ..
         } = work
@@ -192,9 +191,7 @@ impl Checks {
             registry.remove(pipe.as_fd(), token);
             self.by_token.remove(&token);
         }
-        let mut message = [0u8; 8];
-        let read = nix::unistd::read(&status_pipe, &mut message).unwrap_or(0);
-        if let Some((step, errno)) = decode_failure(&message[..read]) {
+        if let Some((step, errno)) = failure {
             let what = messages::setup_step(&probe, step);
             return Some(checked(
                 job,
@@ -298,10 +295,9 @@ fn start_command(
     let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| short("pipe", e))?;
     nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .map_err(|e| short("fcntl", e))?;
-    let status = status_pipe().map_err(|e| short("pipe", e))?;
     let plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
         .map_err(|error| error.to_string())?;
-    let forked = spawn(&plan, status).map_err(|e| short("fork", e))?;
+    let spawned = spawn(&plan).map_err(|e| short("fork", e))?;
     drop(plan);
     drop(write);
     // Unwatchable: the output is lost, the exit still counts.
@@ -311,9 +307,9 @@ fn start_command(
         .map(|token| (read, token));
     Ok(Work::Command {
         probe: Box::new(probe),
-        child: forked.pid,
+        child: spawned.pid,
         output,
-        status: forked.status,
+        failure: spawned.failure,
         tail: Tail::default(),
     })
 }

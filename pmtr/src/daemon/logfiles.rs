@@ -8,11 +8,14 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pmtr_common::reason::Reason;
 use pmtr_core::config::{LogFiles as Options, Rotate};
+
+use crate::sys::spawn::keep_high;
 
 /// Drops are logged at most this often per file.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -186,7 +189,8 @@ impl LogFile {
         match open(path, self.owner) {
             Ok(file) => {
                 self.size = file.metadata().map_or(0, |m| m.len());
-                self.file = Some(file);
+                // Held while the job runs: out of the way of the starts.
+                self.file = Some(File::from(keep_high(OwnedFd::from(file))));
                 self.failed_open = None;
             }
             Err(error) => {

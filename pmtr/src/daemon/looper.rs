@@ -267,18 +267,8 @@ impl Daemon {
                 self.apply(event);
             }
         }
-        for (source, token) in pass(&[Source::Setup, Source::Capture]) {
-            match source {
-                Source::Setup => {
-                    if let Some(event) = self.spawner.read_setup(&mut self.registry, token) {
-                        self.apply(event);
-                    }
-                    if self.spawner.take_settled() {
-                        process::release_free_memory();
-                    }
-                }
-                _ => self.read_capture(token),
-            }
+        for (_, token) in pass(&[Source::Capture]) {
+            self.read_capture(token);
         }
     }
 
@@ -348,13 +338,9 @@ impl Daemon {
                 events.push(event);
                 continue;
             }
-            events.extend(self.spawner.reaped(&mut self.registry, pid));
             events.push(Event::Reaped { pid, status });
         }
         self.apply_all(events);
-        if self.spawner.take_settled() {
-            process::release_free_memory();
-        }
     }
 
     /// Job output: logged (or written to its file), kept in the job's
@@ -544,6 +530,8 @@ impl Daemon {
                         if self.ready_sent {
                             self.notifier.ready();
                         }
+                        process::release_free_memory();
+                    } else if self.spawner.take_settled() {
                         process::release_free_memory();
                     }
                     self.answer_waiting();

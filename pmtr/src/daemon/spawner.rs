@@ -1,30 +1,27 @@
-//! Starting jobs: pipes, plans and forks in batches, and the status pipes
-//! through which children report a failed setup. The spawner owns those
-//! pipes; what it learns it returns as events.
+//! Starting jobs: pipes, plans and starts in batches. What it learns — a
+//! job started, a setup that failed, a start short of a resource — it
+//! returns as events.
 
-use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::epoll::EpollFlags;
 use nix::unistd::pipe2;
 use pmtr_core::config::{EnvVar, Job, Output};
 
 use super::notify::VARIABLE as NOTIFY_VARIABLE;
-use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
+use pmtr_core::supervise::event::{Event, JobId, SpawnFailure};
 
 use super::output::{Capture, Captures, Sink};
-use super::registry::{Registry, Source, Token};
-use crate::sys::child::decode_failure;
+use super::registry::Registry;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
-use crate::sys::spawn::{spawn, status_pipe, Forked};
+use crate::sys::spawn::{keep_high, spawn, Spawned};
 use pmtr_common::reason::{strerror, Text};
 
-/// Most starts prepared before their forks run back to back; bounds the
-/// descriptors held at once (two pipes per start).
+/// Most starts prepared before they run back to back; bounds the
+/// descriptors held at once (a pipe or two per start).
 const SPAWN_BATCH: usize = 64;
 
 /// Capacity asked for the pipe of a stream pmtr writes to a file.
@@ -38,23 +35,13 @@ struct Prepared<'context> {
     /// The capture pipes (where their lines go, read end, write end): one
     /// per destination of the job's captured streams.
     captures: Vec<(Sink, OwnedFd, OwnedFd)>,
-    /// The status pipe, until the fork takes it.
-    status: Option<(OwnedFd, OwnedFd)>,
-}
-
-/// The status pipe of a child that has not exec'd yet.
-struct Setup {
-    pid: Pid,
-    pipe: OwnedFd,
 }
 
 pub struct Spawner {
-    setups: HashMap<Token, Setup>,
-    setup_of_pid: HashMap<Pid, Token>,
     /// What went wrong without stopping a start, for the log.
     warnings: Vec<String>,
-    /// Every child of the last starts has exec'd (or failed): the memory
-    /// the starts used is free.
+    /// A round of starts larger than a batch ended: the memory it used is
+    /// free.
     settled: bool,
     /// `NOTIFY_SOCKET` for jobs that speak sd_notify.
     notify_address: Option<String>,
@@ -63,8 +50,6 @@ pub struct Spawner {
 impl Spawner {
     pub fn new() -> Spawner {
         Spawner {
-            setups: HashMap::new(),
-            setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
             settled: false,
             notify_address: None,
@@ -77,27 +62,8 @@ impl Spawner {
         self.notify_address = address;
     }
 
-    /// Reads a child's status pipe: end-of-file (it exec'd) or the step
-    /// that failed. Either way the pipe is done with.
-    pub fn read_setup(&mut self, registry: &mut Registry, token: Token) -> Option<Event> {
-        let setup = self.setups.get(&token)?;
-        let mut message = [0u8; 8];
-        let read = nix::unistd::read(&setup.pipe, &mut message);
-        if read == Err(Errno::EAGAIN) || read == Err(Errno::EINTR) {
-            return None;
-        }
-        let pid = setup.pid;
-        self.forget_setup(registry, token);
-        let (step, errno) = decode_failure(&message[..read.ok()?])?;
-        Some(Event::SetupFailed {
-            pid,
-            step,
-            reason: strerror(errno),
-        })
-    }
-
-    /// True once after the last child of a round of starts has exec'd:
-    /// a moment to give freed memory back.
+    /// True once after a large round of starts: a moment to give freed
+    /// memory back.
     pub fn take_settled(&mut self) -> bool {
         std::mem::take(&mut self.settled)
     }
@@ -107,35 +73,8 @@ impl Spawner {
         std::mem::take(&mut self.warnings)
     }
 
-    /// A child was reaped: what its status pipe says, read now so that a
-    /// failed setup comes before the exit (which is then not logged as
-    /// the job's own).
-    pub fn reaped(&mut self, registry: &mut Registry, pid: Pid) -> Option<Event> {
-        let token = self.setup_of_pid.get(&pid).copied()?;
-        self.read_setup(registry, token)
-    }
-
-    fn forget_setup(&mut self, registry: &mut Registry, token: Token) {
-        if let Some(setup) = self.setups.remove(&token) {
-            self.setup_of_pid.remove(&setup.pid);
-            registry.remove(setup.pipe.as_fd(), token);
-        }
-        // Sized for the busiest moment (every job of a start forked and
-        // not exec'd yet): give the tables back once that has passed.
-        // A start or two leaves nothing worth giving back: trimming the
-        // heap after each would cost more than it frees (a chain of
-        // `after` starts its jobs one by one).
-        if self.setups.is_empty() && self.setups.capacity() > SPAWN_BATCH {
-            self.setups.shrink_to_fit();
-            self.setup_of_pid.shrink_to_fit();
-            self.settled = true;
-        }
-    }
-
     /// Starts jobs in batches: every plan of a batch is built first, then
-    /// the forks run back to back. Each page pmtr writes after a fork is a
-    /// copy-on-write fault, so writing little between forks is most of the
-    /// cost of a start that pmtr controls.
+    /// the starts run back to back.
     ///
     /// A batch that runs short of a resource (descriptors) stops growing and
     /// forks what it holds: the descriptors come back, and the starts that
@@ -149,6 +88,7 @@ impl Spawner {
         jobs: Vec<(JobId, Arc<Job>)>,
     ) -> Vec<Event> {
         let mut events = Vec::with_capacity(jobs.len());
+        self.settled = jobs.len() > SPAWN_BATCH;
         let batch = SPAWN_BATCH.min(jobs.len());
         let mut pending = jobs.into_iter();
         let mut more = true;
@@ -171,71 +111,51 @@ impl Spawner {
                     }
                 }
             }
-            let mut forked = Vec::with_capacity(prepared.len());
-            for start in &mut prepared {
-                forked.push(match start.status.take() {
-                    Some(status) => spawn(&start.plan, status),
-                    None => Err(Errno::EBADF),
-                });
-            }
-            for (start, result) in prepared.into_iter().zip(forked) {
-                events.push(self.finish(registry, captures, start, result));
+            let spawned: Vec<_> = prepared.iter().map(|start| spawn(&start.plan)).collect();
+            for (start, result) in prepared.into_iter().zip(spawned) {
+                self.finish(registry, captures, start, result, &mut events);
             }
         }
         events
     }
 
-    /// After the fork: keep the pipes, or report why the fork failed.
+    /// After the start: keep the pipes and say what happened, or why the
+    /// start failed.
     fn finish(
         &mut self,
         registry: &mut Registry,
         captures: &mut Captures,
         start: Prepared<'_>,
-        result: Result<Forked, Errno>,
-    ) -> Event {
+        result: Result<Spawned, Errno>,
+        events: &mut Vec<Event>,
+    ) {
         let Prepared {
             job,
             name,
             plan,
             captures: pipes,
-            ..
         } = start;
         drop(plan);
-        let forked = match result {
-            Ok(forked) => forked,
+        let spawned = match result {
+            Ok(spawned) => spawned,
             Err(errno) => {
-                return Event::SpawnFailed {
-                    job,
-                    failure: SpawnFailure::Transient(format!("fork: {}", Text(errno))),
-                }
+                let failure = SpawnFailure::Transient(format!("fork: {}", Text(errno)));
+                return events.push(Event::SpawnFailed { job, failure });
             }
         };
+        let pid = spawned.pid;
+        events.push(Event::Spawned { job, pid });
+        if let Some((step, errno)) = spawned.failure {
+            // Its pipes read end-of-file at once: nothing to watch.
+            let reason = strerror(errno);
+            return events.push(Event::SetupFailed { pid, step, reason });
+        }
         for (sink, read, _write) in pipes {
-            let capture = Capture::new(name.clone(), forked.pid, read, sink);
+            let capture = Capture::new(name.clone(), pid, read, sink);
             if let Err(errno) = captures.watch(registry, capture) {
                 let warning = format!("unable to watch job output: {}", Text(errno));
                 self.warnings.push(warning);
             }
-        }
-        self.watch_setup(
-            registry,
-            Setup {
-                pid: forked.pid,
-                pipe: forked.status,
-            },
-        );
-        Event::Spawned {
-            job,
-            pid: forked.pid,
-        }
-    }
-
-    fn watch_setup(&mut self, registry: &mut Registry, setup: Setup) {
-        // Not watchable (epoll full): a failed setup then shows as an exit.
-        let watched = registry.add(setup.pipe.as_fd(), EpollFlags::EPOLLIN, Source::Setup);
-        if let Ok(token) = watched {
-            self.setup_of_pid.insert(setup.pid, token);
-            self.setups.insert(token, setup);
         }
     }
 }
@@ -303,7 +223,10 @@ fn prepare<'c>(
         }
         // The read end is pmtr's and never blocks; the write end is the
         // job's stream and blocks like any.
+        // pmtr keeps the read end while the job runs: out of the way of
+        // the starts (spawn.rs), where the write end stays.
         let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
+        let read = keep_high(read);
         let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
         if let Sink::File { .. } = sink {
             // A file written in bulk: a larger pipe means fewer, larger
@@ -314,7 +237,6 @@ fn prepare<'c>(
         *target = Some(write.as_raw_fd());
         captures.push((sink, read, write));
     }
-    let status = status_pipe().map_err(|errno| short("pipe", errno))?;
     let plan = ExecPlan::build(job, context, captured)
         .map_err(|error| SpawnFailure::Job(error.to_string()))?;
     Ok(Prepared {
@@ -322,6 +244,5 @@ fn prepare<'c>(
         name: job.name.clone(),
         plan,
         captures,
-        status: Some(status),
     })
 }

@@ -1,12 +1,14 @@
 //! The child side of a job's start: runs between `clone` (spawn.rs: it
-//! shares pmtr's memory, as a vfork child does) and `execve`.
+//! shares pmtr's memory and descriptor table, as a vfork child does) and
+//! `execve`.
 //!
 //! Everything in this module must be async-signal-safe: no allocation, no
 //! locks, no logging, no panics. It interprets a prebuilt `ExecPlan` with
-//! raw libc calls and ends in `execve` or `_exit`. A failed step is sent
-//! to the parent as data — one step byte and the errno — on a
-//! close-on-exec pipe.
+//! raw libc calls and ends in `execve` or `_exit`. A failed step is left,
+//! with its errno, in a `Report` in the memory it shares with pmtr, which
+//! reads it once the child is gone.
 
+use std::cell::UnsafeCell;
 use std::os::fd::RawFd;
 
 use pmtr_core::supervise::event::SetupStep;
@@ -14,41 +16,35 @@ use pmtr_core::supervise::event::SetupStep;
 use super::plan::{ExecPlan, Stream};
 
 /// Exit status of a child whose setup failed; the parent knows it failed
-/// from the pipe, so this status is never shown as the job's.
+/// from its report, so this status is never shown as the job's.
 pub const SETUP_FAILED_STATUS: libc::c_int = 127;
 
-/// The wire form of a failed step: a byte per step, in order.
-pub const STEPS: [SetupStep; 12] = [
-    SetupStep::ProcessGroup,
-    SetupStep::Chdir,
-    SetupStep::Nice,
-    SetupStep::Affinity,
-    SetupStep::Rlimit,
-    SetupStep::Groups,
-    SetupStep::Gid,
-    SetupStep::Uid,
-    SetupStep::Stdin,
-    SetupStep::Stdout,
-    SetupStep::Stderr,
-    SetupStep::Exec,
-];
+/// The step of a child's setup that failed and its errno, written by the
+/// child, read by pmtr after the child has exec'd or exited (a child that
+/// exec'd wrote nothing).
+#[derive(Default)]
+pub struct Report(UnsafeCell<Option<(SetupStep, i32)>>);
 
-fn step_byte(step: SetupStep) -> u8 {
-    let mut index = 0;
-    while index < STEPS.len() {
-        if STEPS[index] == step {
-            return index as u8;
-        }
-        index += 1;
+impl Report {
+    /// What the child left; consumes the report, so it is read only once
+    /// the child no longer runs in pmtr's memory.
+    pub fn into_failure(self) -> Option<(SetupStep, i32)> {
+        self.0.into_inner()
     }
-    u8::MAX
+
+    fn write(&self, failure: (SetupStep, i32)) {
+        // SAFETY: only the child writes, while pmtr is suspended (vfork),
+        // to memory alive for the whole start; volatile so that the store
+        // is not dropped before `_exit`.
+        unsafe { self.0.get().write_volatile(Some(failure)) }
+    }
 }
 
-/// Runs in the forked child: applies the plan and execs, or reports the
-/// failed step on `status_fd` and exits.
-pub fn run(plan: &ExecPlan<'_>, status_fd: RawFd) -> ! {
+/// Runs in the cloned child: applies the plan and execs, or leaves the
+/// failed step in `report` and exits.
+pub fn run(plan: &ExecPlan<'_>, report: &Report) -> ! {
     if let Err(step) = apply(plan) {
-        fail(status_fd, step);
+        fail(report, step);
     }
     // SAFETY: the plan's program, argv and envp are NUL-terminated C strings
     // and NULL-terminated pointer arrays owned by the plan, alive here.
@@ -59,7 +55,7 @@ pub fn run(plan: &ExecPlan<'_>, status_fd: RawFd) -> ! {
             plan.envp.as_ptr(),
         )
     };
-    fail(status_fd, SetupStep::Exec)
+    fail(report, SetupStep::Exec)
 }
 
 fn check(result: libc::c_int, step: SetupStep) -> Result<(), SetupStep> {
@@ -75,6 +71,25 @@ fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
     // pointer passed is to a live C string, struct or array of the plan, or
     // to a local. None allocates or takes a lock.
     unsafe {
+        let raw = |result: libc::c_long| result as libc::c_int;
+        // The table is pmtr's (CLONE_FILES) until this makes it the
+        // child's own: nothing below may change a descriptor before. Only
+        // the descriptors below `keep_below` are copied — the standard
+        // three, pmtr's few fixed ones and this start's pipes; the rest
+        // are close-on-exec anyway. Linux before 5.9 has no
+        // CLOSE_RANGE_UNSHARE: the whole table is copied instead.
+        let unshared = libc::syscall(
+            libc::SYS_close_range,
+            plan.keep_below,
+            u32::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        );
+        if unshared == -1 {
+            check(
+                raw(libc::syscall(libc::SYS_unshare, libc::CLONE_FILES)),
+                SetupStep::Descriptors,
+            )?;
+        }
         // An ignored signal stays ignored across execve (handled ones are
         // reset by execve itself): reset those pmtr ignores or inherited
         // ignored. pmtr blocks the signals it reads from its signalfd: the
@@ -106,7 +121,6 @@ fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
             // thread glibc knows of, and this child shares pmtr's memory
             // (spawn.rs) — glibc's view of threads is pmtr's.
             let groups = &identity.groups;
-            let raw = |result: libc::c_long| result as libc::c_int;
             check(
                 raw(libc::syscall(
                     libc::SYS_setgroups,
@@ -170,41 +184,11 @@ unsafe fn redirect(
     Ok(())
 }
 
-fn fail(status_fd: RawFd, step: SetupStep) -> ! {
-    // SAFETY: errno is thread-local and readable; write and _exit are
-    // async-signal-safe; the buffer is a local array.
+fn fail(report: &Report, step: SetupStep) -> ! {
+    // SAFETY: errno is thread-local and readable; _exit is
+    // async-signal-safe.
     unsafe {
-        let errno = *libc::__errno_location();
-        let mut message = [0u8; 5];
-        message[0] = step_byte(step);
-        message[1..].copy_from_slice(&errno.to_le_bytes());
-        libc::write(status_fd, message.as_ptr().cast(), message.len());
+        report.write((step, *libc::__errno_location()));
         libc::_exit(SETUP_FAILED_STATUS)
-    }
-}
-
-/// Decodes what a child wrote on its status pipe: the failed step and
-/// its errno. Anything else (a short or unknown message) is `None`.
-pub fn decode_failure(message: &[u8]) -> Option<(SetupStep, i32)> {
-    let [step, a, b, c, d] = *message else {
-        return None;
-    };
-    let step = *STEPS.get(step as usize)?;
-    Some((step, i32::from_le_bytes([a, b, c, d])))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_round_trip() {
-        for step in STEPS {
-            let mut message = [step_byte(step), 0, 0, 0, 0];
-            message[1..].copy_from_slice(&13i32.to_le_bytes());
-            assert_eq!(decode_failure(&message), Some((step, 13)));
-        }
-        assert_eq!(decode_failure(&[0, 1]), None);
-        assert_eq!(decode_failure(&[200, 0, 0, 0, 0]), None);
     }
 }

@@ -68,6 +68,9 @@ pub struct ExecPlan<'context> {
     pub stdin: Stream,
     pub stdout: Stream,
     pub stderr: Stream,
+    /// Every descriptor the streams name is below this: the child copies
+    /// only those of pmtr's table (child.rs).
+    pub keep_below: libc::c_uint,
     context: PhantomData<&'context PlanContext>,
 }
 
@@ -215,6 +218,16 @@ impl<'context> ExecPlan<'context> {
                 Output::Stderr => Stream::Fd(2),
             })
         };
+        let stdin = Stream::File(c_string(job.stdin_path())?);
+        let stdout = stream(&job.stdout, captured.stdout)?;
+        let stderr = stream(&job.stderr, captured.stderr)?;
+        let keep_below = [&stdin, &stdout, &stderr]
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Stream::Fd(fd) => libc::c_uint::try_from(*fd).ok(),
+                Stream::File(_) => None,
+            })
+            .fold(3, |below, fd| below.max(fd.saturating_add(1)));
         // The pointer arrays point into the strings' heap buffers, which do
         // not move when the strings are moved into the plan.
         Ok(ExecPlan {
@@ -232,9 +245,10 @@ impl<'context> ExecPlan<'context> {
                 .and_then(|set| cpu_mask(set, context.available_cpus.as_ref())),
             rlimits: rlimits(job, context.open_files),
             identity,
-            stdin: Stream::File(c_string(job.stdin_path())?),
-            stdout: stream(&job.stdout, captured.stdout)?,
-            stderr: stream(&job.stderr, captured.stderr)?,
+            stdin,
+            stdout,
+            stderr,
+            keep_below,
             context: PhantomData,
         })
     }
@@ -531,5 +545,7 @@ mod tests {
         assert!(matches!(&plan.stdout, Stream::File(p) if p.to_str().unwrap() == "/srv/o.log"));
         assert!(matches!(&plan.stdin, Stream::File(p) if p.to_str().unwrap() == "/srv/i.txt"));
         assert!(matches!(plan.stderr, Stream::Fd(9)));
+        // The child copies descriptors up to the pipe's, no further.
+        assert_eq!(plan.keep_below, 10);
     }
 }

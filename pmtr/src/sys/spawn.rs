@@ -1,92 +1,104 @@
-//! The parent side of a job's start: makes the status pipe, starts the
-//! child (`clone` as `posix_spawn` does), and hands it its plan.
+//! The parent side of a job's start: starts the child (`clone` as
+//! `posix_spawn` does) and learns at once whether it exec'd; keeps pmtr's
+//! long-lived descriptors out of the way of the child's copy.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::unistd::pipe2;
+use pmtr_core::supervise::event::SetupStep;
 
-use super::child;
+use super::child::{self, Report};
 use super::plan::ExecPlan;
 
-/// A forked child: its pid and the read end of its status pipe, which
-/// reads end-of-file once `execve` succeeded, or the failed step.
-pub struct Forked {
+/// A started child: its pid, and the step of its setup that failed (with
+/// the errno), if it did not reach its program.
+pub struct Spawned {
     pub pid: libc::pid_t,
-    pub status: OwnedFd,
+    pub failure: Option<(SetupStep, i32)>,
 }
 
-/// The pipe on which a child reports a failed step: (read end, write
-/// end), both close-on-exec, the read end non-blocking.
-pub fn status_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
-    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
-    nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    Ok((read, write))
-}
-
-/// Starts a child that runs `plan` and reports on `status` (from
-/// [`status_pipe`]). Fails only for want of a system resource (EAGAIN,
-/// ENOMEM): the job is not at fault.
+/// Starts a child that runs `plan`. Fails only for want of a system
+/// resource (EAGAIN, ENOMEM): the job is not at fault.
 ///
 /// The child is made as `posix_spawn` makes it: `clone` with `CLONE_VM |
 /// CLONE_VFORK` on a stack of its own. It shares pmtr's memory until its
 /// `execve`, while pmtr waits, so a start costs pmtr the same whether it
 /// supervises ten jobs or ten thousand: `fork` copied the page tables of
 /// pmtr's whole heap, which grows with the number of jobs, at every start.
-pub fn spawn(plan: &ExecPlan<'_>, status: (OwnedFd, OwnedFd)) -> Result<Forked, Errno> {
-    let (status_read, status_write) = status;
+/// For the same reason it also shares pmtr's descriptor table
+/// (`CLONE_FILES`) and copies only the low part it needs (child.rs):
+/// copying the whole table, one pipe per job, and closing it again at
+/// `execve` grew with the number of jobs too. When `clone` returns the
+/// child has exec'd or given up, and a failed step is in its report.
+pub fn spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
     let stack = child_stack()?;
     let start = ChildStart {
         plan: (plan as *const ExecPlan<'_>).cast(),
-        status_fd: status_write.as_raw_fd(),
+        report: Report::default(),
     };
     // SAFETY: `child_main` runs on its own stack (`stack` is the top of a
     // private mapping no one else uses: CLONE_VFORK keeps pmtr, the only
     // thread, suspended until the child has exec'd or exited, so starts
     // never overlap). It reads `start` and the plan, which outlive this
-    // call, writes only its own stack, and ends in execve or _exit, like
-    // `child::run` after a fork. Signal dispositions are not shared (no
-    // CLONE_SIGHAND); pmtr installs no handler that could run in the child.
+    // call, writes only its own stack and `start.report`, and ends in
+    // execve or _exit. It makes its descriptor table its own before it
+    // changes any descriptor (child.rs). Signal dispositions are not
+    // shared (no CLONE_SIGHAND); pmtr installs no handler that could run
+    // in the child.
     let pid = unsafe {
         libc::clone(
             child_main,
             stack,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
             (&start as *const ChildStart).cast_mut().cast(),
         )
     };
     match pid {
         -1 => Err(Errno::last()),
-        pid => {
-            drop(status_write);
-            // Also set in the child: whichever runs first, the group exists
-            // before pmtr ever signals it. The child may already have
-            // exec'd (EACCES) or died (ESRCH): both are fine.
-            // SAFETY: setpgid on our own child.
-            unsafe { libc::setpgid(pid, pid) };
-            Ok(Forked {
-                pid,
-                status: status_read,
-            })
-        }
+        pid => Ok(Spawned {
+            pid,
+            failure: start.report.into_failure(),
+        }),
+    }
+}
+
+/// The lowest number pmtr gives a descriptor it keeps while a job runs
+/// (capture pipes, log files): below it stay the few a child needs, so
+/// that the part of the table a child copies stays small.
+const KEPT_DESCRIPTORS_FROM: RawFd = 256;
+
+/// `fd` renumbered at or above [`KEPT_DESCRIPTORS_FROM`], close-on-exec.
+/// Where the limit on open files leaves no room up there, `fd` as it is:
+/// starts then copy more, nothing else changes.
+pub fn keep_high(fd: OwnedFd) -> OwnedFd {
+    if fd.as_raw_fd() >= KEPT_DESCRIPTORS_FROM {
+        return fd;
+    }
+    match nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(KEPT_DESCRIPTORS_FROM),
+    ) {
+        // SAFETY: a descriptor F_DUPFD_CLOEXEC just made, owned by no one
+        // else; the original is closed when `fd` drops.
+        Ok(high) => unsafe { OwnedFd::from_raw_fd(high) },
+        Err(_) => fd,
     }
 }
 
 /// What the cloned child needs, passed by pointer.
 struct ChildStart {
     plan: *const libc::c_void,
-    status_fd: RawFd,
+    report: Report,
 }
 
 extern "C" fn child_main(start: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `start` points at the `ChildStart` of `spawn`, alive while
     // pmtr waits for this child's execve or exit; its plan likewise.
-    let (plan, status_fd) = unsafe {
+    let (plan, report) = unsafe {
         let start = &*(start as *const ChildStart);
-        (&*(start.plan as *const ExecPlan<'_>), start.status_fd)
+        (&*(start.plan as *const ExecPlan<'_>), &start.report)
     };
-    child::run(plan, status_fd)
+    child::run(plan, report)
 }
 
 /// Bytes of the children's stack: `child::run` needs a few hundred.
