@@ -22,4 +22,5 @@ mod readiness;
 mod reload;
 mod restart;
 mod shutdown;
+mod spawning;
 mod start;

@@ -81,12 +81,20 @@ fn a_job_starts_in_a_clean_context() {
         "/proc/{pid}/exe"
     ))
     .is_ok_and(|exe| exe.ends_with("sleep"))));
-    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    fds.sort();
-    assert_eq!(fds, ["0", "1", "2"]);
+    // sleep's start-up opens the locale archive for a moment.
+    let fds = || {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        fds.sort();
+        fds
+    };
+    assert!(
+        wait_until(SHORT, || fds() == ["0", "1", "2"]),
+        "{:?}",
+        fds()
+    );
     assert_eq!(proc_status(pid, "SigBlk").unwrap(), "0000000000000000");
     assert_eq!(proc_status(pid, "SigIgn").unwrap(), "0000000000000000");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -275,13 +283,21 @@ fn starts_leave_pmtrs_descriptors_alone() {
         let high = pipes.iter().filter(|&&fd| fd >= 256).count();
         assert_eq!(high, 41, "{pipes:?}");
     }
-    // The jobs still have their own three, and pmtr still logs.
-    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{last}/fd"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    fds.sort();
-    assert_eq!(fds, ["0", "1", "2"]);
+    // The jobs still have their own three (once sleep's start-up, which
+    // opens the locale archive for a moment, is over), and pmtr still logs.
+    let fds = || {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{last}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        fds.sort();
+        fds
+    };
+    assert!(
+        wait_until(SHORT, || fds() == ["0", "1", "2"]),
+        "{:?}",
+        fds()
+    );
     sandbox.ctl(&["disable", "j0"]);
     pmtr.expect("disabling job j0", SHORT);
 }

@@ -19,13 +19,16 @@ use nix::sys::socket::{
 };
 use nix::unistd::pipe2;
 use pmtr_core::config::{Job, Output};
-use pmtr_core::supervise::event::{Check, Event, ExitStatus, JobId, Pid, SetupStep};
+use pmtr_core::supervise::event::{Check, Event, ExitStatus, JobId, Pid};
 use pmtr_core::supervise::messages;
 
 use super::log::sanitize;
+use super::mounts::Mounts;
 use super::registry::{Registry, Source, Token};
+use super::spawner::start_child;
+use crate::sys::child::decode_failure;
 use crate::sys::plan::{Captured, ExecPlan, PlanContext};
-use crate::sys::spawn::spawn;
+use crate::sys::spawn::Setup;
 use pmtr_common::reason::{strerror, Text};
 
 /// The longest output line kept from a check, in characters.
@@ -52,8 +55,8 @@ enum Work {
         child: Pid,
         /// The read end of its output pipe, until end-of-file.
         output: Option<(OwnedFd, Token)>,
-        /// The step that failed before `execv` (and its errno), if one did.
-        failure: Option<(SetupStep, i32)>,
+        /// How its setup went, or the pipe that will say.
+        setup: Setup,
         tail: Tail,
     },
 }
@@ -179,7 +182,7 @@ impl Checks {
         let Work::Command {
             probe,
             output,
-            failure,
+            setup,
             mut tail,
             ..
         } = work
@@ -191,6 +194,14 @@ impl Checks {
             registry.remove(pipe.as_fd(), token);
             self.by_token.remove(&token);
         }
+        let failure = match setup {
+            Setup::Done(failure) => failure,
+            Setup::Pending(pipe) => {
+                let mut message = [0u8; 8];
+                let read = nix::unistd::read(&pipe, &mut message).unwrap_or(0);
+                decode_failure(&message[..read])
+            }
+        };
         if let Some((step, errno)) = failure {
             let what = messages::setup_step(&probe, step);
             return Some(checked(
@@ -297,7 +308,7 @@ fn start_command(
         .map_err(|e| short("fcntl", e))?;
     let plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
         .map_err(|error| error.to_string())?;
-    let spawned = spawn(&plan).map_err(|e| short("fork", e))?;
+    let spawned = start_child(&plan, &Mounts::read()).map_err(|e| short("fork", e))?;
     drop(plan);
     drop(write);
     // Unwatchable: the output is lost, the exit still counts.
@@ -309,7 +320,7 @@ fn start_command(
         probe: Box::new(probe),
         child: spawned.pid,
         output,
-        failure: spawned.failure,
+        setup: spawned.setup,
         tail: Tail::default(),
     })
 }

@@ -267,8 +267,15 @@ impl Daemon {
                 self.apply(event);
             }
         }
-        for (_, token) in pass(&[Source::Capture]) {
-            self.read_capture(token);
+        for (source, token) in pass(&[Source::Setup, Source::Capture]) {
+            match source {
+                Source::Setup => {
+                    if let Some(event) = self.spawner.read_setup(&mut self.registry, token) {
+                        self.apply(event);
+                    }
+                }
+                _ => self.read_capture(token),
+            }
         }
     }
 
@@ -338,6 +345,7 @@ impl Daemon {
                 events.push(event);
                 continue;
             }
+            events.extend(self.spawner.reaped(&mut self.registry, pid));
             events.push(Event::Reaped { pid, status });
         }
         self.apply_all(events);

@@ -8,6 +8,7 @@ pub mod log;
 mod logfiles;
 pub mod looper;
 mod metrics;
+mod mounts;
 mod notices;
 pub mod notify;
 pub mod output;

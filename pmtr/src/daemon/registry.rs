@@ -17,6 +17,8 @@ pub enum Source {
     ControlListener,
     ControlClient,
     UdpListener,
+    /// A forked child's status pipe, until it execs.
+    Setup,
     /// A job's captured output.
     Capture,
     /// A readiness or health check: a TCP connect, a command's output.

@@ -1,23 +1,28 @@
-//! Starting jobs: pipes, plans and starts in batches. What it learns — a
-//! job started, a setup that failed, a start short of a resource — it
-//! returns as events.
+//! Starting jobs: pipes, plans and starts in batches, and the status pipes
+//! of the children made by `fork` (where a start may hang: mounts.rs),
+//! which report their setup later. What it learns — a job started, a setup
+//! that failed, a start short of a resource — it returns as events.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sys::epoll::EpollFlags;
 use nix::unistd::pipe2;
 use pmtr_core::config::{EnvVar, Job, Output};
 
 use super::notify::VARIABLE as NOTIFY_VARIABLE;
-use pmtr_core::supervise::event::{Event, JobId, SpawnFailure};
+use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
+use super::mounts::Mounts;
 use super::output::{Capture, Captures, Sink};
-use super::registry::Registry;
+use super::registry::{Registry, Source, Token};
+use crate::sys::child::decode_failure;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
-use crate::sys::spawn::{keep_high, spawn, Spawned};
+use crate::sys::spawn::{fork_spawn, keep_high, spawn, Setup, Spawned};
 use pmtr_common::reason::{strerror, Text};
 
 /// Most starts prepared before they run back to back; bounds the
@@ -37,7 +42,15 @@ struct Prepared<'context> {
     captures: Vec<(Sink, OwnedFd, OwnedFd)>,
 }
 
+/// The status pipe of a forked child that has not exec'd yet.
+struct PendingSetup {
+    pid: Pid,
+    pipe: OwnedFd,
+}
+
 pub struct Spawner {
+    setups: HashMap<Token, PendingSetup>,
+    setup_of_pid: HashMap<Pid, Token>,
     /// What went wrong without stopping a start, for the log.
     warnings: Vec<String>,
     /// A round of starts larger than a batch ended: the memory it used is
@@ -50,6 +63,8 @@ pub struct Spawner {
 impl Spawner {
     pub fn new() -> Spawner {
         Spawner {
+            setups: HashMap::new(),
+            setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
             settled: false,
             notify_address: None,
@@ -60,6 +75,36 @@ impl Spawner {
     /// `health watchdog`.
     pub fn set_notify_address(&mut self, address: Option<String>) {
         self.notify_address = address;
+    }
+
+    /// Reads a forked child's status pipe: end-of-file (it exec'd) or the
+    /// step that failed. Either way the pipe is done with.
+    pub fn read_setup(&mut self, registry: &mut Registry, token: Token) -> Option<Event> {
+        let setup = self.setups.get(&token)?;
+        let mut message = [0u8; 8];
+        let read = nix::unistd::read(&setup.pipe, &mut message);
+        if read == Err(Errno::EAGAIN) || read == Err(Errno::EINTR) {
+            return None;
+        }
+        let pid = setup.pid;
+        if let Some(setup) = self.setups.remove(&token) {
+            self.setup_of_pid.remove(&setup.pid);
+            registry.remove(setup.pipe.as_fd(), token);
+        }
+        let (step, errno) = decode_failure(&message[..read.ok()?])?;
+        Some(Event::SetupFailed {
+            pid,
+            step,
+            reason: strerror(errno),
+        })
+    }
+
+    /// A child was reaped: what its status pipe says, if it has one, read
+    /// now so that a failed setup comes before the exit (which is then not
+    /// logged as the job's own).
+    pub fn reaped(&mut self, registry: &mut Registry, pid: Pid) -> Option<Event> {
+        let token = self.setup_of_pid.get(&pid).copied()?;
+        self.read_setup(registry, token)
     }
 
     /// True once after a large round of starts: a moment to give freed
@@ -89,6 +134,8 @@ impl Spawner {
     ) -> Vec<Event> {
         let mut events = Vec::with_capacity(jobs.len());
         self.settled = jobs.len() > SPAWN_BATCH;
+        // Read at each round: a mount can come and go at any time.
+        let mounts = Mounts::read();
         let batch = SPAWN_BATCH.min(jobs.len());
         let mut pending = jobs.into_iter();
         let mut more = true;
@@ -111,7 +158,10 @@ impl Spawner {
                     }
                 }
             }
-            let spawned: Vec<_> = prepared.iter().map(|start| spawn(&start.plan)).collect();
+            let spawned: Vec<_> = prepared
+                .iter()
+                .map(|start| start_child(&start.plan, &mounts))
+                .collect();
             for (start, result) in prepared.into_iter().zip(spawned) {
                 self.finish(registry, captures, start, result, &mut events);
             }
@@ -145,10 +195,22 @@ impl Spawner {
         };
         let pid = spawned.pid;
         events.push(Event::Spawned { job, pid });
-        if let Some((step, errno)) = spawned.failure {
-            // Its pipes read end-of-file at once: nothing to watch.
-            let reason = strerror(errno);
-            return events.push(Event::SetupFailed { pid, step, reason });
+        match spawned.setup {
+            Setup::Done(Some((step, errno))) => {
+                // Its pipes read end-of-file at once: nothing to watch.
+                let reason = strerror(errno);
+                return events.push(Event::SetupFailed { pid, step, reason });
+            }
+            Setup::Done(None) => {}
+            Setup::Pending(pipe) => {
+                // Not watchable (epoll full): a failed setup then shows as
+                // an exit.
+                let watched = registry.add(pipe.as_fd(), EpollFlags::EPOLLIN, Source::Setup);
+                if let Ok(token) = watched {
+                    self.setup_of_pid.insert(pid, token);
+                    self.setups.insert(token, PendingSetup { pid, pipe });
+                }
+            }
         }
         for (sink, read, _write) in pipes {
             let capture = Capture::new(name.clone(), pid, read, sink);
@@ -157,6 +219,28 @@ impl Spawner {
                 self.warnings.push(warning);
             }
         }
+    }
+}
+
+/// Starts the child of `plan`: with `fork` if it could wait before its
+/// program runs — it touches a remote filesystem, which could hold up
+/// pmtr's loop for as long as the server is away, or it opens a FIFO,
+/// which waits for the other end — sharing pmtr's memory otherwise.
+pub fn start_child(plan: &ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, Errno> {
+    let remote = mounts.any_remote() && plan.paths().any(|path| mounts.is_remote(path, &plan.dir));
+    let fifo = || {
+        plan.files().any(|path| {
+            nix::sys::stat::stat(path).is_ok_and(|stat| {
+                nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode)
+                    & nix::sys::stat::SFlag::S_IFMT
+                    == nix::sys::stat::SFlag::S_IFIFO
+            })
+        })
+    };
+    if remote || fifo() {
+        fork_spawn(plan)
+    } else {
+        spawn(plan)
     }
 }
 

@@ -6,7 +6,8 @@
 //! locks, no logging, no panics. It interprets a prebuilt `ExecPlan` with
 //! raw libc calls and ends in `execve` or `_exit`. A failed step is left,
 //! with its errno, in a `Report` in the memory it shares with pmtr, which
-//! reads it once the child is gone.
+//! reads it once the child is gone — or, for a child made by `fork`, which
+//! shares nothing, written to a close-on-exec pipe.
 
 use std::cell::UnsafeCell;
 use std::os::fd::RawFd;
@@ -40,10 +41,30 @@ impl Report {
     }
 }
 
-/// Runs in the cloned child: applies the plan and execs, or leaves the
-/// failed step in `report` and exits.
-pub fn run(plan: &ExecPlan<'_>, report: &Report) -> ! {
-    if let Err(step) = apply(plan) {
+/// Where a child tells pmtr which step failed.
+#[derive(Clone, Copy)]
+pub enum Reporter<'a> {
+    /// Memory shared with pmtr (a `CLONE_VM` child).
+    Memory(&'a Report),
+    /// The write end of a close-on-exec pipe (a forked child).
+    Pipe(RawFd),
+}
+
+/// Runs in the new child: applies the plan and execs, or reports the
+/// failed step and exits.
+pub fn run(plan: &ExecPlan<'_>, report: Reporter<'_>) -> ! {
+    // What the child copies of pmtr's descriptor table: the plan's, and
+    // the pipe it reports on.
+    let keep_below = match report {
+        Reporter::Memory(_) => plan.keep_below,
+        Reporter::Pipe(fd) => plan.keep_below.max(fd as libc::c_uint + 1),
+    };
+    // A child that shares pmtr's memory holds pmtr up until it execs: it
+    // must not wait on a FIFO (or a device) it opens. pmtr starts with
+    // `fork` a job whose stream is a FIFO (spawner.rs), where the open
+    // waits as the original's does; this covers one swapped in since.
+    let nonblocking = matches!(report, Reporter::Memory(_));
+    if let Err(step) = apply(plan, keep_below, nonblocking) {
         fail(report, step);
     }
     // SAFETY: the plan's program, argv and envp are NUL-terminated C strings
@@ -66,7 +87,11 @@ fn check(result: libc::c_int, step: SetupStep) -> Result<(), SetupStep> {
     }
 }
 
-fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
+fn apply(
+    plan: &ExecPlan<'_>,
+    keep_below: libc::c_uint,
+    nonblocking: bool,
+) -> Result<(), SetupStep> {
     // SAFETY (whole function): plain syscalls on values the plan owns; each
     // pointer passed is to a live C string, struct or array of the plan, or
     // to a local. None allocates or takes a lock.
@@ -77,10 +102,11 @@ fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
         // the descriptors below `keep_below` are copied — the standard
         // three, pmtr's few fixed ones and this start's pipes; the rest
         // are close-on-exec anyway. Linux before 5.9 has no
-        // CLOSE_RANGE_UNSHARE: the whole table is copied instead.
+        // CLOSE_RANGE_UNSHARE: the whole table is copied instead. A forked
+        // child's table is its own already: this only closes.
         let unshared = libc::syscall(
             libc::SYS_close_range,
-            plan.keep_below,
+            keep_below,
             u32::MAX,
             libc::CLOSE_RANGE_UNSHARE,
         );
@@ -140,10 +166,11 @@ fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
         }
         // Opened after the privilege drop: a job writes only where its
         // user may.
-        redirect(&plan.stdin, 0, libc::O_RDONLY, SetupStep::Stdin)?;
+        let opening = Opening { nonblocking };
+        opening.redirect(&plan.stdin, 0, libc::O_RDONLY, SetupStep::Stdin)?;
         let append = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND;
-        redirect(&plan.stdout, 1, append, SetupStep::Stdout)?;
-        redirect(&plan.stderr, 2, append, SetupStep::Stderr)?;
+        opening.redirect(&plan.stdout, 1, append, SetupStep::Stdout)?;
+        opening.redirect(&plan.stderr, 2, append, SetupStep::Stderr)?;
         // Every descriptor of pmtr is close-on-exec already; this also
         // covers any inherited from whoever started pmtr. Older kernels
         // without close_range leave it to O_CLOEXEC.
@@ -157,38 +184,125 @@ fn apply(plan: &ExecPlan<'_>) -> Result<(), SetupStep> {
     Ok(())
 }
 
-/// Points descriptor `target` at the stream.
-///
-/// # Safety
-/// Call only in the child; the stream's path is a live C string.
-unsafe fn redirect(
-    stream: &Stream,
-    target: RawFd,
-    flags: libc::c_int,
-    step: SetupStep,
-) -> Result<(), SetupStep> {
-    let fd = match stream {
-        // SAFETY: `path` is a NUL-terminated string owned by the plan.
-        Stream::File(path) => unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) },
-        Stream::Fd(fd) => *fd,
-    };
-    check(fd, step)?;
-    if fd != target {
-        // SAFETY: dup2 on descriptors of this process; the new one is not
-        // close-on-exec.
-        check(unsafe { libc::dup2(fd, target) }, step)?;
-    } else {
-        // SAFETY: clearing FD_CLOEXEC on a descriptor we hold.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    }
-    Ok(())
+/// How the child opens the files of its streams.
+struct Opening {
+    /// Opened with O_NONBLOCK, which is cleared once open: the open itself
+    /// never waits (a FIFO without a writer, a device), reads and writes
+    /// block as the job expects.
+    nonblocking: bool,
 }
 
-fn fail(report: &Report, step: SetupStep) -> ! {
-    // SAFETY: errno is thread-local and readable; _exit is
-    // async-signal-safe.
+impl Opening {
+    /// Points descriptor `target` at the stream.
+    ///
+    /// # Safety
+    /// Call only in the child; the stream's path is a live C string.
+    unsafe fn redirect(
+        &self,
+        stream: &Stream,
+        target: RawFd,
+        flags: libc::c_int,
+        step: SetupStep,
+    ) -> Result<(), SetupStep> {
+        let fd = match stream {
+            Stream::File(path) => {
+                let nonblocking = if self.nonblocking {
+                    libc::O_NONBLOCK
+                } else {
+                    0
+                };
+                let open = flags | nonblocking | libc::O_CLOEXEC;
+                // SAFETY: `path` is a NUL-terminated string owned by the plan.
+                let fd = unsafe { libc::open(path.as_ptr(), open, 0o644) };
+                check(fd, step)?;
+                if self.nonblocking {
+                    // F_SETFL ignores the access mode and creation flags.
+                    // SAFETY: fcntl on the descriptor just opened.
+                    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }, step)?;
+                }
+                fd
+            }
+            Stream::Fd(fd) => *fd,
+        };
+        if fd != target {
+            // SAFETY: dup2 on descriptors of this process; the new one is
+            // not close-on-exec.
+            check(unsafe { libc::dup2(fd, target) }, step)?;
+        } else {
+            // SAFETY: clearing FD_CLOEXEC on a descriptor we hold.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+        Ok(())
+    }
+}
+
+fn fail(report: Reporter<'_>, step: SetupStep) -> ! {
+    // SAFETY: errno is thread-local and readable; write and _exit are
+    // async-signal-safe; the buffer is a local array.
     unsafe {
-        report.write((step, *libc::__errno_location()));
+        let errno = *libc::__errno_location();
+        match report {
+            Reporter::Memory(report) => report.write((step, errno)),
+            Reporter::Pipe(fd) => {
+                let message = encode_failure(step, errno);
+                libc::write(fd, message.as_ptr().cast(), message.len());
+            }
+        }
         libc::_exit(SETUP_FAILED_STATUS)
+    }
+}
+
+/// The wire form of a failed step on a pipe: its index, then the errno.
+fn encode_failure(step: SetupStep, errno: i32) -> [u8; 5] {
+    let mut message = [0u8; 5];
+    let mut index = 0;
+    while index < STEPS.len() && STEPS[index] != step {
+        index += 1;
+    }
+    message[0] = index as u8;
+    message[1..].copy_from_slice(&errno.to_le_bytes());
+    message
+}
+
+/// Every step, in the order of their wire bytes.
+const STEPS: [SetupStep; 13] = [
+    SetupStep::Descriptors,
+    SetupStep::ProcessGroup,
+    SetupStep::Chdir,
+    SetupStep::Nice,
+    SetupStep::Affinity,
+    SetupStep::Rlimit,
+    SetupStep::Groups,
+    SetupStep::Gid,
+    SetupStep::Uid,
+    SetupStep::Stdin,
+    SetupStep::Stdout,
+    SetupStep::Stderr,
+    SetupStep::Exec,
+];
+
+/// Decodes what a forked child wrote on its pipe: the failed step and its
+/// errno. Anything else (nothing: it exec'd; a short or unknown message)
+/// is `None`.
+pub fn decode_failure(message: &[u8]) -> Option<(SetupStep, i32)> {
+    let [step, a, b, c, d] = *message else {
+        return None;
+    };
+    let step = *STEPS.get(step as usize)?;
+    Some((step, i32::from_le_bytes([a, b, c, d])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_round_trip() {
+        for step in STEPS {
+            let message = encode_failure(step, 13);
+            assert_eq!(decode_failure(&message), Some((step, 13)));
+        }
+        assert_eq!(decode_failure(&[0, 1]), None);
+        assert_eq!(decode_failure(&[200, 0, 0, 0, 0]), None);
     }
 }

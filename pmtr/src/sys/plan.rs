@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::marker::PhantomData;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use nix::unistd::{getgrouplist, User};
@@ -121,6 +121,9 @@ pub struct PlanContext {
     pub open_files: Option<(u64, u64)>,
     /// Signals pmtr ignores, which jobs must not inherit ignored.
     pub ignored_signals: Vec<libc::c_int>,
+    /// /dev/null, open for reading and writing: the stream most jobs
+    /// have, handed over instead of opened at every start.
+    pub dev_null: Option<std::os::fd::OwnedFd>,
 }
 
 impl PlanContext {
@@ -139,6 +142,12 @@ impl PlanContext {
             available_cpus: available_cpus(),
             open_files,
             ignored_signals: super::signals::ignored_signals(),
+            dev_null: std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .ok()
+                .map(std::os::fd::OwnedFd::from),
         }
     }
 }
@@ -206,19 +215,26 @@ impl<'context> ExecPlan<'context> {
                 })
             }
         };
+        let dev_null = context.dev_null.as_ref().map(|fd| fd.as_raw_fd());
+        let file = |path: &str| -> Result<Stream, PlanError> {
+            match dev_null {
+                Some(fd) if path == "/dev/null" => Ok(Stream::Fd(fd)),
+                _ => Ok(Stream::File(c_string(path)?)),
+            }
+        };
         let stream = |output: &Output, capture: Option<RawFd>| -> Result<Stream, PlanError> {
             if let Some(fd) = capture {
                 return Ok(Stream::Fd(fd));
             }
             Ok(match output {
-                Output::Syslog => Stream::File(c_string("/dev/null")?),
-                Output::File(path) => Stream::File(c_string(job.resolve(path))?),
+                Output::Syslog => file("/dev/null")?,
+                Output::File(path) => file(&job.resolve(path))?,
                 // pmtr's own descriptors, which the child inherits.
                 Output::Stdout => Stream::Fd(1),
                 Output::Stderr => Stream::Fd(2),
             })
         };
-        let stdin = Stream::File(c_string(job.stdin_path())?);
+        let stdin = file(&job.stdin_path())?;
         let stdout = stream(&job.stdout, captured.stdout)?;
         let stderr = stream(&job.stderr, captured.stderr)?;
         let keep_below = [&stdin, &stdout, &stderr]
@@ -251,6 +267,26 @@ impl<'context> ExecPlan<'context> {
             keep_below,
             context: PhantomData,
         })
+    }
+}
+
+impl ExecPlan<'_> {
+    /// The paths the child touches before its program runs: its program,
+    /// its directory, the files of its streams.
+    pub fn paths(&self) -> impl Iterator<Item = &std::ffi::CStr> {
+        [self.program.as_c_str(), self.dir.as_c_str()]
+            .into_iter()
+            .chain(self.files())
+    }
+
+    /// The files the child opens for its streams.
+    pub fn files(&self) -> impl Iterator<Item = &std::ffi::CStr> {
+        [&self.stdin, &self.stdout, &self.stderr]
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Stream::File(path) => Some(path.as_c_str()),
+                Stream::Fd(_) => None,
+            })
     }
 }
 
@@ -396,6 +432,7 @@ mod tests {
             available_cpus: None,
             open_files: None,
             ignored_signals: Vec::new(),
+            dev_null: None,
         }
     }
 

@@ -1,20 +1,32 @@
-//! The parent side of a job's start: starts the child (`clone` as
-//! `posix_spawn` does) and learns at once whether it exec'd; keeps pmtr's
-//! long-lived descriptors out of the way of the child's copy.
+//! The parent side of a job's start: starts the child — `clone` as
+//! `posix_spawn` does, learning at once whether it exec'd, or `fork` where
+//! the start may hang — and keeps pmtr's long-lived descriptors out of the
+//! way of the child's copy.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
 use pmtr_core::supervise::event::SetupStep;
 
-use super::child::{self, Report};
+use super::child::{self, Report, Reporter};
 use super::plan::ExecPlan;
 
-/// A started child: its pid, and the step of its setup that failed (with
-/// the errno), if it did not reach its program.
+/// A started child and what is known of its setup.
 pub struct Spawned {
     pub pid: libc::pid_t,
-    pub failure: Option<(SetupStep, i32)>,
+    pub setup: Setup,
+}
+
+/// How a child's setup went.
+pub enum Setup {
+    /// It exec'd (`None`) or failed at a step, with the errno.
+    Done(Option<(SetupStep, i32)>),
+    /// Not known yet (a forked child): the read end (non-blocking) of the
+    /// pipe on which it reports a failed step, which reads end-of-file
+    /// once it exec'd (`child::decode_failure`).
+    Pending(OwnedFd),
 }
 
 /// Starts a child that runs `plan`. Fails only for want of a system
@@ -30,6 +42,10 @@ pub struct Spawned {
 /// copying the whole table, one pipe per job, and closing it again at
 /// `execve` grew with the number of jobs too. When `clone` returns the
 /// child has exec'd or given up, and a failed step is in its report.
+///
+/// The price: pmtr waits for the child's `execve`. A start whose directory,
+/// program or files are on a filesystem that can hang (a network one) must
+/// use [`fork_spawn`] instead.
 pub fn spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
     let stack = child_stack()?;
     let start = ChildStart {
@@ -57,8 +73,35 @@ pub fn spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
         -1 => Err(Errno::last()),
         pid => Ok(Spawned {
             pid,
-            failure: start.report.into_failure(),
+            setup: Setup::Done(start.report.into_failure()),
         }),
+    }
+}
+
+/// Starts a child that runs `plan` with `fork`: pmtr goes on at once, so a
+/// child stuck on a hung filesystem holds up only itself. Its setup is
+/// reported on a pipe (`Setup::Pending`).
+pub fn fork_spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+    nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    // SAFETY: the child only runs `child::run`, which makes
+    // async-signal-safe syscalls on the plan (a copy of pmtr's memory,
+    // valid in the child) and ends in execve or _exit.
+    match unsafe { libc::fork() } {
+        -1 => Err(Errno::last()),
+        0 => child::run(plan, Reporter::Pipe(write.as_raw_fd())),
+        pid => {
+            drop(write);
+            // Also set in the child: whichever runs first, the group
+            // exists before pmtr ever signals it. The child may already
+            // have exec'd (EACCES) or died (ESRCH): both are fine.
+            // SAFETY: setpgid on our own child.
+            unsafe { libc::setpgid(pid, pid) };
+            Ok(Spawned {
+                pid,
+                setup: Setup::Pending(read),
+            })
+        }
     }
 }
 
@@ -98,7 +141,7 @@ extern "C" fn child_main(start: *mut libc::c_void) -> libc::c_int {
         let start = &*(start as *const ChildStart);
         (&*(start.plan as *const ExecPlan<'_>), &start.report)
     };
-    child::run(plan, report)
+    child::run(plan, Reporter::Memory(report))
 }
 
 /// Bytes of the children's stack: `child::run` needs a few hundred.
