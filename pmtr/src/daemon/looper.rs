@@ -202,7 +202,11 @@ impl Daemon {
         // every job.
         let mut deadline = self.supervisor.next_deadline();
         while self.exit.is_none() {
-            let count = match self.registry.wait(&mut ready, self.timeout(deadline)) {
+            let timeout = match self.spawner.has_queued() {
+                true => EpollTimeout::ZERO,
+                false => self.timeout(deadline),
+            };
+            let count = match self.registry.wait(&mut ready, timeout) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
@@ -211,6 +215,7 @@ impl Daemon {
                     continue;
                 }
             };
+            self.spawner.new_wakeup();
             let sources: Vec<(Source, Token)> = ready[..count]
                 .iter()
                 .filter_map(|event| self.registry.resolve(event))
@@ -223,6 +228,10 @@ impl Daemon {
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
+                deadline = self.supervisor.next_deadline();
+            }
+            if self.spawner.has_queued() {
+                self.apply_all(Vec::new());
                 deadline = self.supervisor.next_deadline();
             }
         }
@@ -522,17 +531,21 @@ impl Daemon {
         self.apply_all(vec![first]);
     }
 
-    /// Applies events in order. Starts are gathered until every event
-    /// (and every event they led to) is handled, then forked together: 500
-    /// jobs that die at once come back in batches, not one by one.
+    /// Applies events in order. Starts are queued until every event (and
+    /// every event they led to) is handled, then made in batches, one per
+    /// wake-up: 500 jobs that die at once come back in batches, not one by
+    /// one, and 10 000 jobs starting leave the loop free between batches.
     fn apply_all(&mut self, events: Vec<Event>) {
         let mut queue = VecDeque::from(events);
-        let mut spawns = Vec::new();
         let mut reloaded = false;
         let mut report_pending = false;
         loop {
             let Some(event) = queue.pop_front() else {
-                if spawns.is_empty() {
+                let (context, registry) = (&self.context, &mut self.registry);
+                let started = self
+                    .spawner
+                    .spawn_some(context, registry, &mut self.captures);
+                let Some(started) = started else {
                     if reloaded {
                         self.forget_deleted_jobs_output();
                         if self.ready_sent {
@@ -548,14 +561,7 @@ impl Daemon {
                     }
                     self.update_metrics();
                     return;
-                }
-                let jobs = std::mem::take(&mut spawns);
-                let started = self.spawner.spawn_all(
-                    &self.context,
-                    &mut self.registry,
-                    &mut self.captures,
-                    jobs,
-                );
+                };
                 queue.extend(started);
                 for warning in self.spawner.take_warnings() {
                     self.logger.log(Level::Error, &warning);
@@ -565,7 +571,7 @@ impl Daemon {
             let now = self.clock.now();
             for action in self.supervisor.handle(event, now) {
                 match action {
-                    Action::Spawn { job, def } => spawns.push((job, def)),
+                    Action::Spawn { job, def } => self.spawner.queue(job, def),
                     Action::Signal { pgid, signal } => {
                         if let Err(errno) = process::signal_group(pgid, signal) {
                             let message =

@@ -3,7 +3,7 @@
 //! which report their setup later. What it learns — a job started, a setup
 //! that failed, a start short of a resource — it returns as events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
@@ -25,8 +25,10 @@ use crate::sys::plan::{Captured, PlanContext};
 use crate::sys::spawn::{fork_spawn, keep_high, spawn, Setup, Spawned};
 use pmtr_common::reason::{strerror, Text};
 
-/// Most starts prepared before they run back to back; bounds the
-/// descriptors held at once (a pipe or two per start).
+/// Most starts prepared before they run back to back, and made in one
+/// wake-up of the loop: bounds the descriptors held at once (a pipe or two
+/// per start) and the loop's time away from signals and requests while
+/// thousands of jobs start (a few milliseconds of CPU per batch).
 const SPAWN_BATCH: usize = 64;
 
 /// Capacity asked for the pipe of a stream pmtr writes to a file.
@@ -49,13 +51,17 @@ struct PendingSetup {
 }
 
 pub struct Spawner {
+    /// Starts the supervisor asked for, not made yet, in order.
+    queued: VecDeque<(JobId, Arc<Job>)>,
+    /// Starts this wake-up may still make.
+    budget: usize,
+    /// More than a batch was queued at once: when the queue is empty, the
+    /// memory the round used is free.
+    large_round: bool,
     setups: HashMap<Token, PendingSetup>,
     setup_of_pid: HashMap<Pid, Token>,
     /// What went wrong without stopping a start, for the log.
     warnings: Vec<String>,
-    /// A round of starts larger than a batch ended: the memory it used is
-    /// free.
-    settled: bool,
     /// `NOTIFY_SOCKET` for jobs that speak sd_notify.
     notify_address: Option<String>,
 }
@@ -63,10 +69,12 @@ pub struct Spawner {
 impl Spawner {
     pub fn new() -> Spawner {
         Spawner {
+            queued: VecDeque::new(),
+            budget: SPAWN_BATCH,
+            large_round: false,
             setups: HashMap::new(),
             setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
-            settled: false,
             notify_address: None,
         }
     }
@@ -107,10 +115,26 @@ impl Spawner {
         self.read_setup(registry, token)
     }
 
-    /// True once after a large round of starts: a moment to give freed
-    /// memory back.
+    /// True once after a large round of starts has been made: a moment
+    /// to give freed memory back.
     pub fn take_settled(&mut self) -> bool {
-        std::mem::take(&mut self.settled)
+        self.queued.is_empty() && std::mem::take(&mut self.large_round)
+    }
+
+    /// Queues a start the supervisor asked for.
+    pub fn queue(&mut self, job: JobId, def: Arc<Job>) {
+        self.queued.push_back((job, def));
+        self.large_round |= self.queued.len() > SPAWN_BATCH;
+    }
+
+    /// True while starts are queued: the loop comes back at once for them.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// A new wake-up of the loop: a new batch may be made.
+    pub fn new_wakeup(&mut self) {
+        self.budget = SPAWN_BATCH;
     }
 
     /// What went wrong since the last call, for the log.
@@ -118,55 +142,54 @@ impl Spawner {
         std::mem::take(&mut self.warnings)
     }
 
-    /// Starts jobs in batches: every plan of a batch is built first, then
-    /// the starts run back to back.
+    /// Makes the next batch of queued starts, if this wake-up has not made
+    /// one yet: every plan is built first, then the starts run back to
+    /// back. None when there is nothing (more) to make now.
     ///
     /// A batch that runs short of a resource (descriptors) stops growing and
-    /// forks what it holds: the descriptors come back, and the starts that
+    /// starts what it holds: the descriptors come back, and the starts that
     /// failed are retried, instead of every start holding a part and none
     /// getting all.
-    pub fn spawn_all(
+    pub fn spawn_some(
         &mut self,
         context: &PlanContext,
         registry: &mut Registry,
         captures: &mut Captures,
-        jobs: Vec<(JobId, Arc<Job>)>,
-    ) -> Vec<Event> {
-        let mut events = Vec::with_capacity(jobs.len());
-        self.settled = jobs.len() > SPAWN_BATCH;
-        // Read at each round: a mount can come and go at any time.
+    ) -> Option<Vec<Event>> {
+        if self.budget == 0 || self.queued.is_empty() {
+            return None;
+        }
+        let batch = self.budget.min(self.queued.len());
+        self.budget -= batch;
+        let mut events = Vec::with_capacity(batch);
+        // Read at each batch: a mount can come and go at any time.
         let mounts = Mounts::read();
-        let batch = SPAWN_BATCH.min(jobs.len());
-        let mut pending = jobs.into_iter();
-        let mut more = true;
-        while more {
-            let mut prepared = Vec::with_capacity(batch);
-            while prepared.len() < SPAWN_BATCH {
-                let Some((job, def)) = pending.next() else {
-                    more = false;
-                    break;
-                };
-                let def = with_notify(def, self.notify_address.as_deref());
-                match prepare(context, job, &def) {
-                    Ok(start) => prepared.push(start),
-                    Err(failure) => {
-                        let short = matches!(failure, SpawnFailure::Transient(_));
-                        events.push(Event::SpawnFailed { job, failure });
-                        if short && !prepared.is_empty() {
-                            break;
-                        }
+        let mut prepared = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            let Some((job, def)) = self.queued.pop_front() else {
+                break;
+            };
+            let def = with_notify(def, self.notify_address.as_deref());
+            match prepare(context, job, &def) {
+                Ok(start) => prepared.push(start),
+                Err(failure) => {
+                    let short = matches!(failure, SpawnFailure::Transient(_));
+                    events.push(Event::SpawnFailed { job, failure });
+                    if short && !prepared.is_empty() {
+                        // The rest wait for the next wake-up.
+                        break;
                     }
                 }
             }
-            let spawned: Vec<_> = prepared
-                .iter()
-                .map(|start| start_child(&start.plan, &mounts))
-                .collect();
-            for (start, result) in prepared.into_iter().zip(spawned) {
-                self.finish(registry, captures, start, result, &mut events);
-            }
         }
-        events
+        let spawned: Vec<_> = prepared
+            .iter()
+            .map(|start| start_child(&start.plan, &mounts))
+            .collect();
+        for (start, result) in prepared.into_iter().zip(spawned) {
+            self.finish(registry, captures, start, result, &mut events);
+        }
+        Some(events)
     }
 
     /// After the start: keep the pipes and say what happened, or why the
@@ -329,4 +352,45 @@ fn prepare<'c>(
         plan,
         captures,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts that cannot be planned (an unknown user) go through the
+    /// batches like any, without a process: one batch per wake-up.
+    #[test]
+    fn one_batch_of_starts_per_wakeup() {
+        let text = "job {\n name t\n cmd /bin/true\n user no-such-user-pmtr\n}";
+        let def = Arc::new(
+            pmtr_core::config::parse(text.as_bytes())
+                .unwrap()
+                .jobs
+                .remove(0),
+        );
+        let context = PlanContext::capture(None);
+        let mut registry = Registry::new().unwrap();
+        let mut captures = Captures::default();
+        let mut spawner = Spawner::new();
+        for id in 0..100 {
+            spawner.queue(JobId(id), def.clone());
+        }
+        let mut batch = || spawner.spawn_some(&context, &mut registry, &mut captures);
+        let first = batch().unwrap();
+        assert_eq!(first.len(), SPAWN_BATCH);
+        assert!(matches!(first[0], Event::SpawnFailed { job: JobId(0), .. }));
+        assert!(batch().is_none(), "a second batch in the same wake-up");
+        assert!(spawner.has_queued() && !spawner.take_settled());
+        spawner.new_wakeup();
+        let second = spawner
+            .spawn_some(&context, &mut registry, &mut captures)
+            .unwrap();
+        assert_eq!(second.len(), 100 - SPAWN_BATCH);
+        assert!(matches!(
+            second[0],
+            Event::SpawnFailed { job: JobId(64), .. }
+        ));
+        assert!(!spawner.has_queued() && spawner.take_settled());
+    }
 }
