@@ -23,6 +23,7 @@ import argparse
 import ctypes
 import os
 import shutil
+import select
 import signal
 import statistics
 import subprocess
@@ -118,6 +119,9 @@ class Fifo:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{len(got)} of {count} jobs reported")
             while len(self.buffer) < 4:
+                left = deadline - time.perf_counter()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    raise TimeoutError(f"{len(got)} of {count} jobs reported")
                 self.buffer += os.read(self.fd, 65536)
             usable = len(self.buffer) // 4 * 4
             chunk, self.buffer = self.buffer[:usable], self.buffer[usable:]

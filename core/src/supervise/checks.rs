@@ -99,7 +99,7 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let Some(index) = self.jobs.iter().position(|j| j.id == id) else {
+        let Some(index) = self.position(id) else {
             return;
         };
         let job = &mut self.jobs[index];
@@ -168,13 +168,11 @@ impl Supervisor {
 
     /// A datagram from a process of group `pgid` on the notify socket.
     pub(super) fn on_notified(&mut self, pgid: Pid, notice: Notice, now: Mono, out: &mut Actions) {
-        let Some(job) = self
-            .jobs
-            .iter_mut()
-            .find(|j| matches!(j.phase, Phase::Running(run) if run.pid == pgid))
-        else {
+        let running = |p: &Phase| matches!(p, Phase::Running(run) if run.pid == pgid);
+        let Some(index) = self.position_of_group(pgid, running) else {
             return;
         };
+        let job = &mut self.jobs[index];
         let Phase::Running(run) = &mut job.phase else {
             return;
         };

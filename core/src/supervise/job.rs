@@ -282,6 +282,17 @@ impl Phase {
         }
     }
 
+    /// The process group of the run under way (its leader's pid), while
+    /// anything of it may live.
+    pub fn group(&self) -> Option<Pid> {
+        match self {
+            Phase::Running(run) | Phase::Stopping { run, .. } | Phase::Draining { run, .. } => {
+                Some(run.pid)
+            }
+            _ => None,
+        }
+    }
+
     /// Why pmtr is stopping the job, if it is.
     pub fn stop_reason(&self) -> Option<StopReason> {
         match self {

@@ -37,7 +37,7 @@ impl Supervisor {
     }
 
     pub(super) fn on_spawned(&mut self, id: JobId, pid: Pid, now: Mono, out: &mut Actions) {
-        let Some(index) = self.jobs.iter().position(|j| j.id == id) else {
+        let Some(index) = self.position(id) else {
             return;
         };
         let job = &mut self.jobs[index];
@@ -53,6 +53,8 @@ impl Supervisor {
             | Phase::Disabled => return,
         };
         job.phase = Phase::Running(Run::new(pid, now, &job.def));
+        self.groups.insert(pid, id);
+        let job = &mut self.jobs[index];
         job.starts += 1;
         job.start_failed = false;
         out.log(Level::Info, messages::started(&job.def.name, pid));
@@ -73,7 +75,7 @@ impl Supervisor {
         out: &mut Actions,
     ) {
         let policy = self.policy;
-        let Some(index) = self.jobs.iter().position(|j| j.id == id) else {
+        let Some(index) = self.position(id) else {
             return;
         };
         let job = &mut self.jobs[index];
@@ -114,9 +116,10 @@ impl Supervisor {
         reason: &str,
         out: &mut Actions,
     ) {
-        let Some(job) = self.jobs.iter_mut().find(|j| j.leader() == Some(pid)) else {
+        let Some(index) = self.position_of_group(pid, |p| p.leader() == Some(pid)) else {
             return;
         };
+        let job = &mut self.jobs[index];
         match &mut job.phase {
             Phase::Running(run) | Phase::Stopping { run, .. } => run.setup_failed = true,
             Phase::Waiting { .. }
@@ -136,7 +139,8 @@ impl Supervisor {
     /// The leader `pid` exited. The job drains: it is gone only when its
     /// group is, which the shell is asked to probe.
     pub(super) fn on_reaped(&mut self, pid: Pid, status: ExitStatus, now: Mono, out: &mut Actions) {
-        let Some(job) = self.jobs.iter_mut().find(|j| j.leader() == Some(pid)) else {
+        let found = self.position_of_group(pid, |p| p.leader() == Some(pid));
+        let Some(job) = found.map(|index| &mut self.jobs[index]) else {
             // An orphan a job left behind (or, as PID 1, anyone's). Its end
             // may have emptied a group that is draining: look again.
             out.log(Level::Debug, messages::orphan(pid, status));
@@ -186,14 +190,12 @@ impl Supervisor {
     }
 
     pub(super) fn on_probed(&mut self, pgid: Pid, alive: bool, now: Mono, out: &mut Actions) {
-        let Some(index) = self
-            .jobs
-            .iter()
-            .position(|j| matches!(j.phase, Phase::Draining { run, .. } if run.pid == pgid))
-        else {
+        let draining = |p: &Phase| matches!(p, Phase::Draining { run, .. } if run.pid == pgid);
+        let Some(index) = self.position_of_group(pgid, draining) else {
             return;
         };
         if !alive {
+            self.forget_group(pgid);
             self.on_gone(index, now, out);
             return;
         }
@@ -462,6 +464,7 @@ impl Supervisor {
     /// list of jobs (or a definition) changed: `after` is then looked up
     /// without hashing a name on every event.
     pub(super) fn reindex(&mut self) {
+        self.index_positions();
         if self.jobs.iter().all(|j| j.def.after.is_empty()) {
             return;
         }

@@ -9,6 +9,7 @@ pub mod event;
 mod files;
 pub mod job;
 mod lifecycle;
+mod lookup;
 pub mod messages;
 pub mod policy;
 pub mod reload;
@@ -18,7 +19,7 @@ mod rolling;
 #[cfg(test)]
 mod tests;
 
-use event::{Action, Event, JobId, Level, Reply, ReplyToken};
+use event::{Action, Event, JobId, Level, Pid, Reply, ReplyToken};
 use job::{JobState, Phase};
 use policy::Policy;
 
@@ -59,6 +60,12 @@ pub struct Supervisor {
     ready_sent: bool,
     /// Jobs with instances whose copies restart one at a time.
     rolls: Vec<rolling::Roll>,
+    /// Where each job is in `jobs`, and which job each process group
+    /// (by its leader's pid) was started for: what events look up, so an
+    /// event costs the same with ten jobs or ten thousand. Both are
+    /// checked against `jobs` before use (lookup.rs).
+    positions: HashMap<JobId, usize>,
+    groups: HashMap<Pid, JobId>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +104,8 @@ impl Supervisor {
             waiters: Vec::new(),
             ready_sent: false,
             rolls: Vec::new(),
+            positions: HashMap::new(),
+            groups: HashMap::new(),
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
@@ -133,49 +142,17 @@ impl Supervisor {
     /// Applies one event at `now` and returns what the shell must do, in
     /// order.
     pub fn handle(&mut self, event: Event, now: Mono) -> Vec<Action> {
+        self.handle_all(vec![event], now)
+    }
+
+    /// Applies events that arrived together (a wake-up's reaps, a batch's
+    /// starts), in order, then decides once what follows from them all —
+    /// due starts, pmtr's readiness, waiters, the end — instead of once per
+    /// event: each of those reads every job.
+    pub fn handle_all(&mut self, events: Vec<Event>, now: Mono) -> Vec<Action> {
         let mut out = Actions::default();
-        match event {
-            Event::Start => self.on_start(&mut out),
-            Event::Spawned { job, pid } => self.on_spawned(job, pid, now, &mut out),
-            Event::SpawnFailed { job, failure } => {
-                self.on_spawn_failed(job, failure, now, &mut out)
-            }
-            Event::SetupFailed { pid, step, reason } => {
-                self.on_setup_failed(pid, step, &reason, &mut out)
-            }
-            Event::Reaped { pid, status } => self.on_reaped(pid, status, now, &mut out),
-            Event::Probed { pgid, alive } => self.on_probed(pgid, alive, now, &mut out),
-            Event::Timer => self.on_timer(now, &mut out),
-            Event::Shutdown { signal } => self.on_shutdown(signal, now, &mut out),
-            Event::ConfigTouched { saved } => self.on_config_touched(saved, now, &mut out),
-            Event::ReloadRequested { reply } => self.on_reload_requested(reply, &mut out),
-            Event::ConfigRead {
-                hash,
-                forced,
-                result,
-            } => self.on_config_read(hash, forced, result, now, &mut out),
-            Event::DependencyTouched { path } => self.on_dependency_touched(path, now),
-            Event::FilesHashed { hashes } => self.on_files_hashed(hashes, now, &mut out),
-            Event::SetEnabled {
-                name,
-                enabled,
-                reply,
-            } => self.on_override(&name, enabled, reply, now, &mut out),
-            Event::Restart { name, reply } => self.on_restart(&name, reply, now, &mut out),
-            Event::Checked {
-                job,
-                pid,
-                ok,
-                output,
-            } => self.on_checked(job, pid, ok, output, now, &mut out),
-            Event::Notified { pgid, notice } => self.on_notified(pgid, notice, now, &mut out),
-            Event::Wait {
-                jobs,
-                timeout_millis,
-                reply,
-            } => self.on_wait(jobs, timeout_millis, reply, now, &mut out),
-            Event::Status { job, reply } => self.on_status(job.as_deref(), reply, now, &mut out),
-            Event::Logs { job, reply } => self.on_logs(job, reply, &mut out),
+        for event in events {
+            self.dispatch(event, now, &mut out);
         }
         self.end_if_critical_ended(now, &mut out);
         self.advance_rolls(now, &mut out);
@@ -185,6 +162,50 @@ impl Supervisor {
         self.report_if_due(now, &mut out);
         self.exit_if_done(&mut out);
         out.0
+    }
+
+    fn dispatch(&mut self, event: Event, now: Mono, out: &mut Actions) {
+        match event {
+            Event::Start => self.on_start(out),
+            Event::Spawned { job, pid } => self.on_spawned(job, pid, now, out),
+            Event::SpawnFailed { job, failure } => self.on_spawn_failed(job, failure, now, out),
+            Event::SetupFailed { pid, step, reason } => {
+                self.on_setup_failed(pid, step, &reason, out)
+            }
+            Event::Reaped { pid, status } => self.on_reaped(pid, status, now, out),
+            Event::Probed { pgid, alive } => self.on_probed(pgid, alive, now, out),
+            Event::Timer => self.on_timer(now, out),
+            Event::Shutdown { signal } => self.on_shutdown(signal, now, out),
+            Event::ConfigTouched { saved } => self.on_config_touched(saved, now, out),
+            Event::ReloadRequested { reply } => self.on_reload_requested(reply, out),
+            Event::ConfigRead {
+                hash,
+                forced,
+                result,
+            } => self.on_config_read(hash, forced, result, now, out),
+            Event::DependencyTouched { path } => self.on_dependency_touched(path, now),
+            Event::FilesHashed { hashes } => self.on_files_hashed(hashes, now, out),
+            Event::SetEnabled {
+                name,
+                enabled,
+                reply,
+            } => self.on_override(&name, enabled, reply, now, out),
+            Event::Restart { name, reply } => self.on_restart(&name, reply, now, out),
+            Event::Checked {
+                job,
+                pid,
+                ok,
+                output,
+            } => self.on_checked(job, pid, ok, output, now, out),
+            Event::Notified { pgid, notice } => self.on_notified(pgid, notice, now, out),
+            Event::Wait {
+                jobs,
+                timeout_millis,
+                reply,
+            } => self.on_wait(jobs, timeout_millis, reply, now, out),
+            Event::Status { job, reply } => self.on_status(job.as_deref(), reply, now, out),
+            Event::Logs { job, reply } => self.on_logs(job, reply, out),
+        }
     }
 
     /// The earliest time something is due: a start, a SIGKILL, a probe,

@@ -80,7 +80,7 @@ impl Supervisor {
     }
 
     fn index_of(&self, id: JobId) -> Option<usize> {
-        self.jobs.iter().position(|j| j.id == id)
+        self.position(id)
     }
 
     /// The copy at `index` is up with its new definition, or settled where

@@ -540,7 +540,7 @@ impl Daemon {
         let mut reloaded = false;
         let mut report_pending = false;
         loop {
-            let Some(event) = queue.pop_front() else {
+            if queue.is_empty() {
                 let (context, registry) = (&self.context, &mut self.registry);
                 let started = self
                     .spawner
@@ -567,9 +567,12 @@ impl Daemon {
                     self.logger.log(Level::Error, &warning);
                 }
                 continue;
-            };
+            }
+            // Everything queued, at once: what follows from the events is
+            // decided once for all of them (Supervisor::handle_all).
+            let events: Vec<Event> = queue.drain(..).collect();
             let now = self.clock.now();
-            for action in self.supervisor.handle(event, now) {
+            for action in self.supervisor.handle_all(events, now) {
                 match action {
                     Action::Spawn { job, def } => self.spawner.queue(job, def),
                     Action::Signal { pgid, signal } => {

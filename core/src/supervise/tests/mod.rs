@@ -511,6 +511,53 @@ fn five_hundred_jobs_dying_at_once_all_come_back() {
     );
 }
 
+/// One wake-up's reaps come as one batch: each job is found by its
+/// group, every one comes back once, and what follows (the starts) is
+/// decided once for the batch.
+#[test]
+fn a_batch_of_reaps_brings_every_job_back_once() {
+    let names: Vec<String> = (0..500).map(|i| format!("j{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut run = Run::new(jobs(&refs));
+    run.event(Event::Start, at(0));
+    let first: Vec<Pid> = names.iter().map(|n| run.pid(n).unwrap()).collect();
+    let reaps = first
+        .iter()
+        .map(|&pid| Event::Reaped {
+            pid,
+            status: KILLED,
+        })
+        .collect();
+    let actions = run.sup.handle_all(reaps, at(60));
+    let spawns = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Spawn { .. }))
+        .count();
+    // The groups are probed (empty), then the jobs start: here the probes'
+    // answers come back one by one.
+    let mut respawned = spawns;
+    for action in actions {
+        if let Action::Probe { pgid } = action {
+            let answer = run.event(Event::Probed { pgid, alive: false }, at(60));
+            respawned += spawned_names(&answer).len();
+        }
+    }
+    assert_eq!(respawned, 500);
+    let again: std::collections::HashSet<Pid> = names.iter().filter_map(|n| run.pid(n)).collect();
+    assert_eq!(again.len(), 500, "one run each, none lost, none doubled");
+    assert!(first.iter().all(|pid| !again.contains(pid)));
+    // A pid reaped again (an old leader's) is nobody's now.
+    let stale = run.event(
+        Event::Reaped {
+            pid: first[0],
+            status: KILLED,
+        },
+        at(61),
+    );
+    assert!(spawned_names(&stale).is_empty());
+    assert_eq!(run.pid("j0").map(|pid| again.contains(&pid)), Some(true));
+}
+
 #[test]
 fn the_wall_clock_does_not_exist_here() {
     // Every time is a Mono handed in by the shell; a deadline only depends
