@@ -99,6 +99,23 @@ fn status_shows_a_table_and_stable_json() {
     drop(pmtr);
 }
 
+/// An answer larger than the cap on a follower's unread output (1 MiB)
+/// is sent whole: `status --json` of thousands of jobs.
+#[test]
+fn a_large_answer_is_sent_whole() {
+    let sandbox = Sandbox::new();
+    let long = "x".repeat(100);
+    let jobs: String = (0..8000)
+        .map(|i| format!("job {{\n name job{i}-{long}\n cmd /bin/true\n disable\n}}\n"))
+        .collect();
+    let pmtr = Pmtr::start(&sandbox, &jobs);
+    pmtr.expect("managing 8000 jobs", SHORT);
+    let json = ctl_ok(&sandbox, &["status", "--json"]);
+    assert!(json.len() > 1 << 20, "{} bytes", json.len());
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value.as_array().map(Vec::len), Some(8000));
+}
+
 #[test]
 fn enable_disable_restart_reload_and_exit_codes() {
     let sandbox = Sandbox::new();

@@ -21,7 +21,9 @@ use pmtr_core::time::Mono;
 use super::registry::{Registry, Source, Token};
 use pmtr_common::reason::Reason;
 
-/// Output a client may leave unread before it is dropped.
+/// Output a follower may leave unread before it is dropped. An answer is
+/// not capped: it is as large as the core made it (`status --json` of
+/// 10 000 jobs is 1.4 MB), and its reader has the client deadline.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -355,7 +357,8 @@ impl ControlServer {
             }
         }
         let pending = !client.output.is_empty();
-        if pending && client.output.len() > MAX_PENDING_OUTPUT {
+        let following = matches!(client.phase, Phase::Following(_));
+        if following && client.output.len() > MAX_PENDING_OUTPUT {
             self.drop_client(registry, token);
             return;
         }
