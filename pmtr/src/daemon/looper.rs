@@ -82,7 +82,12 @@ pub struct Daemon {
     /// The status to exit with, once the supervisor says everything is
     /// stopped.
     exit: Option<u8>,
+    /// The last reap took a full batch: more children may have exited.
+    reaping: bool,
 }
+
+/// Most children reaped in one turn of the loop.
+const REAP_BATCH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("unable to {what}: {}", Text(*.errno))]
@@ -185,6 +190,7 @@ impl Daemon {
             replies: Vec::new(),
             last_token: 0,
             exit: None,
+            reaping: false,
         })
     }
 
@@ -202,7 +208,7 @@ impl Daemon {
         // every job.
         let mut deadline = self.supervisor.next_deadline();
         while self.exit.is_none() {
-            let timeout = match self.spawner.has_queued() {
+            let timeout = match self.spawner.has_queued() || self.reaping {
                 true => EpollTimeout::ZERO,
                 false => self.timeout(deadline),
             };
@@ -228,6 +234,10 @@ impl Daemon {
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
+                deadline = self.supervisor.next_deadline();
+            }
+            if self.reaping && !sources.iter().any(|(source, _)| *source == Source::Signals) {
+                self.reap();
                 deadline = self.supervisor.next_deadline();
             }
             if self.spawner.has_queued() {
@@ -347,9 +357,13 @@ impl Daemon {
         }
     }
 
+    /// Reaps a batch of exited children; if there may be more, the loop
+    /// comes back for them at once (`reaping`).
     fn reap(&mut self) {
         let mut events = Vec::new();
-        for (pid, status) in process::reap_all() {
+        let reaped = process::reap_some(REAP_BATCH);
+        self.reaping = reaped.len() == REAP_BATCH;
+        for (pid, status) in reaped {
             if let Some(event) = self.checks.reaped(&mut self.registry, pid, status) {
                 events.push(event);
                 continue;
