@@ -224,6 +224,7 @@ impl Supervisor {
     }
 
     pub(super) fn on_timer(&mut self, now: Mono, out: &mut Actions) {
+        self.stop_some(now, out);
         let policy = self.policy;
         for index in 0..self.jobs.len() {
             if let Phase::Running(run) = self.jobs[index].phase {
@@ -278,6 +279,10 @@ impl Supervisor {
         if let Some(shutdown) = &mut self.shutdown {
             if !shutdown.forced {
                 shutdown.forced = true;
+                // Every stop still queued goes out first, then SIGKILL.
+                while !self.to_stop.is_empty() {
+                    self.stop_some(now, out);
+                }
                 let policy = self.policy;
                 for job in &mut self.jobs {
                     let killed = job.phase.signals().is_some_and(|s| s.kill_sent);
@@ -298,9 +303,24 @@ impl Supervisor {
             forced: false,
             status,
         });
-        for index in 0..self.jobs.len() {
+        self.to_stop = self.jobs.iter().map(|j| j.id).collect();
+        self.stop_some(now, out);
+    }
+
+    /// Stops the next batch of the jobs a shutdown has yet to stop; the
+    /// rest wait for the next turn (`next_deadline` is then at once).
+    fn stop_some(&mut self, now: Mono, out: &mut Actions) {
+        let mut stopped = 0;
+        while stopped < SHUTDOWN_BATCH {
+            let Some(id) = self.to_stop.pop_front() else {
+                return;
+            };
+            let Some(index) = self.position(id) else {
+                continue;
+            };
             if self.jobs[index].phase.is_active() {
                 self.stop(index, StopReason::Shutdown, now, out);
+                stopped += 1;
             }
         }
     }
@@ -483,6 +503,10 @@ impl Supervisor {
         }
     }
 }
+
+/// Most jobs a shutdown stops in one turn of the loop: each stop is a
+/// signal and a log line.
+pub(super) const SHUTDOWN_BATCH: usize = 1000;
 
 /// How long a stop waits before SIGKILL: the job's `stop timeout`, or the
 /// kill grace.

@@ -66,6 +66,10 @@ pub struct Supervisor {
     /// checked against `jobs` before use (lookup.rs).
     positions: HashMap<JobId, usize>,
     groups: HashMap<Pid, JobId>,
+    /// Jobs a shutdown has yet to stop: it stops them a batch per turn
+    /// (`SHUTDOWN_BATCH`), so that 10 000 jobs' signals and log lines do
+    /// not hold the loop in one turn.
+    to_stop: std::collections::VecDeque<JobId>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +110,7 @@ impl Supervisor {
             rolls: Vec::new(),
             positions: HashMap::new(),
             groups: HashMap::new(),
+            to_stop: std::collections::VecDeque::new(),
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
@@ -222,6 +227,10 @@ impl Supervisor {
         for job in &self.jobs {
             consider(self.deadline_of(job, gated));
             gated |= job.gates();
+        }
+        if !self.to_stop.is_empty() {
+            // The next batch of a shutdown's stops: at once.
+            consider(Some(Mono::ZERO));
         }
         if self.shutdown.is_none() {
             for settle in [self.reload_due, self.hash_due].into_iter().flatten() {

@@ -423,6 +423,45 @@ fn shutdown_stops_every_job_at_once_and_exits_when_all_are_gone() {
     assert_eq!(run.sup.next_deadline(), None);
 }
 
+/// Thousands of jobs: a shutdown stops them a batch per turn (the next
+/// batch is due at once), every one in the end, and a second signal
+/// sends the rest of the stops and SIGKILL at once.
+#[test]
+fn a_large_shutdown_stops_a_batch_per_turn() {
+    let names: Vec<String> = (0..2500).map(|i| format!("j{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut run = Run::new(jobs(&refs));
+    run.event(Event::Start, at(0));
+    let first = run.event(Event::Shutdown { signal: 15 }, at(5));
+    assert_eq!(signals(&first).len(), 1000);
+    assert!(run.sup.next_deadline().is_some_and(|t| t <= at(5)));
+    let second = run.event(Event::Timer, at(5));
+    assert_eq!(signals(&second).len(), 1000);
+    let third = run.event(Event::Timer, at(5));
+    assert_eq!(signals(&third).len(), 500);
+    let all: std::collections::HashSet<Pid> = [first, second, third]
+        .iter()
+        .flat_map(|actions| signals(actions))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(all.len(), 2500, "each job stopped once");
+    assert!(run.sup.next_deadline().is_some_and(|t| t > at(5)));
+
+    let mut run = Run::new(jobs(&refs));
+    run.event(Event::Start, at(0));
+    run.event(Event::Shutdown { signal: 15 }, at(5));
+    let forced = run.event(Event::Shutdown { signal: 15 }, at(6));
+    let terms = signals(&forced)
+        .iter()
+        .filter(|(_, s)| *s == StopSignal::Term)
+        .count();
+    let kills = signals(&forced)
+        .iter()
+        .filter(|(_, s)| *s == StopSignal::Kill)
+        .count();
+    assert_eq!((terms, kills), (1500, 2500));
+}
+
 #[test]
 fn shutdown_escalates_to_sigkill_after_ten_seconds() {
     let mut run = Run::new(jobs(&["stubborn"]));
