@@ -59,6 +59,22 @@ def rewrite(subject, ready, changed):
     return started
 
 
+def storm(subject, seed):
+    """SIGKILLs 10 % of the subject's running jobs at once and waits until
+    as many new ones report."""
+    # Among the jobs that run now: a changed job's first pid is gone.
+    running = [p for p in subject.job_pids if os.path.exists(f"/proc/{p}")]
+    victims = random.Random(seed).sample(running, max(1, subject.jobs // 10))
+    hit = 0
+    for victim in victims:
+        try:
+            os.kill(victim, signal.SIGKILL)
+            hit += 1
+        except ProcessLookupError:
+            pass
+    subject.job_pids += subject.fifo.pids(hit, timeout=120)
+
+
 def measure(kind, programs, helpers, work, n, seed):
     """Every measure for one supervisor (or the floor) with n jobs."""
     out = {}
@@ -84,18 +100,8 @@ def measure(kind, programs, helpers, work, n, seed):
         saved = rewrite(s, helpers["ready"], changed)
         s.job_pids += s.fifo.pids(1, timeout=60)
         out["reload"] = time.perf_counter() - saved
-        # Among the jobs that run now: the changed job's first pid is gone.
-        running = [p for p in s.job_pids if os.path.exists(f"/proc/{p}")]
-        victims = random.Random(seed).sample(running, max(1, n // 10))
         killed = time.perf_counter()
-        hit = 0
-        for victim in victims:
-            try:
-                os.kill(victim, signal.SIGKILL)
-                hit += 1
-            except ProcessLookupError:
-                pass
-        s.job_pids += s.fifo.pids(hit, timeout=120)
+        storm(s, seed)
         out["storm"] = time.perf_counter() - killed
         out["shutdown"], _ = s.stop(timeout=60)
         return out

@@ -17,7 +17,6 @@ operation whose window holds it.
 """
 import argparse
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build_ours, tmpfs_dir  # noqa: E402
 from engine import Subject, become_subreaper, build_helpers  # noqa: E402
-from scale import rewrite  # noqa: E402
+from scale import rewrite, storm  # noqa: E402
 
 
 def turns(trace, pid):
@@ -100,24 +99,13 @@ def main():
         window("status --json", begin)
         # Past the rapid-restart guard (10 s), which delays a changed job.
         time.sleep(10.5)
-        changed = n // 2
         begin = time.monotonic()
-        rewrite(s, helpers["ready"], changed)
+        rewrite(s, helpers["ready"], n // 2)
         s.job_pids += s.fifo.pids(1, timeout=60)
         window("reload, one job changed", begin)
-        # Among the jobs that run now: the changed job's first pid is gone.
-        running = [p for p in s.job_pids if os.path.exists(f"/proc/{p}")]
-        victims = random.Random(1).sample(running, max(1, n // 10))
         time.sleep(0.5)
         begin = time.monotonic()
-        hit = 0
-        for victim in victims:
-            try:
-                os.kill(victim, signal.SIGKILL)
-                hit += 1
-            except ProcessLookupError:
-                pass
-        s.fifo.pids(hit, timeout=120)
+        storm(s, 1)
         window("10 % killed, back", begin)
         time.sleep(0.5)
         begin = time.monotonic()

@@ -81,20 +81,7 @@ fn a_job_starts_in_a_clean_context() {
         "/proc/{pid}/exe"
     ))
     .is_ok_and(|exe| exe.ends_with("sleep"))));
-    // sleep's start-up opens the locale archive for a moment.
-    let fds = || {
-        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        fds.sort();
-        fds
-    };
-    assert!(
-        wait_until(SHORT, || fds() == ["0", "1", "2"]),
-        "{:?}",
-        fds()
-    );
+    assert_only_standard_descriptors(pid);
     assert_eq!(proc_status(pid, "SigBlk").unwrap(), "0000000000000000");
     assert_eq!(proc_status(pid, "SigIgn").unwrap(), "0000000000000000");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -283,10 +270,17 @@ fn starts_leave_pmtrs_descriptors_alone() {
         let high = pipes.iter().filter(|&&fd| fd >= 256).count();
         assert_eq!(high, 41, "{pipes:?}");
     }
-    // The jobs still have their own three (once sleep's start-up, which
-    // opens the locale archive for a moment, is over), and pmtr still logs.
+    // The jobs still have their own three, and pmtr still logs.
+    assert_only_standard_descriptors(last);
+    sandbox.ctl(&["disable", "j0"]);
+    pmtr.expect("disabling job j0", SHORT);
+}
+
+/// Process `pid` holds descriptors 0, 1 and 2 and no other, once sleep's
+/// start-up (which opens the locale archive for a moment) is over.
+fn assert_only_standard_descriptors(pid: i32) {
     let fds = || {
-        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{last}/fd"))
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -298,8 +292,6 @@ fn starts_leave_pmtrs_descriptors_alone() {
         "{:?}",
         fds()
     );
-    sandbox.ctl(&["disable", "j0"]);
-    pmtr.expect("disabling job j0", SHORT);
 }
 
 pub fn is_root() -> bool {
