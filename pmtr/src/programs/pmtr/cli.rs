@@ -13,7 +13,13 @@ pub const DEFAULT_SOCKET: &str = "/run/pmtr/pmtr.sock";
 /// pmtr: starts the jobs listed in one configuration file, keeps them
 /// running, and applies edits to the file as soon as they are saved.
 #[derive(Debug, Parser)]
-#[command(name = "pmtr", version, about, long_about = None)]
+#[command(
+    name = "pmtr",
+    version,
+    about,
+    long_about = None,
+    after_help = "Environment:\n  PMTR_REMOTE_FSTYPES=TYPE,...  more filesystem types (besides network and FUSE ones)\n                                on which a job's start is forked, so that only the job\n                                waits if the filesystem hangs"
+)]
 pub struct Args {
     /// Configuration file
     #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
