@@ -65,6 +65,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10000)
     parser.add_argument("--ours")
+    parser.add_argument("--detail", action="store_true", help="list each operation's 3 longest turns")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     become_subreaper()
@@ -126,6 +127,10 @@ def main():
         longest_wall = max((wall for _, wall in inside), default=0.0)
         total = sum(cpu for cpu, _ in inside)
         print(f"| {name} | {len(inside)} | {longest:.1f} ms | {longest_wall:.1f} ms | {total:.0f} ms |")
+        if args.detail:
+            top = sorted(((cpu, wall, t - begin) for t, cpu, wall in found if begin <= t <= end + 0.05), reverse=True)[:3]
+            for cpu, wall, at in top:
+                print(f"    {cpu:.1f} ms CPU, {wall:.1f} ms wall, ending {at * 1000:.0f} ms in")
 
 
 if __name__ == "__main__":

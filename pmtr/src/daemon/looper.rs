@@ -84,6 +84,8 @@ pub struct Daemon {
     exit: Option<u8>,
     /// The last reap took a full batch: more children may have exited.
     reaping: bool,
+    /// Configurations read in this turn, applied at the start of the next.
+    read_configs: Vec<Event>,
 }
 
 /// Most children reaped in one turn of the loop.
@@ -191,6 +193,7 @@ impl Daemon {
             last_token: 0,
             exit: None,
             reaping: false,
+            read_configs: Vec::new(),
         })
     }
 
@@ -208,7 +211,8 @@ impl Daemon {
         // every job.
         let mut deadline = self.supervisor.next_deadline();
         while self.exit.is_none() {
-            let timeout = match self.spawner.has_queued() || self.reaping {
+            let more = !self.read_configs.is_empty();
+            let timeout = match self.spawner.has_queued() || self.reaping || more {
                 true => EpollTimeout::ZERO,
                 false => self.timeout(deadline),
             };
@@ -234,6 +238,11 @@ impl Daemon {
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
+                deadline = self.supervisor.next_deadline();
+            }
+            if !self.read_configs.is_empty() {
+                let read = std::mem::take(&mut self.read_configs);
+                self.apply_all(read);
                 deadline = self.supervisor.next_deadline();
             }
             if self.reaping && !sources.iter().any(|(source, _)| *source == Source::Signals) {
@@ -585,6 +594,7 @@ impl Daemon {
             // Everything queued, at once: what follows from the events is
             // decided once for all of them (Supervisor::handle_all).
             let events: Vec<Event> = queue.drain(..).collect();
+            reloaded |= events.iter().any(|e| matches!(e, Event::ConfigRead { .. }));
             let now = self.clock.now();
             for action in self.supervisor.handle_all(events, now) {
                 match action {
@@ -602,11 +612,20 @@ impl Daemon {
                     }),
                     Action::Log { level, message } => self.logger.log(level, &message),
                     Action::ReadConfig { forced } => {
-                        if !reloaded {
-                            self.notifier.reloading();
+                        self.notifier.reloading();
+                        let read = self.read_config(forced);
+                        if forced {
+                            // A reload someone asked for (pmtr-ctl reload,
+                            // SIGHUP), answered in this turn.
+                            reloaded = true;
+                            queue.push_back(read);
+                        } else {
+                            // A saved file, applied in the next turn:
+                            // reading 10 000 jobs and applying them are
+                            // each tens of milliseconds, and one turn
+                            // should not hold both.
+                            self.read_configs.push(read);
                         }
-                        reloaded = true;
-                        queue.push_back(self.read_config(forced));
                     }
                     Action::WatchFiles { paths } => {
                         for error in self.watcher.set_dependencies(&paths) {
