@@ -413,7 +413,8 @@ fn the_original_pmtr_reports_to_our_collector() {
             "report to udp://127.0.0.1:{udp}\njob {{\n  name legacy\n  cmd /bin/sleep 1000\n}}\n"
         ),
     );
-    let process = crate::harness::Background::start(
+    // Its job stays in its group and can outlive it: the group goes too.
+    let process = crate::harness::Background::start_group(
         &sandbox,
         &original,
         &["-F", "-c", conf.to_str().unwrap()],

@@ -423,15 +423,33 @@ pub const CLIENT_DEADLINE: Duration = Duration::from_millis(2000);
 pub const TEST_TIMES_VARIABLE: &str = "PMTR_TEST_TIMES";
 
 /// Another long-running program of the test (pmtr-rptserver, the original
-/// pmtr), its stderr collected; killed (its pid only) on drop.
+/// pmtr), its stderr collected; killed on drop (its pid only, or with
+/// `start_group` the process group it leads).
 pub struct Background {
     child: std::process::Child,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    group: bool,
 }
 
 impl Background {
     pub fn start(sandbox: &Sandbox, program: &str, args: &[&str]) -> Background {
-        let mut child = Command::new(program)
+        Background::spawn(sandbox, program, args, false)
+    }
+
+    /// As `start`, the program leading a process group of its own, which
+    /// is killed on drop: for a supervisor (the original pmtr) whose jobs
+    /// stay in its group and may outlive it.
+    pub fn start_group(sandbox: &Sandbox, program: &str, args: &[&str]) -> Background {
+        Background::spawn(sandbox, program, args, true)
+    }
+
+    fn spawn(sandbox: &Sandbox, program: &str, args: &[&str], group: bool) -> Background {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(program);
+        if group {
+            command.process_group(0);
+        }
+        let mut child = command
             .args(args)
             .current_dir(sandbox.root())
             .stdin(std::process::Stdio::null())
@@ -451,7 +469,7 @@ impl Background {
                 sink.lock().unwrap().push(line);
             }
         });
-        Background { child, log }
+        Background { child, log, group }
     }
 
     pub fn pid(&self) -> i32 {
@@ -474,6 +492,10 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
+        if self.group {
+            let group = nix::unistd::Pid::from_raw(self.pid());
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
