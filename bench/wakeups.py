@@ -76,7 +76,7 @@ def main():
     helpers = build_helpers(work)
     trace = os.path.join(work, "sched.data")
     perf = subprocess.Popen(
-        ["perf", "record", "-a", "-k", "CLOCK_MONOTONIC", "-o", trace,
+        ["perf", "record", "-a", "-m", "4096", "-k", "CLOCK_MONOTONIC", "-o", trace,
          "-e", "syscalls:sys_enter_epoll_wait", "-e", "syscalls:sys_exit_epoll_wait",
          "-e", "sched:sched_switch"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -118,6 +118,13 @@ def main():
         perf.send_signal(signal.SIGINT)
         perf.wait()
     found = turns(trace, pid)
+    # Lost events (perf's buffers overflowed) hide switches out: a turn
+    # then looks longer on CPU than it was.
+    stats = subprocess.run(["perf", "report", "-i", trace, "--stats"],
+                           capture_output=True, text=True).stdout
+    lost = [line.strip() for line in stats.splitlines() if "LOST" in line and not line.strip().endswith(" 0")]
+    if lost:
+        print("perf lost events, figures may be high: " + "; ".join(lost))
     print(f"{n} jobs: the longest turns of pmtr's loop (one epoll_wait to the next)")
     print("| operation | turns | longest, CPU | longest, wall | total CPU |")
     print("|---|---|---|---|---|")
