@@ -23,12 +23,10 @@ use pmtr_core::supervise::event::{Check, Event, ExitStatus, JobId, Pid};
 use pmtr_core::supervise::messages;
 
 use super::log::sanitize;
-use super::mounts::Mounts;
 use super::registry::{Registry, Source, Token};
 use super::spawner::start_child;
-use crate::sys::child::decode_failure;
 use crate::sys::plan::{Captured, ExecPlan, PlanContext};
-use crate::sys::spawn::Setup;
+use crate::sys::spawn::{read_failure, Setup};
 use pmtr_common::reason::{strerror, Text};
 
 /// The longest output line kept from a check, in characters.
@@ -196,11 +194,8 @@ impl Checks {
         }
         let failure = match setup {
             Setup::Done(failure) => failure,
-            Setup::Pending(pipe) => {
-                let mut message = [0u8; 8];
-                let read = nix::unistd::read(&pipe, &mut message).unwrap_or(0);
-                decode_failure(&message[..read])
-            }
+            // The child is gone: its pipe says all it will.
+            Setup::Pending(pipe) => read_failure(&pipe).unwrap_or(None),
         };
         if let Some((step, errno)) = failure {
             let what = messages::setup_step(&probe, step);
@@ -308,7 +303,7 @@ fn start_command(
         .map_err(|e| short("fcntl", e))?;
     let plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
         .map_err(|error| error.to_string())?;
-    let spawned = start_child(&plan, &Mounts::read()).map_err(|e| short("fork", e))?;
+    let spawned = start_child(&plan, context.mounts.mounts()).map_err(|e| short("fork", e))?;
     drop(plan);
     drop(write);
     // Unwatchable: the output is lost, the exit still counts.

@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::{Config, Globals};
 use pmtr_core::proto::local::{Request, Response};
-use pmtr_core::supervise::event::{Action, Event, Level, Reply, ReplyToken};
+use pmtr_core::supervise::event::{Action, Check, Event, Level, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
@@ -564,6 +564,9 @@ impl Daemon {
         let mut report_pending = false;
         loop {
             if queue.is_empty() {
+                if self.spawner.has_queued() {
+                    self.context.mounts.refresh_if_changed();
+                }
                 let (context, registry) = (&self.context, &mut self.registry);
                 let started = self
                     .spawner
@@ -635,6 +638,9 @@ impl Daemon {
                     }
                     Action::HashFiles { paths } => queue.push_back(hash_files(paths)),
                     Action::Check { job, pid, check } => {
+                        if matches!(check, Check::Cmd { .. }) {
+                            self.context.mounts.refresh_if_changed();
+                        }
                         let (registry, context) = (&mut self.registry, &self.context);
                         queue.extend(self.checks.check(registry, context, job, pid, check));
                     }

@@ -8,7 +8,6 @@ pub mod log;
 mod logfiles;
 pub mod looper;
 mod metrics;
-mod mounts;
 mod notices;
 pub mod notify;
 pub mod output;

@@ -1,5 +1,5 @@
 //! Starting jobs: pipes, plans and starts in batches, and the status pipes
-//! of the children made by `fork` (where a start may hang: mounts.rs),
+//! of the children made by `fork` (where a start may hang: sys/mounts.rs),
 //! which report their setup later. What it learns — a job started, a setup
 //! that failed, a start short of a resource — it returns as events.
 
@@ -16,13 +16,12 @@ use pmtr_core::config::{EnvVar, Job, Output};
 use super::notify::VARIABLE as NOTIFY_VARIABLE;
 use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
-use super::mounts::Mounts;
 use super::output::{Capture, Captures, Sink};
 use super::registry::{Registry, Source, Token};
-use crate::sys::child::decode_failure;
+use crate::sys::mounts::Mounts;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
-use crate::sys::spawn::{fork_spawn, keep_high, spawn, Setup, Spawned};
+use crate::sys::spawn::{fork_spawn, keep_high, read_failure, spawn, Setup, Spawned};
 use pmtr_common::reason::{strerror, Text};
 
 /// Most starts prepared before they run back to back, and made in one
@@ -89,17 +88,13 @@ impl Spawner {
     /// step that failed. Either way the pipe is done with.
     pub fn read_setup(&mut self, registry: &mut Registry, token: Token) -> Option<Event> {
         let setup = self.setups.get(&token)?;
-        let mut message = [0u8; 8];
-        let read = nix::unistd::read(&setup.pipe, &mut message);
-        if read == Err(Errno::EAGAIN) || read == Err(Errno::EINTR) {
-            return None;
-        }
+        let failure = read_failure(&setup.pipe).ok()?;
         let pid = setup.pid;
         if let Some(setup) = self.setups.remove(&token) {
             self.setup_of_pid.remove(&setup.pid);
             registry.remove(setup.pipe.as_fd(), token);
         }
-        let (step, errno) = decode_failure(&message[..read.ok()?])?;
+        let (step, errno) = failure?;
         Some(Event::SetupFailed {
             pid,
             step,
@@ -162,8 +157,6 @@ impl Spawner {
         let batch = self.budget.min(self.queued.len());
         self.budget -= batch;
         let mut events = Vec::with_capacity(batch);
-        // Read at each batch: a mount can come and go at any time.
-        let mounts = Mounts::read();
         let mut prepared = Vec::with_capacity(batch);
         for _ in 0..batch {
             let Some((job, def)) = self.queued.pop_front() else {
@@ -184,7 +177,7 @@ impl Spawner {
         }
         let spawned: Vec<_> = prepared
             .iter()
-            .map(|start| start_child(&start.plan, &mounts))
+            .map(|start| start_child(&start.plan, context.mounts.mounts()))
             .collect();
         for (start, result) in prepared.into_iter().zip(spawned) {
             self.finish(registry, captures, start, result, &mut events);

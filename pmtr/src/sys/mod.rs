@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod daemonize;
+pub mod mounts;
 pub mod net;
 pub mod plan;
 pub mod process;

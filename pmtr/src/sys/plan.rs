@@ -124,6 +124,8 @@ pub struct PlanContext {
     /// /dev/null, open for reading and writing: the stream most jobs
     /// have, handed over instead of opened at every start.
     pub dev_null: Option<std::os::fd::OwnedFd>,
+    /// Which paths are on remote filesystems: where a start is forked.
+    pub mounts: super::mounts::MountTable,
 }
 
 impl PlanContext {
@@ -148,6 +150,7 @@ impl PlanContext {
                 .open("/dev/null")
                 .ok()
                 .map(std::os::fd::OwnedFd::from),
+            mounts: super::mounts::MountTable::open(),
         }
     }
 }
@@ -433,6 +436,7 @@ mod tests {
             open_files: None,
             ignored_signals: Vec::new(),
             dev_null: None,
+            mounts: crate::sys::mounts::MountTable::open(),
         }
     }
 

@@ -78,6 +78,18 @@ pub fn spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
     }
 }
 
+/// What a forked child's status pipe says now: `Err(EAGAIN)` while it has
+/// neither exec'd nor failed, else the failed step (`None`: it exec'd, or
+/// the pipe said nothing readable).
+pub fn read_failure(pipe: &OwnedFd) -> Result<Option<(SetupStep, i32)>, Errno> {
+    let mut message = [0u8; 8];
+    match nix::unistd::read(pipe, &mut message) {
+        Ok(read) => Ok(child::decode_failure(&message[..read])),
+        Err(errno @ (Errno::EAGAIN | Errno::EINTR)) => Err(errno),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Starts a child that runs `plan` with `fork`: pmtr goes on at once, so a
 /// child stuck on a hung filesystem holds up only itself. Its setup is
 /// reported on a pipe (`Setup::Pending`).

@@ -2,9 +2,17 @@
 //! for as long as a server is away — network and user-space filesystems —
 //! read from /proc/self/mountinfo. A start whose directory, program or
 //! files are on one is made with `fork`, so that only the job waits, not
-//! pmtr (sys/spawn.rs).
+//! pmtr (sys/spawn.rs). Before starts, one `poll` asks the kernel whether
+//! the table changed (`POLLPRI` on the open file); it is read again only
+//! then. It is not watched: on a container host mounts come and go all
+//! day, and an idle pmtr must not wake for them.
 
 use std::ffi::CStr;
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 /// Filesystem types a start stays away from, besides every `fuse.*`.
 const REMOTE_TYPES: &[&str] = &[
@@ -29,6 +37,68 @@ const REMOTE_TYPES: &[&str] = &[
 /// filesystem to mount).
 pub const EXTRA_TYPES_VARIABLE: &str = "PMTR_REMOTE_FSTYPES";
 
+/// This process's mount table: the open mountinfo file and what it said
+/// when last read.
+#[derive(Debug)]
+pub struct MountTable {
+    /// None where /proc is not mounted: every path is then taken as local.
+    file: Option<File>,
+    /// The types named in [`EXTRA_TYPES_VARIABLE`], read once at start.
+    extra_types: Vec<String>,
+    mounts: Mounts,
+}
+
+impl MountTable {
+    /// Opens and reads the mount table.
+    pub fn open() -> MountTable {
+        let extra_types = std::env::var(EXTRA_TYPES_VARIABLE)
+            .map(|types| types.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut table = MountTable {
+            file: File::open("/proc/self/mountinfo").ok(),
+            extra_types,
+            mounts: Mounts::default(),
+        };
+        table.refresh();
+        table
+    }
+
+    /// Reads the table again if it changed since it was last asked:
+    /// mountinfo reports `POLLPRI` once after each change.
+    pub fn refresh_if_changed(&mut self) {
+        if self.changed() {
+            self.refresh();
+        }
+    }
+
+    fn changed(&self) -> bool {
+        let Some(file) = &self.file else {
+            return false;
+        };
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+        let polled = nix::poll::poll(&mut fds, PollTimeout::ZERO);
+        polled.is_ok_and(|ready| ready > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR))
+    }
+
+    /// Reads the table again; unreadable, it is kept as it was.
+    fn refresh(&mut self) {
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        let mut text = String::new();
+        if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
+            self.mounts = Mounts::parse(&text, &self.extra_types);
+        }
+    }
+
+    pub fn mounts(&self) -> &Mounts {
+        &self.mounts
+    }
+}
+
 /// The mount table, reduced to what a start needs: each mount point and
 /// whether its filesystem is remote.
 #[derive(Debug, Default)]
@@ -37,19 +107,6 @@ pub struct Mounts {
 }
 
 impl Mounts {
-    /// The mount table of this process now, with the types named in
-    /// [`EXTRA_TYPES_VARIABLE`]; empty if unreadable (every path is then
-    /// taken as local).
-    pub fn read() -> Mounts {
-        let extra: Vec<String> = std::env::var(EXTRA_TYPES_VARIABLE)
-            .map(|types| types.split(',').map(str::to_string).collect())
-            .unwrap_or_default();
-        match std::fs::read_to_string("/proc/self/mountinfo") {
-            Ok(text) => Mounts::parse(&text, &extra),
-            Err(_) => Mounts::default(),
-        }
-    }
-
     /// Parses mountinfo (proc(5)): the mount point is the fifth field, the
     /// filesystem type the first after the ` - ` separator.
     pub fn parse(mountinfo: &str, extra_types: &[String]) -> Mounts {
@@ -174,5 +231,32 @@ mod tests {
         let named = Mounts::parse(TABLE, &["tmpfs".to_string()]);
         assert!(named.is_remote(&c("/srv/share/scratch/x"), &c("/")));
         assert!(!Mounts::parse("22 1 254:0 / / rw - ext4 /dev/vda rw\n", &[]).any_remote());
+    }
+
+    /// A mount made after the table was read is seen at the next
+    /// `refresh_if_changed`, and only a change makes it read (needs
+    /// `mount`: root).
+    #[test]
+    fn a_new_mount_is_read_at_the_next_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = MountTable::open();
+        table.extra_types = vec!["tmpfs".to_string()];
+        assert!(!table.changed(), "a change before any");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "pmtr-test", dir.path().to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            println!("SKIP a_new_mount_is_read_at_the_next_refresh: cannot mount a tmpfs here (not root?)");
+            return;
+        }
+        let path = c(&format!("{}/x", dir.path().display()));
+        let before = table.mounts().is_remote(&path, &c("/"));
+        table.refresh_if_changed();
+        let after = table.mounts().is_remote(&path, &c("/"));
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
+        assert!(!before && after, "the new mount was not read");
     }
 }
