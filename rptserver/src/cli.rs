@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::metrics::MetricsJobs;
+
 /// pmtr-rptserver: collects pmtr status reports into a status file, and
 /// optionally a live web page, JSON and Prometheus metrics.
 #[derive(Debug, Parser)]
@@ -25,4 +27,8 @@ pub struct Args {
     /// Serve the web page, /status.json and /metrics on ADDR:PORT
     #[arg(long = "http", value_name = "ADDR:PORT")]
     pub http: Option<String>,
+    /// Which jobs have series of their own in /metrics: all (three series
+    /// per job), or problems (only jobs not up, for very large fleets)
+    #[arg(long = "metrics-jobs", value_name = "WHICH", value_enum, default_value_t = MetricsJobs::All)]
+    pub metrics_jobs: MetricsJobs,
 }

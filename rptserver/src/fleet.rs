@@ -1,14 +1,14 @@
 //! The fleet as the collector knows it: each reporting host and its jobs,
-//! from the reports received, and the views of it — the status file of the
-//! original collector, JSON, Prometheus text. Pure: every function takes
-//! `now` (seconds, monotonic) from the caller.
+//! from the reports received, and what changed when. Every change an
+//! operator would see (a job up or down, enabled or disabled, restarted,
+//! flapping, a host stale, gone or new) takes a new generation number, so
+//! that a viewer can ask only for what changed since the generation it has
+//! (`views.rs`). Pure: every function takes `now` (seconds, monotonic) from
+//! the caller.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, VecDeque};
 
 use pmtr_core::proto::report::Report;
-use pmtr_core::status::duration_text;
-use serde::Serialize;
 
 /// A host not heard from for this long is marked stale...
 pub const STALE_SECS: f64 = 25.0;
@@ -18,233 +18,254 @@ pub const FORGET_SECS: f64 = 60.0;
 /// split report sends jobs in several datagrams, so a job is not dropped
 /// for being absent from one).
 pub const JOB_GONE_SECS: f64 = 25.0;
+/// A job seen to restart this many times...
+pub const FLAP_RESTARTS: usize = 2;
+/// ...within this long is flapping.
+pub const FLAP_WINDOW_SECS: f64 = 600.0;
+/// Reports carry whole seconds and arrive late by up to a few: a start
+/// time that moves by less is the same start.
+const SAME_START_SECS: f64 = 2.5;
+/// Names of forgotten hosts kept for viewers that ask what changed; a
+/// viewer further behind gets the whole fleet.
+const REMOVALS_KEPT: usize = 100_000;
 
 #[derive(Clone, Debug)]
-struct Job {
-    enabled: bool,
+pub(crate) struct Job {
+    pub(crate) enabled: bool,
     /// Seconds since start, as reported...
-    seconds: u64,
+    pub(crate) seconds: u64,
     /// ...at this time.
-    seen_at: f64,
-    pid: Option<i32>,
-    cmd: Option<String>,
+    pub(crate) seen_at: f64,
+    pub(crate) pid: Option<i32>,
+    pub(crate) cmd: Option<String>,
+    /// When the running instance started (`seen_at - seconds`), kept from
+    /// its first report so that report jitter does not move it.
+    started_at: Option<f64>,
+    /// The pid of the last instance seen running.
+    last_running_pid: Option<i32>,
+    /// When restarts were seen, within the flapping window.
+    restarts: Vec<f64>,
 }
 
-#[derive(Clone, Debug)]
-struct Host {
-    sender: String,
-    interface_address: Option<String>,
-    reported_at: f64,
-    jobs: BTreeMap<String, Job>,
-}
-
-#[derive(Debug, Default)]
-pub struct Fleet {
-    hosts: BTreeMap<String, Host>,
-    pub received: u64,
-    pub refused: u64,
-}
-
-/// One job in the JSON view.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct JobView {
-    pub name: String,
-    pub enabled: bool,
+impl Job {
     /// Running: enabled, with a pid (or, from the original's three-field
     /// lines, simply enabled).
-    pub up: bool,
-    pub uptime_seconds: Option<u64>,
-    pub pid: Option<i32>,
-    pub cmd: Option<String>,
+    pub(crate) fn up(&self) -> bool {
+        self.enabled && self.pid.is_none_or(|p| p != 0)
+    }
+
+    pub(crate) fn flapping(&self) -> bool {
+        self.restarts.len() >= FLAP_RESTARTS
+    }
+
+    pub(crate) fn restarts_seen(&self) -> usize {
+        self.restarts.len()
+    }
+
+    pub(crate) fn uptime(&self, now: f64) -> Option<u64> {
+        self.enabled
+            .then(|| self.seconds + (now - self.seen_at).max(0.0) as u64)
+    }
+
+    /// What a viewer sees of the job, to tell a change from a routine
+    /// report.
+    fn looks(&self) -> (bool, Option<i32>, Option<&str>, bool, Option<f64>) {
+        (
+            self.enabled,
+            self.pid,
+            self.cmd.as_deref(),
+            self.flapping(),
+            self.started_at,
+        )
+    }
+
+    fn forget_old_restarts(&mut self, now: f64) {
+        self.restarts.retain(|&t| now - t < FLAP_WINDOW_SECS);
+    }
 }
 
-#[derive(Debug, Serialize, PartialEq)]
-pub struct HostView {
-    pub name: String,
-    pub sender: String,
-    pub interface_address: Option<String>,
-    pub last_report_seconds_ago: u64,
-    pub stale: bool,
-    pub jobs: Vec<JobView>,
+#[derive(Clone, Debug)]
+pub(crate) struct Host {
+    pub(crate) sender: String,
+    pub(crate) interface_address: Option<String>,
+    pub(crate) reported_at: f64,
+    pub(crate) jobs: BTreeMap<String, Job>,
+    /// The generation of the host's last change.
+    pub(crate) changed: u64,
+    /// Stale as last published (a change when it flips).
+    pub(crate) stale: bool,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
-pub struct FleetView {
-    pub hosts: Vec<HostView>,
-    pub datagrams_received: u64,
-    pub datagrams_refused: u64,
+impl Host {
+    /// A job down, disabled (a job pmtr gave up on reads as disabled on
+    /// the wire) or flapping, or the host stale.
+    pub(crate) fn has_problem(&self) -> bool {
+        self.stale || self.jobs.values().any(|j| !j.up() || j.flapping())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    pub(crate) hosts: BTreeMap<String, Host>,
+    pub received: u64,
+    pub refused: u64,
+    /// The generation of the last change.
+    pub(crate) generation: u64,
+    /// Hosts forgotten, with the generation of their going.
+    pub(crate) removals: VecDeque<(u64, String)>,
+    /// A viewer whose generation is below this has missed removals no
+    /// longer kept, or came from another collector: it gets everything.
+    pub(crate) oldest_known: u64,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet::starting_at(0)
+    }
 }
 
 impl Fleet {
+    /// A fleet whose generations start at `first`. The collector starts
+    /// from the time it started, in microseconds since the epoch, so that
+    /// the generations of a collector restarted are above those of the
+    /// one before, and a page open across the restart reloads the whole.
+    pub fn starting_at(first: u64) -> Fleet {
+        Fleet {
+            hosts: BTreeMap::new(),
+            received: 0,
+            refused: 0,
+            generation: first,
+            removals: VecDeque::new(),
+            oldest_known: first,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
     /// Takes in a report from `sender` at `now`.
     pub fn record(&mut self, report: Report, sender: &str, now: f64) {
+        let mut changed = !self.hosts.contains_key(&report.host);
         let host = self.hosts.entry(report.host).or_insert_with(|| Host {
             sender: sender.to_string(),
             interface_address: None,
             reported_at: now,
             jobs: BTreeMap::new(),
+            changed: 0,
+            stale: false,
         });
+        changed |= host.sender != sender || host.interface_address != report.address;
+        changed |= host.stale;
         host.sender = sender.to_string();
         host.interface_address = report.address;
         host.reported_at = now;
-        for job in report.jobs {
-            host.jobs.insert(
-                job.name,
-                Job {
-                    enabled: job.enabled,
-                    seconds: job.seconds,
-                    seen_at: now,
-                    pid: job.pid,
-                    cmd: job.cmd,
-                },
-            );
-        }
-    }
-
-    /// Forgets hosts silent for a minute and jobs no longer reported.
-    /// Returns true if anything went.
-    pub fn expire(&mut self, now: f64) -> bool {
-        let before: usize = self.hosts.values().map(|h| h.jobs.len() + 1).sum();
-        self.hosts
-            .retain(|_, host| now - host.reported_at < FORGET_SECS);
-        for host in self.hosts.values_mut() {
-            let reported_at = host.reported_at;
-            host.jobs
-                .retain(|_, job| reported_at - job.seen_at < JOB_GONE_SECS);
-        }
-        let after: usize = self.hosts.values().map(|h| h.jobs.len() + 1).sum();
-        before != after
-    }
-
-    pub fn view(&self, now: f64) -> FleetView {
-        FleetView {
-            hosts: self
-                .hosts
-                .iter()
-                .map(|(name, host)| HostView {
-                    name: name.clone(),
-                    sender: host.sender.clone(),
-                    interface_address: host.interface_address.clone(),
-                    last_report_seconds_ago: (now - host.reported_at).max(0.0) as u64,
-                    stale: now - host.reported_at >= STALE_SECS,
-                    jobs: host
-                        .jobs
-                        .iter()
-                        .map(|(name, job)| JobView {
-                            name: name.clone(),
-                            enabled: job.enabled,
-                            up: job.enabled && job.pid.is_none_or(|p| p != 0),
-                            uptime_seconds: uptime(job, now),
-                            pid: job.pid.filter(|&p| p != 0),
-                            cmd: job.cmd.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-            datagrams_received: self.received,
-            datagrams_refused: self.refused,
-        }
-    }
-
-    /// The status file, in the original collector's layout.
-    pub fn status_file(&self, now: f64, local_time: &str) -> String {
-        let mut out = format!(
-            "update at {local_time}\n{} systems reporting\n\n",
-            self.hosts.len()
-        );
-        for (name, host) in &self.hosts {
-            let _ = writeln!(out, "{name}:");
-            for (job_name, job) in &host.jobs {
-                let state = if job.enabled { "enabled" } else { "disabled" };
-                let shown = match uptime(job, now) {
-                    Some(secs) if job.enabled => duration_text(secs),
-                    _ => "-".to_string(),
-                };
-                let _ = writeln!(out, "\t{job_name:<40} {state:<10} {shown:>20}");
+        host.stale = false;
+        for reported in report.jobs {
+            let mut job = Job {
+                enabled: reported.enabled,
+                seconds: reported.seconds,
+                seen_at: now,
+                pid: reported.pid,
+                cmd: reported.cmd,
+                started_at: None,
+                last_running_pid: None,
+                restarts: Vec::new(),
+            };
+            if job.up() {
+                job.started_at = Some(now - job.seconds as f64);
+                job.last_running_pid = job.pid;
             }
-            out.push('\n');
-        }
-        out
-    }
-
-    /// Prometheus text: one series per host and job (up, uptime, enabled),
-    /// for a Prometheus to scrape and federate.
-    pub fn metrics(&self, now: f64) -> String {
-        let view = self.view(now);
-        let mut out = String::new();
-        let gauge = |out: &mut String, name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        };
-        gauge(
-            &mut out,
-            "pmtr_fleet_hosts",
-            "Hosts reporting (heard from in the last minute).",
-        );
-        let _ = writeln!(out, "pmtr_fleet_hosts {}", view.hosts.len());
-        gauge(
-            &mut out,
-            "pmtr_fleet_host_stale",
-            "1 if the host has not reported for 25 s.",
-        );
-        for host in &view.hosts {
-            let _ = writeln!(
-                out,
-                "pmtr_fleet_host_stale{{host=\"{}\"}} {}",
-                escape(&host.name),
-                u8::from(host.stale)
-            );
-        }
-        let families: [JobFamily; 3] = [
-            ("pmtr_fleet_job_up", "1 if the job runs on the host.", |j| {
-                Some(u64::from(j.up))
-            }),
-            (
-                "pmtr_fleet_job_enabled",
-                "1 if the job is enabled on the host.",
-                |j| Some(u64::from(j.enabled)),
-            ),
-            (
-                "pmtr_fleet_job_uptime_seconds",
-                "Seconds since the job started.",
-                |j| j.uptime_seconds,
-            ),
-        ];
-        for (name, help, value) in families {
-            gauge(&mut out, name, help);
-            for host in &view.hosts {
-                for job in &host.jobs {
-                    if let Some(v) = value(job) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{host=\"{}\",job=\"{}\"}} {v}",
-                            escape(&host.name),
-                            escape(&job.name)
-                        );
-                    }
+            match host.jobs.get_mut(&reported.name) {
+                None => changed = true,
+                Some(before) => {
+                    carry_history(before, &mut job, now);
+                    changed |= before.looks() != job.looks();
                 }
             }
+            host.jobs.insert(reported.name, job);
         }
-        let _ = writeln!(out, "# HELP pmtr_fleet_datagrams_received_total Report datagrams received.\n# TYPE pmtr_fleet_datagrams_received_total counter");
-        let _ = writeln!(out, "pmtr_fleet_datagrams_received_total {}", self.received);
-        let _ = writeln!(out, "# HELP pmtr_fleet_datagrams_refused_total Datagrams refused (malformed, unsigned, bad signature).\n# TYPE pmtr_fleet_datagrams_refused_total counter");
-        let _ = writeln!(out, "pmtr_fleet_datagrams_refused_total {}", self.refused);
-        out
+        if changed {
+            host.changed = self.generation + 1;
+            self.generation += 1;
+        }
+    }
+
+    /// Applies what time alone changes: hosts become stale, then are
+    /// forgotten; jobs no longer reported go; restarts leave the flapping
+    /// window. Returns true if anything a viewer sees changed.
+    pub fn settle(&mut self, now: f64) -> bool {
+        let before = self.generation;
+        let forgotten: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, host)| now - host.reported_at >= FORGET_SECS)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in forgotten {
+            self.hosts.remove(&name);
+            let generation = self.next_generation();
+            self.removals.push_back((generation, name));
+        }
+        while self.removals.len() > REMOVALS_KEPT {
+            if let Some((generation, _)) = self.removals.pop_front() {
+                self.oldest_known = generation;
+            }
+        }
+        let mut generation = self.generation;
+        for host in self.hosts.values_mut() {
+            let stale = now - host.reported_at >= STALE_SECS;
+            let mut changed = stale != host.stale;
+            host.stale = stale;
+            let reported_at = host.reported_at;
+            let jobs = host.jobs.len();
+            host.jobs
+                .retain(|_, job| reported_at - job.seen_at < JOB_GONE_SECS);
+            changed |= jobs != host.jobs.len();
+            for job in host.jobs.values_mut() {
+                let flapping = job.flapping();
+                job.forget_old_restarts(now);
+                changed |= flapping != job.flapping();
+            }
+            if changed {
+                generation += 1;
+                host.changed = generation;
+            }
+        }
+        self.generation = generation;
+        self.generation != before
     }
 }
 
-/// A per-job metric: name, help, and the job's value (none: no series).
-type JobFamily = (&'static str, &'static str, fn(&JobView) -> Option<u64>);
-
-fn uptime(job: &Job, now: f64) -> Option<u64> {
-    job.enabled
-        .then(|| job.seconds + (now - job.seen_at).max(0.0) as u64)
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Carries a job's start and restart history from its last report into
+/// this one, and counts a restart when a new instance is running.
+fn carry_history(before: &Job, job: &mut Job, now: f64) {
+    job.restarts = before.restarts.clone();
+    job.forget_old_restarts(now);
+    job.last_running_pid = job.last_running_pid.or(before.last_running_pid);
+    let Some(started) = job.started_at else {
+        return;
+    };
+    let new_pid = match (job.pid, before.last_running_pid) {
+        (Some(now_pid), Some(then_pid)) => now_pid != then_pid,
+        _ => false,
+    };
+    let same_start = before
+        .started_at
+        .is_some_and(|then| (started - then).abs() < SAME_START_SECS);
+    if new_pid || (before.started_at.is_some() && !same_start) {
+        job.restarts.push(now);
+    } else if let Some(then) = before.started_at {
+        job.started_at = Some(then);
+    } else if before.last_running_pid.is_none() && before.enabled && !before.up() {
+        // Down, then up with no instance seen before: a restart.
+        job.restarts.push(now);
+    }
 }
 
 #[cfg(test)]
@@ -252,106 +273,101 @@ mod tests {
     use super::*;
     use pmtr_core::proto::report::decode;
 
-    fn fleet() -> Fleet {
+    fn report(text: &str) -> Report {
+        decode(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_routine_report_is_no_change() {
+        let mut fleet = Fleet::starting_at(1000);
+        fleet.record(report("report web01\nnginx e 100 812 /n\n"), "s", 10.0);
+        assert_eq!(fleet.generation(), 1001);
+        fleet.record(report("report web01\nnginx e 110 812 /n\n"), "s", 20.4);
+        fleet.record(report("report web01\nnginx e 120 812 /n\n"), "s", 29.9);
+        assert_eq!(fleet.generation(), 1001, "uptime grows: nothing to redraw");
+        assert!(!fleet.settle(30.0));
+    }
+
+    #[test]
+    fn a_restart_is_a_change_and_two_in_ten_minutes_are_flapping() {
         let mut fleet = Fleet::default();
-        fleet.record(
-            decode(
-                b"report web01\nnginx e 277269 812 /usr/sbin/nginx\nbackup d 0 0 /usr/bin/backup\n",
-            )
-            .unwrap(),
-            "10.0.0.5:40000",
-            100.0,
-        );
-        fleet.record(
-            decode(b"report db01 10.1.0.9\npostgres e 60 91\n").unwrap(),
-            "10.0.0.6:40000",
-            100.0,
-        );
-        fleet
+        fleet.record(report("report h\na e 100 812 /a\n"), "s", 10.0);
+        fleet.record(report("report h\na e 0 0 /a\n"), "s", 20.0);
+        let down = fleet.generation();
+        assert!(fleet.hosts["h"].has_problem(), "down");
+        fleet.record(report("report h\na e 5 900 /a\n"), "s", 30.0);
+        assert!(fleet.generation() > down);
+        let job = &fleet.hosts["h"].jobs["a"];
+        assert_eq!((job.restarts_seen(), job.flapping()), (1, false));
+        assert!(!fleet.hosts["h"].has_problem());
+        fleet.record(report("report h\na e 2 901 /a\n"), "s", 40.0);
+        assert!(fleet.hosts["h"].jobs["a"].flapping());
+        assert!(fleet.hosts["h"].has_problem());
+        let flapping = fleet.generation();
+        fleet.record(report("report h\na e 12 901 /a\n"), "s", 50.0);
+        assert_eq!(fleet.generation(), flapping);
+        // The first restart leaves the window: no longer flapping, a
+        // change, whether a report or the clock sees it first.
+        let mut by_clock = fleet.clone();
+        by_clock.record(report("report h\na e 587 901 /a\n"), "s", 625.0);
+        assert_eq!(by_clock.generation(), flapping);
+        assert!(by_clock.settle(631.0));
+        assert!(!by_clock.hosts["h"].jobs["a"].flapping());
+        fleet.record(report("report h\na e 600 901 /a\n"), "s", 638.0);
+        assert!(!fleet.hosts["h"].jobs["a"].flapping());
+        assert!(fleet.generation() > flapping);
+        assert!(!fleet.settle(639.0), "nothing more to change");
     }
 
     #[test]
-    fn the_status_file_keeps_the_original_layout() {
-        let text = fleet().status_file(100.0, "Wed Nov 25 11:24:09 2026");
-        // A tab, the name left in 40, a space, the state left in 10, a
-        // space, the uptime right in 20.
-        let line = |name: &str, state: &str, uptime: &str| {
-            format!("\t{name:<40} {state:<10} {uptime:>20}\n")
-        };
-        let expected = format!(
-            "update at Wed Nov 25 11:24:09 2026\n2 systems reporting\n\ndb01:\n{}\nweb01:\n{}{}\n",
-            line("postgres", "enabled", "1m 0s"),
-            line("backup", "disabled", "-"),
-            line("nginx", "enabled", "3d 5h 1m 9s"),
-        );
-        assert_eq!(text, expected);
-        let nginx = text.lines().find(|l| l.contains("nginx")).unwrap();
-        assert_eq!(nginx.len(), 1 + 40 + 1 + 10 + 1 + 20);
-        assert!(nginx.ends_with(" 3d 5h 1m 9s"));
+    fn a_restart_seen_only_by_its_start_time_counts() {
+        // The original's three-field lines carry no pid.
+        let mut fleet = Fleet::default();
+        fleet.record(report("report old\napp e 100\n"), "s", 10.0);
+        fleet.record(report("report old\napp e 3\n"), "s", 20.0);
+        assert_eq!(fleet.hosts["old"].jobs["app"].restarts_seen(), 1);
+        fleet.record(report("report old\napp e 13\n"), "s", 30.0);
+        assert_eq!(fleet.hosts["old"].jobs["app"].restarts_seen(), 1);
     }
 
     #[test]
-    fn uptimes_grow_between_reports() {
-        let view = fleet().view(130.0);
-        let web = view.hosts.iter().find(|h| h.name == "web01").unwrap();
-        let nginx = web.jobs.iter().find(|j| j.name == "nginx").unwrap();
-        assert_eq!(nginx.uptime_seconds, Some(277_299));
-        assert!(nginx.up);
-        assert_eq!(nginx.pid, Some(812));
-        assert!(web.stale, "30 s without a report");
-        let backup = web.jobs.iter().find(|j| j.name == "backup").unwrap();
-        assert_eq!(
-            (backup.up, backup.uptime_seconds, backup.pid),
-            (false, None, None)
-        );
+    fn a_host_going_stale_then_forgotten_are_changes_kept_for_viewers() {
+        let mut fleet = Fleet::starting_at(50);
+        fleet.record(report("report a\nx e 1 2 /x\n"), "s", 0.0);
+        fleet.record(report("report b\nx e 1 2 /x\n"), "s", 20.0);
+        assert!(!fleet.settle(24.0));
+        assert!(fleet.settle(25.0));
+        assert!(fleet.hosts["a"].stale && !fleet.hosts["b"].stale);
+        let stale = fleet.generation();
+        assert_eq!(fleet.hosts["a"].changed, stale);
+        assert!(fleet.settle(60.0));
+        assert!(!fleet.hosts.contains_key("a"));
+        assert_eq!(fleet.removals.back(), Some(&(stale + 1, "a".to_string())));
+        // Back again: new, and no longer stale.
+        fleet.record(report("report a\nx e 1 2 /x\n"), "s", 61.0);
+        assert!(!fleet.hosts["a"].stale);
+        assert!(fleet.generation() > stale + 1);
     }
 
     #[test]
-    fn hosts_are_forgotten_after_a_minute_and_dropped_jobs_after_two_rounds() {
-        let mut fleet = fleet();
-        fleet.record(
-            decode(b"report web01\nnginx e 277289 812 /usr/sbin/nginx\n").unwrap(),
-            "10.0.0.5:40000",
-            120.0,
-        );
-        assert!(!fleet.expire(120.0));
-        fleet.record(
-            decode(b"report web01\nnginx e 277299 812 /usr/sbin/nginx\n").unwrap(),
-            "10.0.0.5:40000",
-            130.0,
-        );
-        assert!(fleet.expire(130.0), "backup not reported since 100");
-        assert_eq!(
-            fleet
-                .view(130.0)
-                .hosts
-                .iter()
-                .find(|h| h.name == "web01")
-                .unwrap()
-                .jobs
-                .len(),
-            1
-        );
-        assert!(fleet.expire(165.0), "db01 silent since 100");
-        assert_eq!(fleet.view(165.0).hosts.len(), 1);
+    fn jobs_absent_from_reports_go_after_two_rounds() {
+        let mut fleet = Fleet::default();
+        fleet.record(report("report h\na e 1 2 /a\nb d 0 0 /b\n"), "s", 100.0);
+        fleet.record(report("report h\na e 21 2 /a\n"), "s", 120.0);
+        assert!(!fleet.settle(120.0));
+        fleet.record(report("report h\na e 31 2 /a\n"), "s", 130.0);
+        assert!(fleet.settle(130.0), "b not reported since 100");
+        assert_eq!(fleet.hosts["h"].jobs.len(), 1);
     }
 
     #[test]
-    fn metrics_have_a_series_per_host_and_job() {
-        let text = fleet().metrics(100.0);
-        assert!(text.contains("pmtr_fleet_hosts 2\n"));
-        assert!(text.contains("pmtr_fleet_job_up{host=\"web01\",job=\"nginx\"} 1\n"));
-        assert!(text.contains("pmtr_fleet_job_up{host=\"web01\",job=\"backup\"} 0\n"));
-        assert!(text.contains("pmtr_fleet_job_enabled{host=\"db01\",job=\"postgres\"} 1\n"));
-        assert!(text.contains("pmtr_fleet_job_uptime_seconds{host=\"db01\",job=\"postgres\"} 60\n"));
-    }
-
-    #[test]
-    fn json_shape() {
-        let json = serde_json::to_value(fleet().view(100.0)).unwrap();
-        assert_eq!(json["hosts"][0]["name"], "db01");
-        assert_eq!(json["hosts"][0]["interface_address"], "10.1.0.9");
-        assert_eq!(json["hosts"][1]["jobs"][1]["name"], "nginx");
-        assert_eq!(json["hosts"][1]["jobs"][1]["uptime_seconds"], 277_269);
+    fn forgotten_names_are_kept_up_to_a_bound() {
+        let mut fleet = Fleet::default();
+        for i in 0..REMOVALS_KEPT + 3 {
+            fleet.record(report(&format!("report h{i}\n")), "s", 0.0);
+        }
+        assert!(fleet.settle(FORGET_SECS));
+        assert_eq!(fleet.removals.len(), REMOVALS_KEPT);
+        assert!(fleet.oldest_known > REMOVALS_KEPT as u64);
     }
 }

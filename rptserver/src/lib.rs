@@ -1,6 +1,9 @@
 //! pmtr-rptserver: the collector of pmtr status reports. The fleet model
-//! and its views are pure (`fleet`); `web` serves them over HTTP.
+//! (`fleet`) and what is shown of it (`views`, `metrics`) are pure; `web`
+//! answers HTTP requests from them.
 
 pub mod cli;
 pub mod fleet;
+pub mod metrics;
+pub mod views;
 pub mod web;

@@ -45,9 +45,15 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let fleet = Arc::new(Mutex::new(Fleet::default()));
+    let first_generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let fleet = Arc::new(Mutex::new(Fleet::starting_at(first_generation)));
     if let Some(address) = &args.http {
-        if let Err(message) = web::serve(address, Arc::clone(&fleet), started) {
+        let options = web::Options {
+            metrics_jobs: args.metrics_jobs,
+        };
+        if let Err(message) = web::serve(address, Arc::clone(&fleet), started, options) {
             eprintln!("pmtr-rptserver: {message}");
             return ExitCode::FAILURE;
         }
@@ -65,6 +71,9 @@ fn run(
     let mut buffer = vec![0u8; 65_536];
     let mut last_write: Option<Instant> = None;
     let mut dirty = true;
+    // The generation in the status file: the web thread may settle the
+    // fleet (forget a host) between two rewrites.
+    let mut written = 0;
     loop {
         let wait = last_write
             .map_or(FILE_EVERY, |t| FILE_EVERY.saturating_sub(t.elapsed()))
@@ -102,7 +111,8 @@ fn run(
             let Ok(mut fleet) = fleet.lock() else {
                 return ExitCode::FAILURE;
             };
-            dirty |= fleet.expire(now);
+            dirty |= fleet.settle(now) || fleet.generation() != written;
+            written = fleet.generation();
             if dirty {
                 let text = fleet.status_file(now, &local_time_text(unix_now() as i64));
                 drop(fleet);

@@ -1,0 +1,146 @@
+//! `/metrics`: the fleet in the Prometheus text format, for a Prometheus
+//! to scrape and federate. One series per host, and three per job — or,
+//! with `--metrics-jobs=problems`, per job only for the jobs not up.
+
+use std::fmt::Write as _;
+
+use crate::fleet::{Fleet, Job};
+
+/// Which jobs have series of their own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsJobs {
+    /// Every job: three series each.
+    #[default]
+    All,
+    /// Only jobs not up (down or disabled), for very large fleets.
+    Problems,
+}
+
+/// A per-job metric: name, help, and the job's value (none: no series).
+type JobFamily = (&'static str, &'static str, fn(&Job, f64) -> Option<u64>);
+
+const JOB_FAMILIES: [JobFamily; 3] = [
+    (
+        "pmtr_fleet_job_up",
+        "1 if the job runs on the host.",
+        |j, _| Some(u64::from(j.up())),
+    ),
+    (
+        "pmtr_fleet_job_enabled",
+        "1 if the job is enabled on the host.",
+        |j, _| Some(u64::from(j.enabled)),
+    ),
+    (
+        "pmtr_fleet_job_uptime_seconds",
+        "Seconds since the job started.",
+        |j, now| j.uptime(now),
+    ),
+];
+
+impl Fleet {
+    pub fn metrics(&self, now: f64, jobs: MetricsJobs) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        };
+        gauge(
+            &mut out,
+            "pmtr_fleet_hosts",
+            "Hosts reporting (heard from in the last minute).",
+        );
+        let _ = writeln!(out, "pmtr_fleet_hosts {}", self.hosts.len());
+        gauge(
+            &mut out,
+            "pmtr_fleet_host_stale",
+            "1 if the host has not reported for 25 s.",
+        );
+        for (name, host) in &self.hosts {
+            let _ = writeln!(
+                out,
+                "pmtr_fleet_host_stale{{host=\"{}\"}} {}",
+                escape(name),
+                u8::from(host.stale)
+            );
+        }
+        for (family, help, value) in JOB_FAMILIES {
+            gauge(&mut out, family, help);
+            for (host_name, host) in &self.hosts {
+                for (job_name, job) in &host.jobs {
+                    if jobs == MetricsJobs::Problems && job.up() {
+                        continue;
+                    }
+                    if let Some(v) = value(job, now) {
+                        let _ = writeln!(
+                            out,
+                            "{family}{{host=\"{}\",job=\"{}\"}} {v}",
+                            escape(host_name),
+                            escape(job_name)
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP pmtr_fleet_datagrams_received_total Report datagrams received.\n# TYPE pmtr_fleet_datagrams_received_total counter");
+        let _ = writeln!(out, "pmtr_fleet_datagrams_received_total {}", self.received);
+        let _ = writeln!(out, "# HELP pmtr_fleet_datagrams_refused_total Datagrams refused (malformed, unsigned, bad signature).\n# TYPE pmtr_fleet_datagrams_refused_total counter");
+        let _ = writeln!(out, "pmtr_fleet_datagrams_refused_total {}", self.refused);
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmtr_core::proto::report::decode;
+
+    fn fleet() -> Fleet {
+        let mut fleet = Fleet::default();
+        fleet.record(
+            decode(b"report web01\nnginx e 277269 812 /usr/sbin/nginx\nbackup d 0 0 /usr/bin/backup\nworker e 0 0 /w\n")
+                .unwrap(),
+            "10.0.0.5:40000",
+            100.0,
+        );
+        fleet.record(
+            decode(b"report db01 10.1.0.9\npostgres e 60 91\n").unwrap(),
+            "10.0.0.6:40000",
+            100.0,
+        );
+        fleet
+    }
+
+    #[test]
+    fn metrics_have_a_series_per_host_and_job() {
+        let text = fleet().metrics(100.0, MetricsJobs::All);
+        assert!(text.contains("pmtr_fleet_hosts 2\n"));
+        assert!(text.contains("pmtr_fleet_job_up{host=\"web01\",job=\"nginx\"} 1\n"));
+        assert!(text.contains("pmtr_fleet_job_up{host=\"web01\",job=\"backup\"} 0\n"));
+        assert!(text.contains("pmtr_fleet_job_enabled{host=\"db01\",job=\"postgres\"} 1\n"));
+        assert!(text.contains("pmtr_fleet_job_uptime_seconds{host=\"db01\",job=\"postgres\"} 60\n"));
+    }
+
+    #[test]
+    fn with_problems_only_the_jobs_not_up_have_series() {
+        let text = fleet().metrics(100.0, MetricsJobs::Problems);
+        let jobs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("pmtr_fleet_job_up{"))
+            .collect();
+        assert_eq!(
+            jobs,
+            [
+                "pmtr_fleet_job_up{host=\"web01\",job=\"backup\"} 0",
+                "pmtr_fleet_job_up{host=\"web01\",job=\"worker\"} 0"
+            ]
+        );
+        assert!(text.contains("pmtr_fleet_host_stale{host=\"db01\"} 0\n"));
+        assert!(!text.contains("job=\"nginx\""));
+    }
+}
