@@ -17,7 +17,7 @@ use crate::harness::{
 /// Reports come every 10 s: long enough for two of them.
 const REPORTS: Duration = Duration::from_secs(25);
 
-fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(SHORT)).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
@@ -28,7 +28,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
         .map(|(_, body)| body.to_string())
 }
 
-fn status_json(port: u16) -> Option<serde_json::Value> {
+pub(crate) fn status_json(port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(&http_get(port, "/status.json")?).ok()
 }
 

@@ -6,4 +6,6 @@
 #[path = "../../pmtr/tests/harness/mod.rs"]
 mod harness;
 
+mod browser;
 mod fleet;
+mod fleet_page;
