@@ -116,6 +116,11 @@ pub struct Fleet {
     /// A viewer whose generation is below this has missed removals no
     /// longer kept, or came from another collector: it gets everything.
     pub(crate) oldest_known: u64,
+    /// Nothing changes with time alone before this: `settle` is free
+    /// until then (viewers call it at every poll).
+    settle_due: f64,
+    /// The summary of the fleet at a generation (`views.rs`).
+    pub(crate) summary_cache: std::cell::Cell<Option<(u64, crate::views::Summary)>>,
 }
 
 impl Default for Fleet {
@@ -137,6 +142,8 @@ impl Fleet {
             generation: first,
             removals: VecDeque::new(),
             oldest_known: first,
+            settle_due: f64::INFINITY,
+            summary_cache: std::cell::Cell::new(None),
         }
     }
 
@@ -190,6 +197,12 @@ impl Fleet {
             }
             host.jobs.insert(reported.name, job);
         }
+        let jobs = host.jobs.len();
+        host.jobs.retain(|_, job| now - job.seen_at < JOB_GONE_SECS);
+        changed |= jobs != host.jobs.len();
+        // The earliest a report can make time matter: stale (restarts
+        // leave their window later still).
+        self.settle_due = self.settle_due.min(now + STALE_SECS);
         if changed {
             host.changed = self.generation + 1;
             self.generation += 1;
@@ -197,9 +210,12 @@ impl Fleet {
     }
 
     /// Applies what time alone changes: hosts become stale, then are
-    /// forgotten; jobs no longer reported go; restarts leave the flapping
-    /// window. Returns true if anything a viewer sees changed.
+    /// forgotten; restarts leave the flapping window. (A job no longer
+    /// reported goes when its host reports without it.) Returns true if anything a viewer sees changed.
     pub fn settle(&mut self, now: f64) -> bool {
+        if now < self.settle_due {
+            return false;
+        }
         let before = self.generation;
         let forgotten: Vec<String> = self
             .hosts
@@ -218,25 +234,26 @@ impl Fleet {
             }
         }
         let mut generation = self.generation;
+        let mut due = f64::INFINITY;
         for host in self.hosts.values_mut() {
             let stale = now - host.reported_at >= STALE_SECS;
             let mut changed = stale != host.stale;
             host.stale = stale;
-            let reported_at = host.reported_at;
-            let jobs = host.jobs.len();
-            host.jobs
-                .retain(|_, job| reported_at - job.seen_at < JOB_GONE_SECS);
-            changed |= jobs != host.jobs.len();
+            due = due.min(host.reported_at + if stale { FORGET_SECS } else { STALE_SECS });
             for job in host.jobs.values_mut() {
                 let flapping = job.flapping();
                 job.forget_old_restarts(now);
                 changed |= flapping != job.flapping();
+                if let Some(oldest) = job.restarts.first() {
+                    due = due.min(oldest + FLAP_WINDOW_SECS);
+                }
             }
             if changed {
                 generation += 1;
                 host.changed = generation;
             }
         }
+        self.settle_due = due;
         self.generation = generation;
         self.generation != before
     }
@@ -355,8 +372,9 @@ mod tests {
         fleet.record(report("report h\na e 1 2 /a\nb d 0 0 /b\n"), "s", 100.0);
         fleet.record(report("report h\na e 21 2 /a\n"), "s", 120.0);
         assert!(!fleet.settle(120.0));
+        let before = fleet.generation();
         fleet.record(report("report h\na e 31 2 /a\n"), "s", 130.0);
-        assert!(fleet.settle(130.0), "b not reported since 100");
+        assert!(fleet.generation() > before, "b not reported since 100");
         assert_eq!(fleet.hosts["h"].jobs.len(), 1);
     }
 

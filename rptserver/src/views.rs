@@ -50,7 +50,7 @@ pub struct HostView {
 }
 
 /// Counts over the whole fleet, whatever the query.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Summary {
     pub hosts: usize,
     pub hosts_stale: usize,
@@ -121,7 +121,19 @@ impl Fleet {
         }
     }
 
+    /// Counted once per generation: every viewer's poll asks for it.
     pub fn summary(&self) -> Summary {
+        if let Some((generation, summary)) = self.summary_cache.get() {
+            if generation == self.generation {
+                return summary;
+            }
+        }
+        let summary = self.count();
+        self.summary_cache.set(Some((self.generation, summary)));
+        summary
+    }
+
+    fn count(&self) -> Summary {
         let mut summary = Summary {
             hosts: self.hosts.len(),
             ..Summary::default()

@@ -21,9 +21,11 @@ const DISABLED: (&str, &str) = ("host00777", "job4");
 /// Generous: a debug build on a loaded machine serializes 8 MB slowly.
 const LONG: Duration = Duration::from_secs(120);
 
-/// The report of host `h` in round `round`: 1 % of the hosts change their
-/// address every round, a change the page is sent.
-fn report(h: usize, round: u64) -> Vec<u8> {
+/// The report of host `h` in round `round`, `elapsed` seconds into the
+/// test (uptimes grow with it: one standing still reads as a restart). 1 %
+/// of the hosts change their address every round, a change the page is
+/// sent.
+fn report(h: usize, round: u64, elapsed: u64) -> Vec<u8> {
     let name = format!("host{h:05}");
     let mut text = if h % 100 == 7 {
         format!("report {name} 10.0.{}.7\n", round % 250)
@@ -41,7 +43,7 @@ fn report(h: usize, round: u64) -> Vec<u8> {
         };
         text.push_str(&format!(
             "{job} {state} {} {pid} /usr/bin/service{j}\n",
-            h * 7 + j
+            (h * 7 + j) as u64 + elapsed
         ));
     }
     text.into_bytes()
@@ -62,6 +64,7 @@ impl Feeder {
         let (stopping, counted) = (stop.clone(), rounds.clone());
         let thread = std::thread::spawn(move || {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let started = std::time::Instant::now();
             let mut sent = 0u64;
             let received = || {
                 status_json_problems(http)
@@ -232,6 +235,7 @@ fn a_fleet_of_10_000_hosts_in_a_browser() {
             long_tasks_ms: pmtrStats.longTasks.map(t => Math.round(t.duration)),
             updates: pmtrStats.updates.filter(u => u.start > pmtrStats.complete).map(u => ({
                 status: u.status,
+                work_ms: u.work,
                 long_tasks_ms: pmtrStats.longTasks.filter(t => t.start >= u.start && t.start < u.end + 50).reduce((s, t) => s + t.duration, 0),
             })),
         })"#,
@@ -251,6 +255,11 @@ fn a_fleet_of_10_000_hosts_in_a_browser() {
         page.eval(r#"document.querySelectorAll("main .stale").length"#),
         0,
         "still no host marked stale"
+    );
+    assert_eq!(
+        page.eval(r#"document.getElementById("problems-count").textContent"#),
+        "2",
+        "routine reports are no restarts"
     );
     drop(feeder);
 }
