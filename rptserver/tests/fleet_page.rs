@@ -74,7 +74,10 @@ impl Feeder {
                 for batch in (0..HOSTS).collect::<Vec<_>>().chunks(50) {
                     for &h in batch {
                         socket
-                            .send_to(&report(h, round), ("127.0.0.1", udp))
+                            .send_to(
+                                &report(h, round, started.elapsed().as_secs()),
+                                ("127.0.0.1", udp),
+                            )
                             .unwrap();
                     }
                     sent += batch.len() as u64;
