@@ -268,14 +268,16 @@ fn carry_history(before: &Job, job: &mut Job, now: f64) {
     let Some(started) = job.started_at else {
         return;
     };
-    let new_pid = match (job.pid, before.last_running_pid) {
+    // The pid tells, when there is one: a start time read from a report
+    // handled late (a busy collector) would look moved. The original's
+    // three-field lines have only the start time.
+    let restarted = match (job.pid, before.last_running_pid) {
         (Some(now_pid), Some(then_pid)) => now_pid != then_pid,
-        _ => false,
+        _ => before
+            .started_at
+            .is_some_and(|then| (started - then).abs() >= SAME_START_SECS),
     };
-    let same_start = before
-        .started_at
-        .is_some_and(|then| (started - then).abs() < SAME_START_SECS);
-    if new_pid || (before.started_at.is_some() && !same_start) {
+    if restarted {
         job.restarts.push(now);
     } else if let Some(then) = before.started_at {
         job.started_at = Some(then);
@@ -334,6 +336,17 @@ mod tests {
         assert!(!fleet.hosts["h"].jobs["a"].flapping());
         assert!(fleet.generation() > flapping);
         assert!(!fleet.settle(639.0), "nothing more to change");
+    }
+
+    #[test]
+    fn a_report_handled_late_is_no_restart() {
+        let mut fleet = Fleet::default();
+        fleet.record(report("report h\na e 100 812 /a\n"), "s", 10.0);
+        let seen = fleet.generation();
+        // Sent at 20 with 110 s of uptime, handled 4 s late.
+        fleet.record(report("report h\na e 110 812 /a\n"), "s", 24.0);
+        assert_eq!(fleet.hosts["h"].jobs["a"].restarts_seen(), 0);
+        assert_eq!(fleet.generation(), seen);
     }
 
     #[test]

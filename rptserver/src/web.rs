@@ -73,9 +73,11 @@ pub fn answer(fleet: &Mutex<Fleet>, request: &Request, now: f64, options: Option
                     body: Vec::new(),
                 };
             }
-            let json = serde_json::to_vec(&fleet.view(now, &query))
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+            let view = fleet.view(now, &query);
+            // Reports wait while the lock is held: serialize without it.
             drop(fleet);
+            let json = serde_json::to_vec(&view)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
             let mut response = body(200, "application/json", json, request);
             response.headers.push(("ETag", tag));
             response
