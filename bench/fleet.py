@@ -189,6 +189,8 @@ def main():
         # One round first: hosts that went stale while the bytes were
         # measured come back before the viewers start.
         time.sleep(12)
+        cpu, wall, _ = cpu_with_viewers(port, process.pid, 0, True, args.seconds)
+        print(f"no viewer, reports alone: collector CPU {cpu:.2f} s in {wall:.0f} s = {100 * cpu / wall:.2f} % of one core")
         for light in (True, False):
             cpu, wall, totals = cpu_with_viewers(port, process.pid, args.viewers, light, args.seconds)
             kind = "as the page polls (since+ETag+gzip)" if light else "whole /status.json every 2 s (before)"
