@@ -33,7 +33,7 @@ const JOB_FAMILIES: [JobFamily; 3] = [
     (
         "pmtr_fleet_job_uptime_seconds",
         "Seconds since the job started.",
-        |j, now| j.uptime(now),
+        |j, now| j.uptime(now).filter(|_| j.up()),
     ),
 ];
 
@@ -142,5 +142,9 @@ mod tests {
         );
         assert!(text.contains("pmtr_fleet_host_stale{host=\"db01\"} 0\n"));
         assert!(!text.contains("job=\"nginx\""));
+        assert!(
+            !text.contains("pmtr_fleet_job_uptime_seconds{host=\"web01\",job=\"worker\"}"),
+            "a job down has no uptime"
+        );
     }
 }

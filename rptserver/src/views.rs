@@ -197,7 +197,9 @@ fn job_view(name: &str, job: &Job, now: f64) -> JobView {
         name: name.to_string(),
         enabled: job.enabled,
         up: job.up(),
-        uptime_seconds: job.uptime(now),
+        // A job down has no uptime to show (the status file keeps the
+        // original's: the seconds reported for an enabled job).
+        uptime_seconds: job.uptime(now).filter(|_| job.up()),
         pid: job.pid.filter(|&p| p != 0),
         cmd: job.cmd.clone(),
         flapping: job.flapping(),
