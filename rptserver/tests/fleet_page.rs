@@ -222,6 +222,24 @@ fn a_fleet_of_10_000_hosts_in_a_browser() {
     assert_eq!(found, "host01234 #q=host01234");
     page.eval(r#"(() => { const s = document.getElementById("search"); s.value = ""; s.dispatchEvent(new Event("input")); })()"#);
 
+    // A count is a filter; a healthy line opens on click.
+    let down_only = page.eval(
+        r#"(() => {
+            document.querySelector('.summary button[data-show="down"]').click();
+            const shown = [...document.querySelectorAll("main [data-host]")].map(e => e.dataset.host).join(" ") + " " + location.hash;
+            document.querySelector('.summary button[data-show="down"]').click();
+            return shown;
+        })()"#,
+    );
+    assert_eq!(down_only, "host04242 #show=down");
+    let opened = page.eval(
+        r#"(() => {
+            document.querySelector('#healthy-list [data-host="host00000"] button').click();
+            return [...document.querySelectorAll('#healthy-list [data-host="host00000"] [data-job]')].map(e => e.dataset.job).join(" ");
+        })()"#,
+    );
+    assert_eq!(opened, "job0 job1 job2 job3 job4");
+
     // Updates patch the page: wait for two that brought changes, then
     // read the page's own timing.
     assert!(
