@@ -109,6 +109,8 @@ pub struct Fleet {
     pub(crate) hosts: BTreeMap<String, Host>,
     pub received: u64,
     pub refused: u64,
+    /// HTTP connections closed at once: too many open.
+    pub connections_refused: u64,
     /// The generation of the last change.
     pub(crate) generation: u64,
     /// Hosts forgotten, with the generation of their going.
@@ -139,6 +141,7 @@ impl Fleet {
             hosts: BTreeMap::new(),
             received: 0,
             refused: 0,
+            connections_refused: 0,
             generation: first,
             removals: VecDeque::new(),
             oldest_known: first,

@@ -16,7 +16,7 @@ use pmtr_core::proto::report;
 
 use pmtr_rptserver::cli::Args;
 use pmtr_rptserver::fleet::Fleet;
-use pmtr_rptserver::web;
+use pmtr_rptserver::{server, web};
 
 /// How often the status file may be rewritten.
 const FILE_EVERY: Duration = Duration::from_secs(10);
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         let options = web::Options {
             metrics_jobs: args.metrics_jobs,
         };
-        if let Err(message) = web::serve(address, Arc::clone(&fleet), started, options) {
+        if let Err(message) = server::serve(address, Arc::clone(&fleet), started, options) {
             eprintln!("pmtr-rptserver: {message}");
             return ExitCode::FAILURE;
         }

@@ -2,15 +2,13 @@
 //! problems, or only what changed since a generation, with an `ETag` so
 //! that an unchanged fleet costs a 304) and `/metrics`, gzip-compressed
 //! for clients that accept it. `answer` decides each response from the
-//! request and the fleet; `serve` carries them on a thread of its own.
+//! request and the fleet; `server.rs` carries them.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Mutex;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use tiny_http::{Header, Server};
 
 use crate::fleet::Fleet;
 use crate::metrics::MetricsJobs;
@@ -143,55 +141,6 @@ fn gzip(content: &[u8]) -> Option<Vec<u8>> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(content.len() / 8), Compression::fast());
     encoder.write_all(content).ok()?;
     encoder.finish().ok()
-}
-
-/// Starts serving on `address` (`ADDR:PORT`) in a thread.
-pub fn serve(
-    address: &str,
-    fleet: Arc<Mutex<Fleet>>,
-    started: Instant,
-    options: Options,
-) -> Result<(), String> {
-    let server =
-        Server::http(address).map_err(|e| format!("unable to serve HTTP on {address}: {e}"))?;
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let header = |name: &'static str| {
-                    request
-                        .headers()
-                        .iter()
-                        .find(|h| h.field.equiv(name))
-                        .map(|h| h.value.as_str().to_string())
-                };
-                let if_none_match = header("If-None-Match");
-                let accepts_gzip = header("Accept-Encoding").is_some_and(|v| {
-                    v.split(',')
-                        .any(|coding| coding.trim().split(';').next() == Some("gzip"))
-                });
-                let response = answer(
-                    &fleet,
-                    &Request {
-                        url: request.url(),
-                        if_none_match: if_none_match.as_deref(),
-                        accepts_gzip,
-                    },
-                    started.elapsed().as_secs_f64(),
-                    options,
-                );
-                let mut reply =
-                    tiny_http::Response::from_data(response.body).with_status_code(response.status);
-                for (name, value) in response.headers {
-                    if let Ok(header) = Header::from_bytes(name, value) {
-                        reply = reply.with_header(header);
-                    }
-                }
-                let _ = request.respond(reply);
-            }
-        })
-        .map_err(|e| format!("unable to start the HTTP thread: {e}"))?;
-    Ok(())
 }
 
 #[cfg(test)]

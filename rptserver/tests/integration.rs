@@ -6,6 +6,7 @@
 #[path = "../../pmtr/tests/harness/mod.rs"]
 mod harness;
 
+mod bounds;
 mod browser;
 mod fleet;
 mod fleet_page;
