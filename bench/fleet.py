@@ -6,7 +6,8 @@ Measures the bytes of one poll (nothing changed: a 304; 1 % of hosts
 changed; ?problems=1), then the collector's CPU for 60 s with 10 viewers
 polling every 2 s as the page does (?since + ETag + gzip), side by side with
 10 viewers polling the whole /status.json as the page before issue 18 did.
-With --page, also runs the Chromium test in release and reports the page's
+It also times a normal client beside 1 000 connections that never finish
+their headers (a slowloris). With --page, also runs the Chromium test in release and reports the page's
 own timing (first render, work and long tasks per update).
 
     python3 bench/fleet.py [--hosts 10000] [--seconds 60] [--viewers 10] [--page]
@@ -144,6 +145,7 @@ def main():
     parser.add_argument("--jobs-per-host", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--viewers", type=int, default=10)
+    parser.add_argument("--slowloris", type=int, default=1000, help="connections that never finish their headers")
     parser.add_argument("--page", action="store_true", help="also run the Chromium test in release")
     args = parser.parse_args()
     build_ours()
@@ -184,6 +186,24 @@ def main():
         print(f"?problems=1 (no problem)           {problems:>10} B gzip")
         print(f"/metrics                           {metrics_plain:>10} B plain, {metrics_gz:>9} B gzip")
 
+        for stalled_count in (0, args.slowloris):
+            stalled = []
+            for _ in range(stalled_count):
+                c = socket.create_connection(("127.0.0.1", port), timeout=10)
+                c.sendall(b"GET /status.json HTTP/1.1\r\nHost: 127.")
+                stalled.append(c)
+            times = {}
+            for path in ("/status.json?problems=1", "/status.json"):
+                samples = []
+                for _ in range(10):
+                    t = time.perf_counter()
+                    http(port, path, gz)
+                    samples.append(1000 * (time.perf_counter() - t))
+                times[path] = sorted(samples)[len(samples) // 2]
+            print(f"beside {stalled_count} stalled headers: {path} gzip answered in {times['/status.json']:.1f} ms, "
+                  f"?problems=1 in {times['/status.json?problems=1']:.2f} ms (median of 10)")
+            for c in stalled:
+                c.close()
         reporter = Reporter(udp, args.hosts, args.jobs_per_host)
         reporter.start()
         # One round first: hosts that went stale while the bytes were

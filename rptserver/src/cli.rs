@@ -12,9 +12,17 @@ use crate::metrics::MetricsJobs;
 #[derive(Debug, Parser)]
 #[command(name = "pmtr-rptserver", version, about, long_about = None)]
 pub struct Args {
-    /// UDP port to receive reports on (all addresses)
+    /// UDP port to receive reports on
     #[arg(short = 'p', long = "port", value_name = "PORT")]
     pub port: u16,
+    /// Address to receive reports on (default: all)
+    #[arg(
+        short = 'a',
+        long = "address",
+        value_name = "ADDR",
+        default_value = "0.0.0.0"
+    )]
+    pub address: std::net::IpAddr,
     /// Status file, rewritten at most every 10 s
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
@@ -31,4 +39,10 @@ pub struct Args {
     /// per job), or problems (only jobs not up, for very large fleets)
     #[arg(long = "metrics-jobs", value_name = "WHICH", value_enum, default_value_t = MetricsJobs::All)]
     pub metrics_jobs: MetricsJobs,
+    /// Hosts kept; reports from more are dropped (and counted)
+    #[arg(long = "max-hosts", value_name = "N", default_value_t = 20_000)]
+    pub max_hosts: usize,
+    /// Jobs kept, in all hosts; more are dropped (and counted)
+    #[arg(long = "max-jobs", value_name = "N", default_value_t = 200_000)]
+    pub max_jobs: usize,
 }

@@ -29,6 +29,36 @@ const SAME_START_SECS: f64 = 2.5;
 /// viewer further behind gets the whole fleet.
 const REMOVALS_KEPT: usize = 100_000;
 
+/// How much reports may make the collector keep (SPEC 11.9): anyone who
+/// reaches the UDP port can send reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Reports from more hosts are dropped.
+    pub max_hosts: usize,
+    /// Jobs in all; reported jobs beyond are dropped.
+    pub max_jobs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_hosts: 20_000,
+            max_jobs: 200_000,
+        }
+    }
+}
+
+/// What `record` kept of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// All of it.
+    Whole,
+    /// The host, without this many jobs (`max_jobs`).
+    WithoutJobs(usize),
+    /// Nothing: a new host, and `max_hosts` are known.
+    Dropped,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Job {
     pub(crate) enabled: bool,
@@ -111,6 +141,12 @@ pub struct Fleet {
     pub refused: u64,
     /// HTTP connections closed at once: too many open.
     pub connections_refused: u64,
+    /// Reports dropped for `max_hosts`, and jobs for `max_jobs`.
+    pub reports_dropped: u64,
+    pub jobs_dropped: u64,
+    limits: Limits,
+    /// Jobs known, in all hosts.
+    jobs: usize,
     /// The generation of the last change.
     pub(crate) generation: u64,
     /// Hosts forgotten, with the generation of their going.
@@ -142,12 +178,21 @@ impl Fleet {
             received: 0,
             refused: 0,
             connections_refused: 0,
+            reports_dropped: 0,
+            jobs_dropped: 0,
+            limits: Limits::default(),
+            jobs: 0,
             generation: first,
             removals: VecDeque::new(),
             oldest_known: first,
             settle_due: f64::INFINITY,
             summary_cache: std::cell::Cell::new(None),
         }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Fleet {
+        self.limits = limits;
+        self
     }
 
     pub fn generation(&self) -> u64 {
@@ -159,9 +204,14 @@ impl Fleet {
         self.generation
     }
 
-    /// Takes in a report from `sender` at `now`.
-    pub fn record(&mut self, report: Report, sender: &str, now: f64) {
+    /// Takes in a report from `sender` at `now`, within the limits.
+    pub fn record(&mut self, report: Report, sender: &str, now: f64) -> Taken {
         let mut changed = !self.hosts.contains_key(&report.host);
+        if changed && self.hosts.len() >= self.limits.max_hosts {
+            self.reports_dropped += 1;
+            return Taken::Dropped;
+        }
+        let mut dropped = 0;
         let host = self.hosts.entry(report.host).or_insert_with(|| Host {
             sender: sender.to_string(),
             interface_address: None,
@@ -177,6 +227,14 @@ impl Fleet {
         host.reported_at = now;
         host.stale = false;
         for reported in report.jobs {
+            let known = host.jobs.contains_key(&reported.name);
+            if !known {
+                if self.jobs >= self.limits.max_jobs {
+                    dropped += 1;
+                    continue;
+                }
+                self.jobs += 1;
+            }
             let mut job = Job {
                 enabled: reported.enabled,
                 seconds: reported.seconds,
@@ -203,12 +261,19 @@ impl Fleet {
         let jobs = host.jobs.len();
         host.jobs.retain(|_, job| now - job.seen_at < JOB_GONE_SECS);
         changed |= jobs != host.jobs.len();
+        self.jobs -= jobs - host.jobs.len();
         // The earliest a report can make time matter: stale (restarts
         // leave their window later still).
         self.settle_due = self.settle_due.min(now + STALE_SECS);
         if changed {
             host.changed = self.generation + 1;
             self.generation += 1;
+        }
+        self.jobs_dropped += dropped as u64;
+        if dropped == 0 {
+            Taken::Whole
+        } else {
+            Taken::WithoutJobs(dropped)
         }
     }
 
@@ -227,7 +292,9 @@ impl Fleet {
             .map(|(name, _)| name.clone())
             .collect();
         for name in forgotten {
-            self.hosts.remove(&name);
+            if let Some(host) = self.hosts.remove(&name) {
+                self.jobs -= host.jobs.len();
+            }
             let generation = self.next_generation();
             self.removals.push_back((generation, name));
         }
@@ -395,8 +462,44 @@ mod tests {
     }
 
     #[test]
+    fn hosts_and_jobs_beyond_the_limits_are_dropped_and_counted() {
+        let mut fleet = Fleet::default().with_limits(Limits {
+            max_hosts: 2,
+            max_jobs: 3,
+        });
+        assert_eq!(
+            fleet.record(report("report a\nx e 1 2 /x\ny e 1 3 /y\n"), "s", 0.0),
+            Taken::Whole
+        );
+        assert_eq!(
+            fleet.record(report("report b\nx e 1 2 /x\ny e 1 3 /y\n"), "s", 0.0),
+            Taken::WithoutJobs(1)
+        );
+        assert_eq!(
+            fleet.record(report("report c\nx e 1 2 /x\n"), "s", 0.0),
+            Taken::Dropped
+        );
+        assert_eq!((fleet.reports_dropped, fleet.jobs_dropped), (1, 1));
+        assert_eq!(fleet.hosts.len(), 2);
+        // Known jobs are still taken in; room made by forgetting is used.
+        assert_eq!(
+            fleet.record(report("report a\nx e 11 2 /x\n"), "s", 10.0),
+            Taken::Whole
+        );
+        assert!(fleet.settle(60.0), "b forgotten");
+        assert_eq!(
+            fleet.record(report("report c\nx e 1 2 /x\n"), "s", 60.0),
+            Taken::Whole
+        );
+        assert_eq!(fleet.jobs, 3);
+    }
+
+    #[test]
     fn forgotten_names_are_kept_up_to_a_bound() {
-        let mut fleet = Fleet::default();
+        let mut fleet = Fleet::default().with_limits(Limits {
+            max_hosts: REMOVALS_KEPT + 3,
+            max_jobs: 0,
+        });
         for i in 0..REMOVALS_KEPT + 3 {
             fleet.record(report(&format!("report h{i}\n")), "s", 0.0);
         }

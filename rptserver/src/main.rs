@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use pmtr_common::clock::local_time_text;
 use pmtr_common::reason::Reason;
-use pmtr_core::proto::auth::{self, Key, Kind, MAX_SKEW_SECS};
+use pmtr_core::proto::auth::{self, Key, Kind, ReplayGuard};
 use pmtr_core::proto::report;
 
 use pmtr_rptserver::cli::Args;
-use pmtr_rptserver::fleet::Fleet;
+use pmtr_rptserver::fleet::{Fleet, Limits, Taken};
 use pmtr_rptserver::{server, web};
 
 /// How often the status file may be rewritten.
@@ -33,11 +33,12 @@ fn main() -> ExitCode {
             }
         },
     };
-    let socket = match UdpSocket::bind(("0.0.0.0", args.port)) {
+    let socket = match UdpSocket::bind((args.address, args.port)) {
         Ok(socket) => socket,
         Err(error) => {
             eprintln!(
-                "pmtr-rptserver: unable to listen on UDP port {}: {}",
+                "pmtr-rptserver: unable to listen on UDP {}:{}: {}",
+                args.address,
                 args.port,
                 Reason(&error)
             );
@@ -48,7 +49,13 @@ fn main() -> ExitCode {
     let first_generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
-    let fleet = Arc::new(Mutex::new(Fleet::starting_at(first_generation)));
+    let limits = Limits {
+        max_hosts: args.max_hosts,
+        max_jobs: args.max_jobs,
+    };
+    let fleet = Arc::new(Mutex::new(
+        Fleet::starting_at(first_generation).with_limits(limits),
+    ));
     if let Some(address) = &args.http {
         let options = web::Options {
             metrics_jobs: args.metrics_jobs,
@@ -74,6 +81,8 @@ fn run(
     // The generation in the status file: the web thread may settle the
     // fleet (forget a host) between two rewrites.
     let mut written = 0;
+    let mut replays = ReplayGuard::default();
+    let mut drops = DropLog::default();
     loop {
         let wait = last_write
             .map_or(FILE_EVERY, |t| FILE_EVERY.saturating_sub(t.elapsed()))
@@ -82,7 +91,7 @@ fn run(
         let received = socket.recv_from(&mut buffer);
         let now = started.elapsed().as_secs_f64();
         if let Ok((n, from)) = received {
-            let outcome = accept(&buffer[..n], key);
+            let outcome = accept(&buffer[..n], key, &mut replays);
             let Ok(mut fleet) = fleet.lock() else {
                 return ExitCode::FAILURE;
             };
@@ -96,8 +105,10 @@ fn run(
                         );
                     }
                     fleet.received += 1;
-                    fleet.record(report, &from.to_string(), now);
-                    dirty = true;
+                    if fleet.record(report, &from.to_string(), now) != Taken::Dropped {
+                        dirty = true;
+                    }
+                    drops.note(&fleet, args);
                 }
                 Err(reason) => {
                     fleet.refused += 1;
@@ -131,7 +142,11 @@ fn run(
 }
 
 /// A report from a datagram: verified first when there is a key.
-fn accept<'a>(datagram: &'a [u8], key: Option<&Key>) -> Result<report::Report, String> {
+fn accept<'a>(
+    datagram: &'a [u8],
+    key: Option<&Key>,
+    replays: &mut ReplayGuard,
+) -> Result<report::Report, String> {
     let payload: &'a [u8] = match key {
         None if auth::is_signed(datagram) => {
             // Signed, but this collector has no key: read it anyway.
@@ -143,23 +158,76 @@ fn accept<'a>(datagram: &'a [u8], key: Option<&Key>) -> Result<report::Report, S
         None => datagram,
         Some(key) => {
             let verified = auth::verify(key, Kind::Report, datagram).map_err(|r| r.to_string())?;
-            let skew = verified.unix_secs as i64 - unix_now() as i64;
-            if skew.unsigned_abs() > MAX_SKEW_SECS {
-                return Err(format!("timestamp {skew} s from this clock"));
-            }
+            // Stale, from the future, or seen before: refused.
+            replays
+                .admit(&verified, unix_now())
+                .map_err(|r| r.to_string())?;
             verified.payload
         }
     };
     report::decode(payload).map_err(|e| e.to_string())
 }
 
+/// Says what the limits dropped, at most once every 10 s: a flood of
+/// reports must not become a flood of log lines.
+#[derive(Default)]
+struct DropLog {
+    logged_at: Option<Instant>,
+    reports: u64,
+    jobs: u64,
+}
+
+impl DropLog {
+    fn note(&mut self, fleet: &Fleet, args: &Args) {
+        let (reports, jobs) = (fleet.reports_dropped, fleet.jobs_dropped);
+        if (reports, jobs) == (self.reports, self.jobs)
+            || self.logged_at.is_some_and(|t| t.elapsed() < FILE_EVERY)
+        {
+            return;
+        }
+        eprintln!(
+            "pmtr-rptserver: dropped {} reports of new hosts (--max-hosts {}) and {} jobs (--max-jobs {}) since the last such line",
+            reports - self.reports,
+            args.max_hosts,
+            jobs - self.jobs,
+            args.max_jobs
+        );
+        (self.reports, self.jobs) = (reports, jobs);
+        self.logged_at = Some(Instant::now());
+    }
+}
+
+/// Writes `path` whole or not at all: a temporary file beside it, renamed
+/// over it. The temporary file is created new (`O_EXCL`, which does not
+/// follow a symlink), so that a link planted at its name in a writable
+/// directory cannot redirect the write; one left by a crash is removed
+/// first (removing a link removes the link).
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&temporary, text)?;
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temporary)
+    };
+    let mut file = match create() {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&temporary)?;
+            create()?
+        }
+        other => other?,
+    };
+    if let Err(error) = file.write_all(text.as_bytes()) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
     std::fs::rename(&temporary, path)
 }
 

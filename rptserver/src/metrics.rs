@@ -84,6 +84,14 @@ impl Fleet {
         let _ = writeln!(out, "pmtr_fleet_datagrams_received_total {}", self.received);
         let _ = writeln!(out, "# HELP pmtr_fleet_datagrams_refused_total Datagrams refused (malformed, unsigned, bad signature).\n# TYPE pmtr_fleet_datagrams_refused_total counter");
         let _ = writeln!(out, "pmtr_fleet_datagrams_refused_total {}", self.refused);
+        let _ = writeln!(out, "# HELP pmtr_fleet_reports_dropped_total Reports of new hosts dropped: --max-hosts were known.\n# TYPE pmtr_fleet_reports_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "pmtr_fleet_reports_dropped_total {}",
+            self.reports_dropped
+        );
+        let _ = writeln!(out, "# HELP pmtr_fleet_jobs_dropped_total Reported jobs dropped: --max-jobs were known.\n# TYPE pmtr_fleet_jobs_dropped_total counter");
+        let _ = writeln!(out, "pmtr_fleet_jobs_dropped_total {}", self.jobs_dropped);
         let _ = writeln!(out, "# HELP pmtr_fleet_http_connections_refused_total HTTP connections closed at once: too many open.\n# TYPE pmtr_fleet_http_connections_refused_total counter");
         let _ = writeln!(
             out,

@@ -1,6 +1,7 @@
 //! The collector's inputs are bounded (SPEC 11.9): a client of its HTTP
 //! side that stalls, never reads, or sends an endless header holds only
-//! its own connection.
+//! its own connection; reports beyond the limits are dropped and counted;
+//! a signed report is taken once; its files are not written through links.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -10,20 +11,23 @@ use crate::fleet::http_get;
 use crate::harness::{free_port, wait_until, Background, Sandbox, RPTSERVER, SHORT};
 
 fn collector(sandbox: &Sandbox) -> (Background, u16, u16) {
+    collector_with(sandbox, &[])
+}
+
+fn collector_with(sandbox: &Sandbox, extra: &[&str]) -> (Background, u16, u16) {
     let (udp, http) = (free_port(), free_port());
     let file = sandbox.path("status.txt");
-    let server = Background::start(
-        sandbox,
-        RPTSERVER,
-        &[
-            "-p",
-            &udp.to_string(),
-            "-f",
-            file.to_str().unwrap(),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ],
-    );
+    let (udp_text, http_address) = (udp.to_string(), format!("127.0.0.1:{http}"));
+    let mut args = vec![
+        "-p",
+        &udp_text,
+        "-f",
+        file.to_str().unwrap(),
+        "--http",
+        &http_address,
+    ];
+    args.extend_from_slice(extra);
+    let server = Background::start(sandbox, RPTSERVER, &args);
     assert!(
         wait_until(SHORT, || http_get(http, "/status.json").is_some()),
         "{}",
@@ -147,4 +151,103 @@ fn an_endless_header_is_refused_early() {
         "{answer}"
     );
     assert!(http_get(http, "/status.json").is_some(), "still serving");
+}
+
+fn metric(http: u16, name: &str) -> Option<u64> {
+    http_get(http, "/metrics")?
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} "))?.parse().ok())
+}
+
+#[test]
+fn reports_beyond_the_limits_are_dropped_counted_and_logged_once() {
+    let sandbox = Sandbox::new();
+    let (server, udp, http) = collector_with(&sandbox, &["--max-hosts", "3", "--max-jobs", "4"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for h in 0..10u64 {
+        let report = format!("report flood{h}\na e 1 2 /a\nb e 1 3 /b\n");
+        socket
+            .send_to(report.as_bytes(), ("127.0.0.1", udp))
+            .unwrap();
+        assert!(wait_until(SHORT, || received(http) > h));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&http_get(http, "/status.json").unwrap()).unwrap();
+    assert_eq!(json["summary"]["hosts"], 3);
+    assert_eq!(json["summary"]["jobs"], 4, "{json}");
+    assert_eq!(metric(http, "pmtr_fleet_reports_dropped_total"), Some(7));
+    assert_eq!(metric(http, "pmtr_fleet_jobs_dropped_total"), Some(2));
+    assert!(wait_until(SHORT, || server.count("dropped") >= 1));
+    assert_eq!(server.count("dropped"), 1, "{}", server.transcript());
+}
+
+#[test]
+fn a_signed_report_is_taken_once() {
+    use pmtr_core::proto::auth::{sign, Key, Kind};
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let secret = "a shared secret of some length";
+    let key = sandbox.write("pmtr.key", format!("{secret}\n"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_server, udp, http) = collector_with(&sandbox, &["-k", key.to_str().unwrap()]);
+    let key = Key::new(secret.as_bytes()).unwrap();
+    let now = pmtr_common::keyfile::unix_now();
+    let report = sign(&key, Kind::Report, now, 1, b"report once\na e 1 2 /a\n");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(&report, ("127.0.0.1", udp)).unwrap();
+    socket.send_to(&report, ("127.0.0.1", udp)).unwrap();
+    // A barrier: another report, sent after the replay.
+    let other = sign(&key, Kind::Report, now, 2, b"report after\na e 1 2 /a\n");
+    socket.send_to(&other, ("127.0.0.1", udp)).unwrap();
+    let counts = || {
+        let json: serde_json::Value =
+            serde_json::from_str(&http_get(http, "/status.json?problems=1")?).ok()?;
+        Some((
+            json["datagrams_received"].as_u64()?,
+            json["datagrams_refused"].as_u64()?,
+        ))
+    };
+    assert!(
+        wait_until(SHORT, || counts() == Some((2, 1))),
+        "{:?}",
+        counts()
+    );
+}
+
+#[test]
+fn the_status_file_is_never_written_through_a_planted_link() {
+    let sandbox = Sandbox::new();
+    let precious = sandbox.write("precious", "keep me\n");
+    let (server, udp, http) = collector(&sandbox);
+    let planted = sandbox.path(&format!(".status.txt.{}.tmp", server.pid()));
+    std::os::unix::fs::symlink(&precious, &planted).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(b"report linked\na e 1 2 /a\n", ("127.0.0.1", udp))
+        .unwrap();
+    assert!(wait_until(SHORT, || received(http) == 1));
+    // The status file is rewritten at most every 10 s.
+    let status = sandbox.path("status.txt");
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&status)
+            .is_ok_and(|t| t.contains("linked:"))),
+        "{}",
+        server.transcript()
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    assert!(!std::fs::symlink_metadata(&status).unwrap().is_symlink());
+}
+
+#[test]
+fn the_collector_listens_only_on_the_address_given() {
+    let sandbox = Sandbox::new();
+    let (_server, udp, _http) = collector_with(&sandbox, &["-a", "127.0.0.1"]);
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let local = |line: &str| line.split_whitespace().nth(1).map(str::to_string);
+    let bound: Vec<String> = table
+        .lines()
+        .filter_map(local)
+        .filter(|address| address.ends_with(&format!(":{udp:04X}")))
+        .collect();
+    assert_eq!(bound, [format!("0100007F:{udp:04X}")], "{table}");
 }
