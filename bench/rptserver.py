@@ -3,7 +3,11 @@
 10 s cadence (1 000 datagrams/s) on 127.0.0.1 for 60 s. Measures the
 collector's CPU share, its memory, and datagrams lost.
 
-    python3 bench/rptserver.py [--hosts 10000] [--seconds 60] [--jobs-per-host 5]
+    python3 bench/rptserver.py [--hosts 10000] [--seconds 60] [--jobs-per-host 5] [--flood 100000]
+
+With --flood N, N made-up hosts of 1 000 jobs each (19 KB datagrams) are
+then sent as fast as the collector takes them, and its memory measured
+again: the limits (--max-hosts, --max-jobs) must keep it bounded.
 """
 import argparse
 import json
@@ -30,6 +34,7 @@ def main():
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--jobs-per-host", type=int, default=5)
+    parser.add_argument("--flood", type=int, default=0, help="made-up hosts of 1 000 jobs sent after the run")
     args = parser.parse_args()
     build_ours()
     server = os.path.join(TOP, "target", "release", "pmtr-rptserver")
@@ -63,6 +68,7 @@ def main():
         wall = time.perf_counter() - start
         ticks1 = proc_ticks(process.pid)
         time.sleep(1.0)
+        before_http = proc_status(process.pid, 'VmRSS')
         with urllib.request.urlopen(f"http://127.0.0.1:{http}/status.json") as response:
             status = json.load(response)
         received = status["datagrams_received"] + status["datagrams_refused"]
@@ -71,7 +77,21 @@ def main():
         print(f"# pmtr-rptserver: {args.hosts} hosts x {args.jobs_per_host} jobs, {rate:.0f} datagrams/s for {wall:.0f} s on 127.0.0.1")
         print(f"datagrams sent {sent}, received {received}, lost {sent - received}")
         print(f"CPU {cpu:.2f} s over {wall:.0f} s = {100 * cpu / wall:.2f} % of one core")
-        print(f"RSS {proc_status(process.pid, 'VmRSS')} KiB (peak {proc_status(process.pid, 'VmHWM')} KiB); hosts known {len(status['hosts'])}")
+        print(f"RSS {before_http} KiB before any HTTP request, {proc_status(process.pid, 'VmRSS')} KiB after /status.json (peak {proc_status(process.pid, 'VmHWM')} KiB); hosts known {len(status['hosts'])}")
+        if args.flood:
+            jobs = "".join(f"job{j:04d} e 1 {j + 2} /usr/bin/x\n" for j in range(1000))
+            sent = 0
+            for f in range(args.flood):
+                sender.sendto(f"report fake{f:06d}\n{jobs}".encode(), target)
+                sent += 1
+                if sent % 200 == 0:
+                    time.sleep(0.01)
+            time.sleep(1.0)
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics") as response:
+                metrics = response.read().decode()
+            dropped = [line for line in metrics.splitlines() if line.startswith(("pmtr_fleet_reports_dropped_total", "pmtr_fleet_jobs_dropped_total", "pmtr_fleet_hosts "))]
+            print(f"after a flood of {args.flood} made-up hosts of 1 000 jobs: RSS {proc_status(process.pid, 'VmRSS')} KiB "
+                  f"(peak {proc_status(process.pid, 'VmHWM')} KiB); {'; '.join(dropped)}")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
