@@ -319,6 +319,36 @@ fn a_dependency_change_restarts_and_an_unchanged_rewrite_does_not() {
     assert_ne!(first, second);
 }
 
+/// A dependency in a directory a job's user can write: replaced by a FIFO
+/// or by a link to /dev/zero, it must not hold up pmtr. Each swap is
+/// followed by a change to another job's dependency, which pmtr can only
+/// act on once it is past the swapped file.
+#[test]
+fn a_dependency_replaced_by_a_fifo_or_a_device_does_not_hold_up_pmtr() {
+    let sandbox = Sandbox::new();
+    sandbox.write("app.conf", "v1");
+    sandbox.write("other.conf", "v1");
+    let text = format!(
+        "job {{\n name d\n cmd /bin/sleep 1000\n dir {root}\n depends {{ app.conf }}\n}}\n\
+         job {{\n name e\n cmd /bin/sleep 1001\n dir {root}\n depends {{ other.conf }}\n}}\n",
+        root = sandbox.root().display()
+    );
+    let pmtr = Pmtr::start(&sandbox, &text);
+    pmtr.expect_started("d", 1, SHORT);
+    pmtr.expect_started("e", 1, SHORT);
+    let app = sandbox.path("app.conf");
+    std::fs::remove_file(&app).unwrap();
+    nix::unistd::mkfifo(&app, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    save_by_rename(&sandbox.path("other.conf"), "v2");
+    pmtr.expect("other.conf of job e changed: restarting it", APPLIED);
+    std::fs::remove_file(&app).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &app).unwrap();
+    save_by_rename(&sandbox.path("other.conf"), "v3");
+    pmtr.expect_count("other.conf of job e changed: restarting it", 2, APPLIED);
+    assert!(sandbox.ctl(&["status"]).status.success());
+    assert_eq!(pmtr.count("started job d"), 1, "{}", pmtr.transcript());
+}
+
 #[test]
 fn a_missing_dependency_holds_the_job_until_it_appears() {
     let sandbox = Sandbox::new();

@@ -293,11 +293,30 @@ fn targets_of(path: &Path, what: What) -> Vec<Target> {
     targets
 }
 
-/// The content hash of a file, read in pieces; `None` if it cannot be read
-/// (missing, or not readable by pmtr).
+/// Read of a dependency for its hash; a longer file is hashed by this
+/// much and its length.
+const MAX_HASHED_BYTES: u64 = 64 << 20;
+
+/// The content hash of a regular file, read in pieces; `None` if it cannot
+/// be read (missing, not readable by pmtr, or not a regular file). A
+/// dependency may live in a directory a job's user can write: opened
+/// without blocking, a FIFO put in its place cannot hold up pmtr, and a
+/// device (a link to /dev/zero) is refused rather than read forever.
 pub fn file_hash(path: &str) -> Option<u64> {
-    let mut file = std::fs::File::open(path).ok()?;
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
     let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write_u64(metadata.len().saturating_sub(MAX_HASHED_BYTES));
+    let mut file = file.take(MAX_HASHED_BYTES);
     let mut buffer = [0u8; 64 * 1024];
     loop {
         match file.read(&mut buffer) {
@@ -316,6 +335,23 @@ mod tests {
     #[test]
     fn an_unreadable_file_has_no_hash() {
         assert_eq!(file_hash("/no/such/file"), None);
+    }
+
+    #[test]
+    fn only_regular_files_are_hashed() {
+        assert_eq!(file_hash("/dev/zero"), None, "a device, never read");
+        assert_eq!(file_hash("/"), None, "a directory");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(
+            file_hash(fifo.to_str().unwrap()),
+            None,
+            "a FIFO, not waited on"
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, "v1").unwrap();
+        assert!(file_hash(file.to_str().unwrap()).is_some());
     }
 
     #[test]
