@@ -488,3 +488,59 @@ fn restart_of_a_job_being_removed_is_refused_like_the_log_says() {
     assert_eq!(pmtr.count("restarting job stubborn on request"), 0);
     assert!(pmtr.stop_now().is_some());
 }
+
+/// pmtr's CPU time so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of descriptors, a failed accept leaves the listener readable: pmtr
+/// must wait, not spin on it. Its descriptor limit is lowered under it
+/// (prlimit), then clients are opened until accepts fail.
+#[test]
+fn out_of_descriptors_pmtr_waits_instead_of_spinning() {
+    if skip_if(
+        Command::new("prlimit").arg("--version").output().is_err(),
+        "out_of_descriptors_pmtr_waits_instead_of_spinning",
+        "prlimit is not installed (util-linux)",
+    ) {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start(&sandbox, "job {\n name a\n cmd /bin/sleep 1000\n}\n");
+    pmtr.expect_started("a", 1, SHORT);
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pmtr.pid().to_string(), "--nofile=24:24"])
+        .output()
+        .unwrap();
+    assert!(limited.status.success(), "{}", text(&limited.stderr));
+    let idle: Vec<UnixStream> = (0..40)
+        .filter_map(|_| UnixStream::connect(sandbox.socket()).ok())
+        .collect();
+    assert_eq!(idle.len(), 40, "the backlog takes them");
+    pmtr.expect("unable to accept a control connection", SHORT);
+    let hz = 100; // USER_HZ on Linux
+    let before = cpu_ticks(pmtr.pid());
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pmtr.pid()) - before;
+    let elapsed = window.elapsed().as_secs_f64();
+    // A spin takes the whole window; waiting takes next to nothing.
+    assert!(
+        (used as f64 / hz as f64) < elapsed / 2.0,
+        "pmtr used {used} ticks in {elapsed:.1} s while out of descriptors"
+    );
+    // Said once per spell of failures (the idle clients leave at their
+    // deadline, and the next ones fill the table again), not at each of
+    // the retries, four a second.
+    assert!(
+        pmtr.count("unable to accept a control connection") <= 3,
+        "{}",
+        pmtr.transcript()
+    );
+    // The idle clients go at their deadline; then pmtr answers again.
+    drop(idle);
+    assert!(wait_until(SHORT, || sandbox.ctl(&["status"]).status.success()));
+}

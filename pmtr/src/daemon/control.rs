@@ -25,6 +25,12 @@ use pmtr_common::reason::Reason;
 /// not capped: it is as large as the core made it (`status --json` of
 /// 10 000 jobs is 1.4 MB), and its reader has the client deadline.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
+/// Clients served at once. More wait in the listen backlog: the listener
+/// is not watched until one leaves.
+pub const MAX_CLIENTS: usize = 64;
+/// After a failed accept (out of descriptors), the listener is left alone
+/// this long: it stays readable, and watching it would spin.
+const ACCEPT_BACKOFF_MILLIS: u64 = 250;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -69,8 +75,19 @@ pub struct ControlServer {
     owner: u32,
     clients: HashMap<Token, Client>,
     listener_token: Option<Token>,
+    /// Not watching the listener: at the client cap (until one leaves), or
+    /// after a failed accept (until then, or until one leaves).
+    paused: Option<Paused>,
+    /// Accepts fail (said once, until one succeeds again).
+    accept_failing: bool,
     /// Time a client has to send its request, or to read a response.
     client_deadline_millis: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paused {
+    Full,
+    Failing { until: Mono },
 }
 
 impl ControlServer {
@@ -107,6 +124,8 @@ impl ControlServer {
             owner: nix::unistd::geteuid().as_raw(),
             clients: HashMap::new(),
             listener_token: None,
+            paused: None,
+            accept_failing: false,
             client_deadline_millis,
         })
     }
@@ -122,11 +141,23 @@ impl ControlServer {
     /// The earliest client deadline: a loop timeout beside the
     /// supervisor's. None while no client is pending.
     pub fn next_deadline(&self) -> Option<Mono> {
-        self.clients.values().filter_map(|c| c.deadline).min()
+        let resume = match self.paused {
+            Some(Paused::Failing { until }) => Some(until),
+            _ => None,
+        };
+        self.clients
+            .values()
+            .filter_map(|c| c.deadline)
+            .chain(resume)
+            .min()
     }
 
-    /// Drops clients past their deadline.
+    /// Drops clients past their deadline; watches the listener again when
+    /// its pause is over.
     pub fn expire(&mut self, registry: &mut Registry, now: Mono) {
+        if matches!(self.paused, Some(Paused::Failing { until }) if until <= now) {
+            self.resume(registry);
+        }
         let expired: Vec<Token> = self
             .clients
             .iter()
@@ -214,12 +245,30 @@ impl ControlServer {
 
     fn accept(&mut self, registry: &mut Registry, now: Mono, refusals: &mut Vec<String>) {
         loop {
+            if self.clients.len() >= MAX_CLIENTS {
+                self.pause(registry, Paused::Full);
+                return;
+            }
             let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    self.accept_failing = false;
+                    stream
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // WouldBlock: all taken. EMFILE and the like: the client
-                // waits in the backlog until descriptors are free again.
-                Err(_) => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // EMFILE and the like: the client waits in the backlog
+                // until descriptors are free again.
+                Err(error) => {
+                    if !std::mem::replace(&mut self.accept_failing, true) {
+                        refusals.push(format!(
+                        "unable to accept a control connection: {}; trying again in {ACCEPT_BACKOFF_MILLIS} ms",
+                        Reason(&error)
+                    ));
+                    }
+                    let until = now.plus_millis(ACCEPT_BACKOFF_MILLIS);
+                    self.pause(registry, Paused::Failing { until });
+                    return;
+                }
             };
             if stream.set_nonblocking(true).is_err() {
                 continue;
@@ -400,6 +449,23 @@ impl ControlServer {
     fn drop_client(&mut self, registry: &mut Registry, token: Token) {
         if let Some(client) = self.clients.remove(&token) {
             registry.remove(client.stream.as_fd(), token);
+            // A place, and a descriptor, are free again.
+            self.resume(registry);
+        }
+    }
+
+    fn pause(&mut self, registry: &Registry, why: Paused) {
+        if let Some(token) = self.listener_token {
+            registry.modify(self.listener.as_fd(), token, EpollFlags::empty());
+        }
+        self.paused = Some(why);
+    }
+
+    fn resume(&mut self, registry: &Registry) {
+        if self.paused.take().is_some() {
+            if let Some(token) = self.listener_token {
+                registry.modify(self.listener.as_fd(), token, EpollFlags::EPOLLIN);
+            }
         }
     }
 }
