@@ -492,7 +492,12 @@ fn restart_of_a_job_being_removed_is_refused_like_the_log_says() {
 /// pmtr's CPU time so far, in clock ticks (utime + stime).
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
@@ -542,5 +547,8 @@ fn out_of_descriptors_pmtr_waits_instead_of_spinning() {
     );
     // The idle clients go at their deadline; then pmtr answers again.
     drop(idle);
-    assert!(wait_until(SHORT, || sandbox.ctl(&["status"]).status.success()));
+    assert!(wait_until(SHORT, || sandbox
+        .ctl(&["status"])
+        .status
+        .success()));
 }

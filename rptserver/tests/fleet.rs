@@ -538,3 +538,52 @@ fn the_web_page_shows_the_fleet_in_a_browser() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fleet-page.png"),
     );
 }
+
+/// A flood of control datagrams without a key (the original-compatible
+/// default) naming jobs already disabled and jobs that do not exist: one
+/// log line per change of state, and unknown names rate-limited.
+#[test]
+fn a_flood_of_control_datagrams_logs_only_what_changes() {
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let mut text = format!("listen on udp://127.0.0.1:{port}\n");
+    for j in 0..100 {
+        text.push_str(&format!("job {{\n name j{j}\n cmd /bin/sleep 1000\n}}\n"));
+    }
+    let pmtr = Pmtr::start(&sandbox, &text);
+    pmtr.expect("listening for control datagrams", SHORT);
+    pmtr.expect_count("started job j", 100, SHORT);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let first: Vec<String> = (0..10).map(|j| format!("j{j}")).collect();
+    let disable_first = format!("disable {}", first.join(" "));
+    socket
+        .send_to(disable_first.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    pmtr.expect_count("disabling job j", 10, SHORT);
+    let mut flood = disable_first.clone();
+    for g in 0.. {
+        let name = format!(" ghost{g}");
+        if flood.len() + name.len() > 2000 {
+            break;
+        }
+        flood.push_str(&name);
+    }
+    for _ in 0..300 {
+        let _ = socket.send_to(flood.as_bytes(), ("127.0.0.1", port));
+    }
+    // A barrier: a change sent after the flood (again until it gets
+    // through: the flood may fill pmtr's buffer; repeats change nothing).
+    let through = wait_until(SHORT, || {
+        socket.send_to(b"disable j99", ("127.0.0.1", port)).unwrap();
+        wait_until(Duration::from_millis(200), || {
+            pmtr.count("disabling job j99") > 0
+        })
+    });
+    assert!(through, "{}", pmtr.transcript());
+    assert_eq!(pmtr.count("disabling job"), 11, "{}", pmtr.transcript());
+    assert!(
+        pmtr.count("no job named") <= 2,
+        "unknown names rate-limited:\n{}",
+        pmtr.transcript()
+    );
+}

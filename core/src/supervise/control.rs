@@ -9,6 +9,9 @@ use super::job::{JobState, Phase, StopReason, Then};
 use super::{messages, Actions, Supervisor};
 use crate::time::Mono;
 
+/// Unknown names from control datagrams are logged at most this often.
+const UNKNOWN_LOG_EVERY_MILLIS: u64 = 10_000;
+
 impl Supervisor {
     /// Enables or disables job `name` until the next reload. Unknown names
     /// are logged and skipped.
@@ -20,17 +23,32 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let indices = self.requested_jobs(name, reply, out);
+        let indices = self.requested_jobs(name, reply, now, out);
         if indices.is_empty() {
             return;
         }
+        let mut changed = false;
         for index in indices {
             let job = &mut self.jobs[index];
+            let already = job.enabled() == enabled
+                && match job.phase {
+                    Phase::Running(_) | Phase::Waiting { .. } => enabled,
+                    Phase::Disabled => !enabled,
+                    _ => false,
+                };
             job.enabled_override = Some(enabled);
+            // Asked for what is so: nothing to do, and nothing to log (a
+            // flood of the same request is one line, not one each).
+            if already {
+                continue;
+            }
+            changed = true;
             out.log(Level::Info, messages::overridden(&job.def.name, enabled));
             self.apply_enabled(index, enabled, now, out);
         }
-        self.report_soon(now);
+        if changed {
+            self.report_soon(now);
+        }
         out.reply(reply, true, messages::override_reply(enabled));
     }
 
@@ -44,7 +62,7 @@ impl Supervisor {
         now: Mono,
         out: &mut Actions,
     ) {
-        let indices = self.requested_jobs(name, reply, out);
+        let indices = self.requested_jobs(name, reply, now, out);
         if indices.is_empty() {
             return;
         }
@@ -111,9 +129,10 @@ impl Supervisor {
     /// deleted is unknown even while it still stops. A request that names
     /// no job is logged, answered and skipped (an empty list).
     fn requested_jobs(
-        &self,
+        &mut self,
         name: &str,
         reply: Option<ReplyToken>,
+        now: Mono,
         out: &mut Actions,
     ) -> Vec<usize> {
         if self.shutdown.is_some() {
@@ -122,10 +141,32 @@ impl Supervisor {
         }
         let indices = self.named(name);
         if indices.is_empty() {
-            out.log(Level::Warning, messages::unknown_job(name));
+            match reply {
+                // A local client is told; the log says it too.
+                Some(_) => out.log(Level::Warning, messages::unknown_job(name)),
+                None => self.log_unknown_from_afar(name, now, out),
+            }
             out.reply(reply, false, messages::unknown_job_reply(name));
         }
         indices
+    }
+
+    /// An unknown name in a control datagram: logged at most once every
+    /// 10 s, with the count of those not logged since.
+    fn log_unknown_from_afar(&mut self, name: &str, now: Mono, out: &mut Actions) {
+        match self.unknown_logged {
+            Some((at, unlogged)) if now.millis_since(at) < UNKNOWN_LOG_EVERY_MILLIS => {
+                self.unknown_logged = Some((at, unlogged + 1));
+            }
+            last => {
+                let unlogged = last.map_or(0, |(_, n)| n);
+                out.log(
+                    Level::Warning,
+                    messages::unknown_job_from_afar(name, unlogged),
+                );
+                self.unknown_logged = Some((now, 0));
+            }
+        }
     }
 
     /// Where the jobs `name` names are: the job of that name, else every
@@ -133,12 +174,17 @@ impl Supervisor {
     /// deleted is not named even while it still stops.
     pub(super) fn named(&self, name: &str) -> Vec<usize> {
         let exact = self
-            .jobs
-            .iter()
-            .position(|j| j.def.name == name && !j.is_being_removed());
+            .candidates(name)
+            .find(|&i| self.jobs[i].def.name == name && !self.jobs[i].is_being_removed());
         match exact {
             Some(index) => vec![index],
-            None => self.copies_of(name),
+            None => self
+                .candidates(name)
+                .filter(|&i| {
+                    let job = &self.jobs[i];
+                    !job.is_being_removed() && job.group() == Some(name)
+                })
+                .collect(),
         }
     }
 

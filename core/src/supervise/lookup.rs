@@ -24,6 +24,15 @@ impl Supervisor {
             .enumerate()
             .map(|(i, j)| (j.id, i))
             .collect();
+        self.names.clear();
+        for (i, job) in self.jobs.iter().enumerate() {
+            self.names.entry(job.def.name.clone()).or_default().push(i);
+            if let Some(group) = job.group() {
+                if group != job.def.name {
+                    self.names.entry(group.to_string()).or_default().push(i);
+                }
+            }
+        }
         // Entries of runs long over, kept since no event named them.
         if self.groups.len() > 2 * self.jobs.len() + 64 {
             let jobs = &self.jobs;
@@ -49,6 +58,19 @@ impl Supervisor {
             .and_then(|&id| self.position(id))
             .filter(|&i| wanted(&self.jobs[i].phase));
         hinted.or_else(|| self.jobs.iter().position(|j| wanted(&j.phase)))
+    }
+
+    /// The jobs that the map says `name` may name (by their name or their
+    /// group), checked against `jobs`. A name the map does not know names
+    /// no job: the map is rebuilt whenever the list changes, and a job's
+    /// name and group never change in place.
+    pub(super) fn candidates(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
+        self.names
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&i| i < self.jobs.len())
     }
 
     /// Forgets group `pid`: it is gone.

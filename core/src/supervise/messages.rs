@@ -193,6 +193,18 @@ pub fn unknown_job(name: &str) -> String {
     format!("{}: request ignored", unknown_job_reply(name))
 }
 
+/// An unknown name in a control datagram, with how many went unlogged
+/// before it (they are rate-limited).
+pub fn unknown_job_from_afar(name: &str, unlogged: u64) -> String {
+    match unlogged {
+        0 => unknown_job(name),
+        n => format!(
+            "{} (and {n} unknown names not logged before it)",
+            unknown_job(name)
+        ),
+    }
+}
+
 pub fn overridden(name: &str, enabled: bool) -> String {
     let what = if enabled { "enabling" } else { "disabling" };
     format!("{what} job {name} until the next reload")

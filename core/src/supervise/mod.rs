@@ -66,6 +66,14 @@ pub struct Supervisor {
     /// checked against `jobs` before use (lookup.rs).
     positions: HashMap<JobId, usize>,
     groups: HashMap<Pid, JobId>,
+    /// Where the jobs of each name are, and the copies of each job with
+    /// instances: what control requests name (a flood of names over UDP
+    /// costs a lookup each, not a scan). Rebuilt with `positions`, which
+    /// every change to the list of jobs does; hits are checked.
+    names: HashMap<String, Vec<usize>>,
+    /// When an unknown name from afar was last logged, and how many have
+    /// gone unlogged since (a datagram can carry hundreds).
+    unknown_logged: Option<(Mono, u64)>,
     /// Jobs a shutdown has yet to stop: it stops them a batch per turn
     /// (`SHUTDOWN_BATCH`), so that 10 000 jobs' signals and log lines do
     /// not hold the loop in one turn.
@@ -110,6 +118,8 @@ impl Supervisor {
             rolls: Vec::new(),
             positions: HashMap::new(),
             groups: HashMap::new(),
+            names: HashMap::new(),
+            unknown_logged: None,
             to_stop: std::collections::VecDeque::new(),
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);

@@ -72,6 +72,54 @@ fn a_request_for_an_unknown_job_is_logged_and_skipped() {
 }
 
 #[test]
+fn unknown_names_from_afar_are_logged_once_every_ten_seconds() {
+    let mut run = Run::new(config(&job("a", "/bin/a", "")));
+    run.event(Event::Start, at(0));
+    let mut lines = Vec::new();
+    for i in 0..500 {
+        let actions = run.event(set(&format!("ghost{i}"), false), at(1));
+        lines.extend(logs(&actions).into_iter().map(str::to_string));
+    }
+    assert_eq!(lines, ["no job named ghost0: request ignored"]);
+    let later = run.event(set("ghost500", true), at(12));
+    assert_eq!(
+        logs(&later),
+        ["no job named ghost500: request ignored (and 499 unknown names not logged before it)"]
+    );
+    // A local client is answered, and each of its requests logged.
+    let local = run.event(
+        Event::SetEnabled {
+            name: "ghost".into(),
+            enabled: false,
+            reply: Some(ReplyToken(3)),
+        },
+        at(12),
+    );
+    assert_eq!(logs(&local), ["no job named ghost: request ignored"]);
+}
+
+#[test]
+fn a_request_for_what_is_already_so_does_nothing_and_says_nothing() {
+    let text = job("a", "/bin/a", "");
+    let mut run = Run::new(config(&text));
+    started(&mut run, &text);
+    assert!(
+        run.event(set("a", true), at(1)).is_empty(),
+        "running: enabled"
+    );
+    let first = run.event(set("a", false), at(2));
+    assert_eq!(logs(&first)[0], "disabling job a until the next reload");
+    run.exit("a", TERMINATED, at(2));
+    for second in 3..10 {
+        let again = run.event(set("a", false), at(second));
+        assert!(logs(&again).is_empty() && signals(&again).is_empty());
+    }
+    let enable = run.event(set("a", true), at(10));
+    assert_eq!(logs(&enable)[0], "enabling job a until the next reload");
+    assert_eq!(spawned_names(&enable), ["a"]);
+}
+
+#[test]
 fn a_restart_request_restarts_at_once_whatever_the_job_is_doing() {
     let text = format!(
         "{}{}{}",
