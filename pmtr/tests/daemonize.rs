@@ -166,3 +166,22 @@ fn an_idle_pmtr_makes_no_wakeups() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(switches(), before, "pmtr woke up while idle");
 }
+
+/// A link planted at the pidfile's name, in a directory others can write,
+/// is refused: pmtr never writes through it.
+#[test]
+fn a_link_planted_as_the_pidfile_is_refused() {
+    let sandbox = crate::harness::Sandbox::new();
+    let precious = sandbox.write("precious", "keep me\n");
+    let planted = sandbox.path("pmtr.pid");
+    std::os::unix::fs::symlink(&precious, &planted).unwrap();
+    let pmtr = crate::harness::Pmtr::start_env(
+        &sandbox,
+        "job {\n name a\n cmd /bin/sleep 1000\n}\n",
+        &["-p", planted.to_str().unwrap()],
+        None,
+        &[],
+    );
+    pmtr.expect("unable to open pidfile", crate::harness::SHORT);
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+}

@@ -1,5 +1,7 @@
 //! The `metrics to FILE` file: rewritten atomically (a temporary file
-//! renamed over it) when its text changes, never on a timer.
+//! renamed over it) when its text changes, never on a timer. The
+//! temporary file is always a new one: a link planted at its name, in a
+//! directory others can write, is never written through.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,7 @@ impl MetricsFile {
             .path
             .with_file_name(format!(".{name}.pmtr-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
+            let mut file = create_new(&temporary)?;
             file.write_all(text.as_bytes())?;
             std::fs::rename(&temporary, &self.path)
         };
@@ -56,5 +58,48 @@ impl MetricsFile {
                 ))
             }
         }
+    }
+}
+
+/// Creates `path` anew (`O_EXCL`: a link at that name is not followed),
+/// mode 0644; one left by a crash, or planted, is removed first (removing
+/// a link removes the link).
+fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+    };
+    match open() {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            open()
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_at_the_temporary_name_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let path = dir.path().join("pmtr.prom");
+        let planted = dir
+            .path()
+            .join(format!(".pmtr.prom.pmtr-{}", std::process::id()));
+        std::os::unix::fs::symlink(&precious, &planted).unwrap();
+        let mut file = MetricsFile::new(&path);
+        file.update("pmtr_up 1\n".into()).unwrap();
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "pmtr_up 1\n");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
     }
 }

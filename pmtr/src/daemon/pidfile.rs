@@ -42,7 +42,18 @@ impl Pidfile {
             .create(true)
             .truncate(false)
             .mode(0o644)
+            // A link planted at the pidfile's name (in a directory others
+            // can write) is refused, not followed; so is anything but a
+            // regular file.
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
             .open(path)
+            .and_then(|file| {
+                if file.metadata()?.is_file() {
+                    Ok(file)
+                } else {
+                    Err(std::io::Error::other("not a regular file"))
+                }
+            })
             .map_err(|source| PidfileError::Open {
                 path: path.into(),
                 source,
@@ -83,5 +94,35 @@ impl Pidfile {
 impl Drop for Pidfile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_planted_as_the_pidfile_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let planted = dir.path().join("pmtr.pid");
+        std::os::unix::fs::symlink(&precious, &planted).unwrap();
+        assert!(matches!(
+            Pidfile::create(&planted),
+            Err(PidfileError::Open { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        let fifo = dir.path().join("fifo.pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(Pidfile::create(&fifo).is_err(), "not a regular file");
+        let real = dir.path().join("real.pid");
+        let held = Pidfile::create(&real).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&real).unwrap().trim(),
+            std::process::id().to_string()
+        );
+        drop(held);
+        assert!(!real.exists());
     }
 }
