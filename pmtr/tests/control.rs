@@ -552,3 +552,92 @@ fn out_of_descriptors_pmtr_waits_instead_of_spinning() {
         .status
         .success()));
 }
+
+#[test]
+fn a_socket_path_naming_a_file_leaves_the_file_alone() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write("notes.txt", "mine\n");
+    let pmtr = Pmtr::start_with(&sandbox, QUIET, &["--socket", file.to_str().unwrap()], None);
+    pmtr.expect(
+        &format!("not replacing {}: it is not a socket", file.display()),
+        SHORT,
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+}
+
+#[test]
+fn the_socket_is_refused_in_a_directory_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let open = sandbox.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = open.join("pmtr.sock");
+    let pmtr = Pmtr::start_with(
+        &sandbox,
+        QUIET,
+        &["--socket", socket.to_str().unwrap()],
+        None,
+    );
+    pmtr.expect("writable by group or others (mode 777)", SHORT);
+    assert!(!socket.exists());
+}
+
+/// pmtr-ctl tells its request only to a pmtr of root or of its own user:
+/// here a pmtr run as `nobody`, on a socket in a directory of nobody's.
+#[test]
+fn pmtr_ctl_talks_only_to_root_or_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    if skip_if(
+        !is_root() || !crate::faults::have("setpriv"),
+        "pmtr_ctl_talks_only_to_root_or_itself",
+        "needs root and setpriv (util-linux) to run a pmtr as nobody",
+    ) {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    std::fs::set_permissions(sandbox.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // No job: pmtr is killed with its group, and would leave jobs behind.
+    let config = sandbox.write("nobody.conf", "");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let theirs = sandbox.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    nix::unistd::chown(
+        &theirs,
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let socket = theirs.join("pmtr.sock");
+    let other = crate::harness::Background::start_group(
+        &sandbox,
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            crate::harness::PMTR,
+            "-F",
+            "-c",
+            config.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wait_until(SHORT, || socket.exists()),
+        "{}",
+        other.transcript()
+    );
+    let output = Command::new(PMTR_CTL)
+        .args(["status"])
+        .env("PMTR_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("is served by uid 65534, neither root nor you"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,10 @@ const ACCEPT_BACKOFF_MILLIS: u64 = 250;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    #[error("not replacing {}: it is not a socket (use --socket)", .0.display())]
+    NotASocket(PathBuf),
+    #[error("the control socket's directory {} is {why}: anyone who can write it could take the socket's place", .dir.display())]
+    UnsafeDirectory { dir: PathBuf, why: String },
     #[error("another pmtr listens on {}: not replacing its socket (use --socket)", .0.display())]
     InUse(PathBuf),
     #[error("unable to create the control socket {}: {}", .path.display(), Reason(.source))]
@@ -108,15 +112,27 @@ impl ControlServer {
                 .create(dir)
                 .map_err(create)?;
         }
-        if path.exists() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            check_directory(dir)?;
+        }
+        if let Ok(metadata) = std::fs::symlink_metadata(path) {
+            // Only a socket is replaced: a path given by mistake that
+            // names a file, or a link, is left alone.
+            if !metadata.file_type().is_socket() {
+                return Err(ControlError::NotASocket(path.to_path_buf()));
+            }
             match UnixStream::connect(path) {
                 Ok(_) => return Err(ControlError::InUse(path.to_path_buf())),
                 // Nobody listens: a crashed pmtr's socket.
                 Err(_) => std::fs::remove_file(path).map_err(create)?,
             }
         }
-        let listener = UnixListener::bind(path).map_err(create)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(create)?;
+        // Created 0600, not changed after: a chmod by path would follow a
+        // link swapped in between.
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        nix::sys::stat::umask(umask);
+        let listener = bound.map_err(create)?;
         listener.set_nonblocking(true).map_err(create)?;
         Ok(ControlServer {
             listener,
@@ -467,6 +483,33 @@ impl ControlServer {
                 registry.modify(self.listener.as_fd(), token, EpollFlags::EPOLLIN);
             }
         }
+    }
+}
+
+/// The socket's directory must be pmtr's or root's, and writable by no
+/// one else: whoever can write it can replace the socket.
+fn check_directory(dir: &Path) -> Result<(), ControlError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(dir) else {
+        return Ok(()); // bind reports it
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let why = if metadata.uid() != 0 && metadata.uid() != me {
+        Some(format!("owned by uid {}", metadata.uid()))
+    } else if metadata.mode() & 0o022 != 0 && metadata.mode() & 0o1000 == 0 {
+        Some(format!(
+            "writable by group or others (mode {:o})",
+            metadata.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ControlError::UnsafeDirectory {
+            dir: dir.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
     }
 }
 

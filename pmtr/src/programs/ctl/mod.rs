@@ -68,6 +68,28 @@ pub fn run(args: &CtlArgs) -> ExitCode {
             return ExitCode::from(UNREACHABLE);
         }
     };
+    // Only a pmtr of root or of this user is told anything: a socket put
+    // at the path by someone else would read the request and could answer
+    // as it liked.
+    let me = nix::unistd::geteuid().as_raw();
+    match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(peer) if peer.uid() == 0 || peer.uid() == me => {}
+        Ok(peer) => {
+            eprintln!(
+                "pmtr-ctl: {} is served by uid {}, neither root nor you: not talking to it",
+                args.socket.display(),
+                peer.uid()
+            );
+            return ExitCode::from(UNREACHABLE);
+        }
+        Err(errno) => {
+            eprintln!(
+                "pmtr-ctl: cannot tell who serves {}: {errno}",
+                args.socket.display()
+            );
+            return ExitCode::from(UNREACHABLE);
+        }
+    }
     if args.verbose {
         eprint!("pmtr-ctl: sending {}", request.encode());
     }
