@@ -358,3 +358,79 @@ fn after_waits_for_a_tcp_port() {
     let web = pmtr.first_line(|l| l.contains("started job web"));
     assert!(ready.is_some() && ready < web, "{}", pmtr.transcript());
 }
+
+/// A descriptor pmtr inherits (here fd 7, opened by the shell that starts
+/// it) is marked close-on-exec at once: no job can get it, even on a
+/// kernel whose close_range lacks CLOSE_RANGE_CLOEXEC.
+#[test]
+fn inherited_descriptors_are_closed_on_exec() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start_env(
+        &sandbox,
+        "job {\n name a\n cmd /bin/sleep 1000\n}\n",
+        &[],
+        Some(&["/bin/sh", "-c", "exec 7</dev/null; exec \"$0\" \"$@\""]),
+        &[],
+    );
+    pmtr.expect_started("a", 1, SHORT);
+    let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/7", pmtr.pid())).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+        .unwrap();
+    assert_ne!(flags & 0o2000000, 0, "fd 7 not close-on-exec: {info}");
+}
+
+/// A pmtr that is not root runs a job whose `user` is its own: there is
+/// nothing to change, and it must not try (setgroups would be refused).
+#[test]
+fn a_pmtr_not_root_runs_a_job_as_its_own_user() {
+    use std::os::unix::fs::PermissionsExt;
+    if skip_if(
+        !is_root() || !crate::faults::have("setpriv"),
+        "a_pmtr_not_root_runs_a_job_as_its_own_user",
+        "needs root and setpriv (util-linux) to run a pmtr as nobody",
+    ) {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    std::fs::set_permissions(sandbox.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = sandbox.write(
+        "nobody.conf",
+        "job {\n name mine\n cmd /bin/sleep 1000\n user nobody\n}\n",
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let theirs = sandbox.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    nix::unistd::chown(
+        &theirs,
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let pmtr = crate::harness::Background::start(
+        &sandbox,
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            crate::harness::PMTR,
+            "-F",
+            "-c",
+            config.to_str().unwrap(),
+            "--socket",
+            theirs.join("pmtr.sock").to_str().unwrap(),
+        ],
+    );
+    let started = wait_until(SHORT, || pmtr.count("started job mine") > 0);
+    // Stopped by pmtr itself, so that its job goes with it.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pmtr.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert!(wait_until(SHORT, || pmtr.count("exiting on signal") > 0));
+    assert!(started, "{}", pmtr.transcript());
+    assert_eq!(pmtr.count("initgroups"), 0, "{}", pmtr.transcript());
+}

@@ -101,6 +101,7 @@ fn start(
     foreground: bool,
     is_init: bool,
 ) -> Result<(Daemon, Option<Pidfile>), String> {
+    process::close_inherited_on_exec();
     let pidfile = match &args.pidfile {
         Some(path) => Some(Pidfile::create(path).map_err(|e| format!("pmtr: {e}"))?),
         None => None,

@@ -204,6 +204,13 @@ impl<'context> ExecPlan<'context> {
         let (env_strings, envp) = environment_of(job, &context.environment, user.as_ref())?;
         let identity = match &user {
             None => None,
+            // pmtr not root, and the job's user is pmtr's own: nothing to
+            // change, and setgroups would be refused.
+            Some(user)
+                if user.uid == nix::unistd::geteuid() && !nix::unistd::geteuid().is_root() =>
+            {
+                None
+            }
             Some(user) => {
                 let name = c_string(user.name.as_str())?;
                 let groups =

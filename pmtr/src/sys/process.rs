@@ -61,6 +61,37 @@ pub fn group_alive(pgid: libc::pid_t) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
 }
 
+/// Marks every descriptor pmtr inherited (from whoever started it)
+/// close-on-exec, so that no job gets one: the child's `close_range`
+/// does the same, but a kernel before 5.11 lacks its CLOEXEC flag.
+/// Returns how many were marked.
+pub fn close_inherited_on_exec() -> usize {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    let mut marked = 0;
+    for fd in fds {
+        // SAFETY: the descriptor is only borrowed for the call; one that
+        // was closed meanwhile (the directory's own) fails with EBADF.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) else {
+            continue;
+        };
+        let flags = FdFlag::from_bits_truncate(flags);
+        if !flags.contains(FdFlag::FD_CLOEXEC)
+            && fcntl(borrowed, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC)).is_ok()
+        {
+            marked += 1;
+        }
+    }
+    marked
+}
+
 /// Makes pmtr the reaper of what its jobs leave behind.
 pub fn become_subreaper() -> Result<(), Errno> {
     nix::sys::prctl::set_child_subreaper(true)
