@@ -359,3 +359,36 @@ fn bad_readiness_and_health_lines_are_reported_where_they_are() {
     }
     assert!(stderr.contains("did you mean `every`?"), "{stderr}");
 }
+
+/// `listen on` without `udp key` is valid (as the original) but warned
+/// about: anyone who reaches the port can enable and disable jobs.
+#[test]
+fn listening_without_a_key_is_warned_about() {
+    let sandbox = Sandbox::new();
+    let open = sandbox.write(
+        "open.conf",
+        "listen on udp://127.0.0.1:0\njob {\n name a\n cmd /bin/sleep 1\n}\n",
+    );
+    let output = sandbox.pmtr(&["-t", "-c", open.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("listen on without udp key"),
+        "{}",
+        text(&output.stderr)
+    );
+    let key = sandbox.write("pmtr.key", "a shared secret of some length\n");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let signed = sandbox.write(
+        "signed.conf",
+        format!(
+            "udp key {}\nlisten on udp://127.0.0.1:0\njob {{\n name a\n cmd /bin/sleep 1\n}}\n",
+            key.display()
+        ),
+    );
+    let output = sandbox.pmtr(&["-t", "-c", signed.to_str().unwrap()]);
+    assert!(
+        !text(&output.stderr).contains("without udp key"),
+        "{}",
+        text(&output.stderr)
+    );
+}

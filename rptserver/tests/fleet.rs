@@ -169,6 +169,7 @@ fn remote_enable_and_disable_without_a_key() {
     );
     let first = pmtr.expect_started("a", 1, SHORT);
     pmtr.expect("listening for control datagrams", SHORT);
+    pmtr.expect("listen on without udp key: anyone who can send", SHORT);
     let ctl = |verb: &str| {
         Command::new(PMTR_CTL)
             .args(["-s", "127.0.0.1", "-p", &port.to_string(), verb, "a"])

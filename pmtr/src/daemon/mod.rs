@@ -17,7 +17,7 @@ mod requests;
 mod rings;
 mod spawner;
 mod test_times;
-mod udp;
+pub(crate) mod udp;
 pub mod watch;
 
 use pmtr_common::reason::Text;

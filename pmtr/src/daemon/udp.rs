@@ -51,6 +51,9 @@ pub struct Udp {
 /// Log lines: what `apply` and `receive` want logged.
 pub type Lines = Vec<String>;
 
+/// Said at start (and by `pmtr -t`) when `listen on` has no `udp key`.
+pub const UNSIGNED_CONTROL_WARNING: &str = "listen on without udp key: anyone who can send a datagram to it can enable and disable jobs (add `udp key FILE`)";
+
 impl Udp {
     pub fn new() -> Udp {
         Udp {
@@ -110,6 +113,9 @@ impl Udp {
                             "listening for control datagrams on udp://{}:{port}",
                             endpoint.host
                         ));
+                        if globals.udp_key.is_none() {
+                            log.push(UNSIGNED_CONTROL_WARNING.to_string());
+                        }
                         self.listener = Some(socket);
                     }
                     Err(reason) => log.push(format!(

@@ -111,6 +111,14 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
             ));
         }
     }
+    if config.globals.listen_on.is_some() && config.globals.udp_key.is_none() {
+        let (at, width) = located(&config.globals_origin, "listen");
+        found.push(Diagnostic::warning(
+            at,
+            width,
+            crate::daemon::udp::UNSIGNED_CONTROL_WARNING.to_string(),
+        ));
+    }
     found.sort_by_key(|d| (d.at.file, d.at.offset));
     found
 }
