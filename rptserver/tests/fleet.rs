@@ -588,3 +588,54 @@ fn a_flood_of_control_datagrams_logs_only_what_changes() {
         pmtr.transcript()
     );
 }
+
+/// The alert rules shipped in dist/prometheus pass their promtool unit
+/// tests, and name only metrics that pmtr or the collector export.
+#[test]
+fn the_alert_rules_pass_promtool_and_name_real_metrics() {
+    let rules_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/prometheus");
+    let rules = std::fs::read_to_string(format!("{rules_dir}/pmtr.rules.yml")).unwrap();
+    let mut exported = pmtr_core::metrics::render(&[], 0.0);
+    let mut fleet = pmtr_rptserver::fleet::Fleet::default();
+    fleet.record(
+        pmtr_core::proto::report::decode(b"report h\na e 1 2 /a\n").unwrap(),
+        "s",
+        0.0,
+    );
+    exported.push_str(&fleet.metrics(0.0, pmtr_rptserver::metrics::MetricsJobs::All));
+    let mut named: Vec<&str> = rules
+        .lines()
+        .filter(|line| line.trim_start().starts_with("expr:"))
+        .flat_map(|line| {
+            line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| word.starts_with("pmtr_"))
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    assert!(named.len() >= 8, "{named:?}");
+    for name in named {
+        assert!(
+            exported.contains(&format!("# TYPE {name} ")),
+            "the rules name {name}, which nothing exports"
+        );
+    }
+    if crate::harness::skip_if(
+        Command::new("promtool").arg("--version").output().is_err(),
+        "the_alert_rules_pass_promtool_and_name_real_metrics",
+        "promtool is not installed (.ci/run installs Debian's prometheus)",
+    ) {
+        return;
+    }
+    let test = Command::new("promtool")
+        .args(["test", "rules", "pmtr.rules.test.yml"])
+        .current_dir(rules_dir)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        text(&test.stdout),
+        text(&test.stderr)
+    );
+}
