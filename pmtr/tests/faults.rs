@@ -223,3 +223,63 @@ fn five_hundred_jobs_dying_at_once_all_come_back_once() {
     std::thread::sleep(RAPID_RESTART * 2);
     assert_eq!(pmtr.count("started job"), 1000, "none started twice");
 }
+
+/// Syslog missing when pmtr starts, then there; then restarted (its socket
+/// gone for a while, then back): pmtr finds it each time, and says how
+/// many lines it did not get.
+#[test]
+fn syslog_is_found_again_and_lost_lines_are_counted() {
+    use std::os::unix::net::UnixDatagram;
+    let sandbox = crate::harness::Sandbox::new();
+    let path = sandbox.path("log.sock");
+    let pmtr = crate::harness::Pmtr::start_env(
+        &sandbox,
+        "job {\n name a\n cmd /bin/sleep 1000\n}\n",
+        &[],
+        None,
+        &[("PMTR_TEST_SYSLOG", path.to_str().unwrap())],
+    );
+    pmtr.expect_started("a", 1, SHORT);
+    let received = |socket: &UnixDatagram| {
+        let mut lines = Vec::new();
+        let mut buffer = [0u8; 8192];
+        while let Ok(n) = socket.recv(&mut buffer) {
+            lines.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        }
+        lines
+    };
+    // A line to log, on demand: a request for a job that does not exist.
+    let poke = || sandbox.ctl(&["enable", "ghost"]);
+    let listen = || {
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        socket
+    };
+    let syslog = listen();
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            poke();
+            seen.extend(received(&syslog));
+            seen.iter().any(|l| l.contains("no job named ghost"))
+        }),
+        "syslog, there after pmtr started, never got a line"
+    );
+    assert!(seen[0].starts_with("<132>pmtr["), "{seen:?}");
+    // Restarted: gone while lines are logged, then back.
+    drop(syslog);
+    std::fs::remove_file(&path).unwrap();
+    for _ in 0..3 {
+        poke();
+    }
+    let syslog = listen();
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            poke();
+            seen.extend(received(&syslog));
+            seen.iter().any(|l| l.contains("did not reach syslog"))
+        }),
+        "syslog, restarted, never got a line: {seen:?}"
+    );
+}

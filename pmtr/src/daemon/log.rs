@@ -1,31 +1,54 @@
 //! pmtr's log: syslog (ident `pmtr` with its pid, facility local0 as the
 //! original) and, in the foreground, standard error. Without a syslog
-//! socket, standard error alone. Sending never blocks the event loop.
+//! socket, standard error alone, and the socket is tried again (at most
+//! once a second, when there is a line to log) so that a syslog daemon
+//! restarted, or started after pmtr, is found. Lines the socket could not
+//! take are counted and the count logged once it takes them again.
+//! Sending never blocks the event loop.
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use pmtr_core::supervise::event::Level;
 
 const SYSLOG_SOCKET: &str = "/dev/log";
+/// A debug build (the test suite) may name another socket.
+const SYSLOG_SOCKET_VARIABLE: &str = "PMTR_TEST_SYSLOG";
 /// LOG_LOCAL0, as the original pmtr's `openlog`.
 const FACILITY: u8 = 16;
 /// Longest message sent; syslog daemons cut long datagrams anyway.
 const MAX_MESSAGE: usize = 4096;
+/// Without a syslog socket, it is tried again at most this often.
+const RETRY: Duration = Duration::from_secs(1);
 
 pub struct Logger {
     syslog: Option<UnixDatagram>,
+    path: PathBuf,
+    /// When the socket was last tried, while there is none.
+    tried_at: Option<Instant>,
     to_stderr: bool,
     verbosity: u8,
     pid: u32,
-    /// Messages the syslog socket refused because it was full.
+    /// Lines syslog did not get (its socket full, or gone), not yet said.
     dropped: u64,
+    /// Syslog was there once: lines logged while it is gone are counted.
+    had_syslog: bool,
 }
 
 impl Logger {
     pub fn new(to_stderr: bool, verbosity: u8) -> Logger {
+        let path = match std::env::var_os(SYSLOG_SOCKET_VARIABLE) {
+            Some(path) if cfg!(debug_assertions) => PathBuf::from(path),
+            _ => PathBuf::from(SYSLOG_SOCKET),
+        };
+        let syslog = connect(&path);
         Logger {
-            syslog: connect(),
+            had_syslog: syslog.is_some(),
+            syslog,
+            tried_at: Some(Instant::now()),
+            path,
             to_stderr,
             verbosity,
             pid: std::process::id(),
@@ -50,16 +73,40 @@ impl Logger {
         // or carriage return gets through.
         let message = harmless(message);
         let message = message.as_ref();
+        self.reconnect_if_due();
         if self.to_stderr || self.syslog.is_none() {
             // One write per line: stderr is unbuffered, and a line written
             // in pieces costs a syscall a piece (and may interleave).
             let line = format!("pmtr[{}]: {message}\n", self.pid);
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
-        self.send(level, message);
+        if self.syslog.is_some() && self.dropped > 0 {
+            let note = format!(
+                "{} log lines did not reach syslog (its socket was full or gone)",
+                self.dropped
+            );
+            if self.send(Level::Warning, &note) {
+                self.dropped = 0;
+            }
+        }
+        let sent = self.send(level, message);
+        if !sent && self.syslog.is_some() || self.syslog.is_none() && self.had_syslog {
+            self.dropped += 1;
+        }
     }
 
-    fn send(&mut self, level: Level, message: &str) {
+    /// Without a socket, tries again once `RETRY` has passed.
+    fn reconnect_if_due(&mut self) {
+        if self.syslog.is_some() || self.tried_at.is_some_and(|t| t.elapsed() < RETRY) {
+            return;
+        }
+        self.tried_at = Some(Instant::now());
+        self.syslog = connect(&self.path);
+        self.had_syslog |= self.syslog.is_some();
+    }
+
+    /// Sends one line to syslog; true if the socket took it.
+    fn send(&mut self, level: Level, message: &str) -> bool {
         let severity = match level {
             Level::Error => 3,
             Level::Warning => 4,
@@ -67,27 +114,29 @@ impl Logger {
             Level::Debug => 7,
         };
         let Some(socket) = &self.syslog else {
-            return;
+            return false;
         };
         let datagram = format!("<{}>pmtr[{}]: {message}", FACILITY * 8 + severity, self.pid);
         match socket.send(datagram.as_bytes()) {
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => self.dropped += 1,
+            Ok(_) => true,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
             Err(_) => {
-                // The syslog daemon restarted: reconnect once, then give up
-                // on this message.
-                self.syslog = connect();
-                if let Some(socket) = &self.syslog {
-                    let _ = socket.send(datagram.as_bytes());
+                // The syslog daemon restarted: connect again now; if it is
+                // not back yet, again at a later line.
+                self.syslog = connect(&self.path);
+                self.tried_at = Some(Instant::now());
+                match &self.syslog {
+                    Some(socket) => socket.send(datagram.as_bytes()).is_ok(),
+                    None => false,
                 }
             }
         }
     }
 }
 
-fn connect() -> Option<UnixDatagram> {
+fn connect(path: &std::path::Path) -> Option<UnixDatagram> {
     let socket = UnixDatagram::unbound().ok()?;
-    socket.connect(SYSLOG_SOCKET).ok()?;
+    socket.connect(path).ok()?;
     socket.set_nonblocking(true).ok()?;
     Some(socket)
 }
