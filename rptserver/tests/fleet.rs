@@ -639,3 +639,49 @@ fn the_alert_rules_pass_promtool_and_name_real_metrics() {
         text(&test.stderr)
     );
 }
+
+/// A `udp key` rotated in place (same path, new secret) is taken at the
+/// next reload: datagrams signed with the new key are obeyed, with the old
+/// one refused.
+#[test]
+fn a_key_rotated_in_place_is_taken_at_the_next_reload() {
+    use pmtr_core::proto::auth::{sign, Key, Kind};
+    let sandbox = Sandbox::new();
+    let path = key_file(&sandbox, "pmtr.key", "the first secret, long enough\n");
+    let port = free_port();
+    let pmtr = Pmtr::start(
+        &sandbox,
+        &format!(
+            "udp key {}\nlisten on udp://127.0.0.1:{port}\njob {{\n name a\n cmd /bin/sleep 1000\n}}\n",
+            path.display()
+        ),
+    );
+    pmtr.expect_started("a", 1, SHORT);
+    pmtr.expect("listening for control datagrams", SHORT);
+    std::fs::write(&path, "the second secret, long enough\n").unwrap();
+    pmtr.signal(nix::sys::signal::Signal::SIGHUP);
+    pmtr.expect_count("udp key", 2, SHORT);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let now = pmtr_common::keyfile::unix_now();
+    let old = Key::new(b"the first secret, long enough").unwrap();
+    let new = Key::new(b"the second secret, long enough").unwrap();
+    socket
+        .send_to(
+            &sign(&old, Kind::Control, now, 1, b"disable a"),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    socket
+        .send_to(
+            &sign(&new, Kind::Control, now, 2, b"enable ghost"),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    pmtr.expect("no job named ghost", SHORT);
+    assert_eq!(
+        pmtr.count("sending SIGTERM to job a"),
+        0,
+        "{}",
+        pmtr.transcript()
+    );
+}

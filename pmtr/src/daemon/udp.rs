@@ -76,23 +76,33 @@ impl Udp {
     /// changed, leaves the rest alone. Returns lines to log.
     pub fn apply(&mut self, globals: &Globals) -> Lines {
         let mut log = Vec::new();
-        if globals.udp_key != self.globals.udp_key {
-            self.key = None;
-            self.key_refused = false;
-            if let Some(path) = &globals.udp_key {
-                match keyfile::load(Path::new(path)) {
-                    Ok(key) => {
+        // Read again at every reload, even at the same path: a key rotated
+        // in place is taken then.
+        let same_path = globals.udp_key == self.globals.udp_key;
+        match &globals.udp_key {
+            None => {
+                self.key = None;
+                self.key_refused = false;
+            }
+            Some(path) => match keyfile::load(Path::new(path)) {
+                Ok(key) => {
+                    let known = self.key.as_ref().map(|k| k.id());
+                    if !same_path || known != Some(key.id()) {
                         log.push(format!("udp key {path}: key id {}", key.id()));
-                        self.key = Some(key);
                     }
-                    Err(reason) => {
+                    self.key = Some(key);
+                    self.key_refused = false;
+                }
+                Err(reason) => {
+                    if !(same_path && self.key_refused) {
                         log.push(format!(
                             "udp key {path}: {reason}; UDP reports and control are off"
                         ));
-                        self.key_refused = true;
                     }
+                    self.key = None;
+                    self.key_refused = true;
                 }
-            }
+            },
         }
         if globals.report_to != self.globals.report_to {
             let host = pmtr_common::host::host_name();
