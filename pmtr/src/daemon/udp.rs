@@ -28,8 +28,12 @@ const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 struct Destination {
     endpoint: UdpEndpoint,
     socket: Option<UdpSocket>,
-    /// Filled by the resolver thread.
-    resolved: Arc<Mutex<Option<SocketAddr>>>,
+    /// Filled by the resolver thread, with when: a name is looked up again
+    /// once `RESOLVE_AGAIN` has passed (or a send failed), so that a
+    /// collector that moved is followed.
+    resolved: Arc<Mutex<Option<(SocketAddr, Instant)>>>,
+    /// The destination is an address, not a name: never looked up.
+    literal: bool,
     /// A resolver thread is at work.
     resolving: Arc<AtomicBool>,
     /// `HOSTNAME` or `HOSTNAME IFACE-ADDR`.
@@ -47,6 +51,10 @@ pub struct Udp {
     replay: ReplayGuard,
     refusals: RefusalLog,
 }
+
+/// A `report to` name is looked up again this often, so that a collector
+/// whose address changed is followed.
+const RESOLVE_AGAIN: Duration = Duration::from_secs(300);
 
 /// Log lines: what `apply` and `receive` want logged.
 pub type Lines = Vec<String>;
@@ -153,6 +161,7 @@ impl Udp {
             let Some(socket) = &destination.socket else {
                 continue;
             };
+            let mut failed = false;
             for payload in payloads(&destination.report_id) {
                 let datagram = match &self.key {
                     Some(key) => auth::sign(
@@ -171,8 +180,13 @@ impl Udp {
                             "unable to send a report to {target}: {}",
                             Reason(&error)
                         ));
+                        failed = true;
+                        break;
                     }
                 }
+            }
+            if failed {
+                destination.forget_address();
             }
         }
         log
@@ -264,37 +278,39 @@ impl Destination {
         if let Some(socket) = &socket {
             let _ = socket.set_nonblocking(true);
         }
-        let destination = Destination {
+        let literal = endpoint.host.parse::<std::net::IpAddr>().ok();
+        Destination {
             endpoint: endpoint.clone(),
             socket,
-            resolved: Arc::new(Mutex::new(None)),
+            resolved: Arc::new(Mutex::new(
+                literal.map(|ip| (SocketAddr::new(ip, endpoint.port), Instant::now())),
+            )),
+            literal: literal.is_some(),
             resolving: Arc::new(AtomicBool::new(false)),
             report_id,
-        };
-        // A literal address needs no resolver.
-        if let Ok(ip) = endpoint.host.parse::<std::net::IpAddr>() {
-            if let Ok(mut slot) = destination.resolved.lock() {
-                *slot = Some(SocketAddr::new(ip, endpoint.port));
-            }
         }
-        destination
     }
 
     /// The resolved address; starts a resolution (on a helper thread) if
     /// there is none yet and none under way, for a later report to use.
     fn target(&mut self) -> Option<SocketAddr> {
         let resolved = self.resolved.lock().ok().and_then(|slot| *slot);
-        if resolved.is_none() && !self.resolving.swap(true, Ordering::AcqRel) {
+        let due = match resolved {
+            None => true,
+            Some((_, at)) => !self.literal && at.elapsed() >= RESOLVE_AGAIN,
+        };
+        if due && !self.resolving.swap(true, Ordering::AcqRel) {
             let slot = Arc::clone(&self.resolved);
             let busy = Arc::clone(&self.resolving);
             let name = (self.endpoint.host.clone(), self.endpoint.port);
             let spawned = std::thread::Builder::new()
                 .name("pmtr-resolve".into())
                 .spawn(move || {
-                    // A failed lookup leaves the slot empty: tried again later.
+                    // A failed lookup keeps what was known (or nothing): tried
+                    // again at a later report.
                     let address = name.to_socket_addrs().ok().and_then(|mut a| a.next());
-                    if let Ok(mut slot) = slot.lock() {
-                        *slot = address;
+                    if let (Some(address), Ok(mut slot)) = (address, slot.lock()) {
+                        *slot = Some((address, Instant::now()));
                     }
                     busy.store(false, Ordering::Release);
                 });
@@ -302,7 +318,40 @@ impl Destination {
                 self.resolving.store(false, Ordering::Release);
             }
         }
-        resolved
+        let address = resolved.map(|(address, _)| address)?;
+        self.match_family(address);
+        Some(address)
+    }
+
+    /// A name may resolve to IPv6 (or back to IPv4): the socket follows
+    /// the address's family.
+    fn match_family(&mut self, address: SocketAddr) {
+        let current = self
+            .socket
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.is_ipv6());
+        if current == Some(address.is_ipv6()) {
+            return;
+        }
+        let any = if address.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        if let Ok(socket) = UdpSocket::bind(any) {
+            let _ = socket.set_nonblocking(true);
+            self.socket = Some(socket);
+        }
+    }
+
+    /// After a failed send, a name is looked up again at the next report.
+    fn forget_address(&mut self) {
+        if !self.literal {
+            if let Ok(mut slot) = self.resolved.lock() {
+                *slot = None;
+            }
+        }
     }
 }
 
@@ -353,6 +402,48 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn destination(host: &str) -> Destination {
+        let endpoint = UdpEndpoint {
+            host: host.into(),
+            port: 9999,
+            interface: None,
+        };
+        Destination::new(&endpoint, "h", &mut Vec::new())
+    }
+
+    #[test]
+    fn the_report_socket_follows_the_family_of_the_address_a_name_gives() {
+        // A name (no ':' in it) used to get an IPv4 socket for good.
+        let mut named = destination("collector.invalid");
+        let v6: SocketAddr = "[::1]:9999".parse().unwrap();
+        *named.resolved.lock().unwrap() = Some((v6, Instant::now()));
+        assert_eq!(named.target(), Some(v6));
+        let local = named.socket.as_ref().unwrap().local_addr().unwrap();
+        assert!(local.is_ipv6(), "{local}");
+        let v4: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        *named.resolved.lock().unwrap() = Some((v4, Instant::now()));
+        named.target();
+        assert!(named
+            .socket
+            .as_ref()
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .is_ipv4());
+    }
+
+    #[test]
+    fn a_name_is_looked_up_again_after_a_failed_send_an_address_never() {
+        let mut named = destination("collector.invalid");
+        *named.resolved.lock().unwrap() = Some(("127.0.0.1:9".parse().unwrap(), Instant::now()));
+        named.forget_address();
+        assert!(named.resolved.lock().unwrap().is_none());
+        let mut literal = destination("127.0.0.1");
+        literal.forget_address();
+        assert!(literal.resolved.lock().unwrap().is_some());
+        assert!(literal.literal && !named.literal);
+    }
 
     #[test]
     fn refusals_are_rate_limited() {
