@@ -587,7 +587,6 @@ fn the_socket_is_refused_in_a_directory_others_can_write() {
 /// here a pmtr run as `nobody`, on a socket in a directory of nobody's.
 #[test]
 fn pmtr_ctl_talks_only_to_root_or_itself() {
-    use std::os::unix::fs::PermissionsExt;
     if skip_if(
         !is_root() || !crate::faults::have("setpriv"),
         "pmtr_ctl_talks_only_to_root_or_itself",
@@ -596,34 +595,8 @@ fn pmtr_ctl_talks_only_to_root_or_itself() {
         return;
     }
     let sandbox = Sandbox::new();
-    std::fs::set_permissions(sandbox.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // No job: pmtr is killed with its group, and would leave jobs behind.
-    let config = sandbox.write("nobody.conf", "");
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let theirs = sandbox.path("theirs");
-    std::fs::create_dir(&theirs).unwrap();
-    nix::unistd::chown(
-        &theirs,
-        Some(nix::unistd::Uid::from_raw(65534)),
-        Some(nix::unistd::Gid::from_raw(65534)),
-    )
-    .unwrap();
-    let socket = theirs.join("pmtr.sock");
-    let other = crate::harness::Background::start_group(
-        &sandbox,
-        "setpriv",
-        &[
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            crate::harness::PMTR,
-            "-F",
-            "-c",
-            config.to_str().unwrap(),
-            "--socket",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (other, socket) = crate::harness::pmtr_as_nobody(&sandbox, "", true);
     assert!(
         wait_until(SHORT, || socket.exists()),
         "{}",

@@ -386,7 +386,6 @@ fn inherited_descriptors_are_closed_on_exec() {
 /// nothing to change, and it must not try (setgroups would be refused).
 #[test]
 fn a_pmtr_not_root_runs_a_job_as_its_own_user() {
-    use std::os::unix::fs::PermissionsExt;
     if skip_if(
         !is_root() || !crate::faults::have("setpriv"),
         "a_pmtr_not_root_runs_a_job_as_its_own_user",
@@ -395,34 +394,10 @@ fn a_pmtr_not_root_runs_a_job_as_its_own_user() {
         return;
     }
     let sandbox = Sandbox::new();
-    std::fs::set_permissions(sandbox.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = sandbox.write(
-        "nobody.conf",
-        "job {\n name mine\n cmd /bin/sleep 1000\n user nobody\n}\n",
-    );
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let theirs = sandbox.path("theirs");
-    std::fs::create_dir(&theirs).unwrap();
-    nix::unistd::chown(
-        &theirs,
-        Some(nix::unistd::Uid::from_raw(65534)),
-        Some(nix::unistd::Gid::from_raw(65534)),
-    )
-    .unwrap();
-    let pmtr = crate::harness::Background::start(
+    let (pmtr, _) = crate::harness::pmtr_as_nobody(
         &sandbox,
-        "setpriv",
-        &[
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            crate::harness::PMTR,
-            "-F",
-            "-c",
-            config.to_str().unwrap(),
-            "--socket",
-            theirs.join("pmtr.sock").to_str().unwrap(),
-        ],
+        "job {\n name mine\n cmd /bin/sleep 1000\n user nobody\n}\n",
+        false,
     );
     let started = wait_until(SHORT, || pmtr.count("started job mine") > 0);
     // Stopped by pmtr itself, so that its job goes with it.

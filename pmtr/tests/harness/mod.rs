@@ -422,6 +422,45 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(1000);
 pub const CLIENT_DEADLINE: Duration = Duration::from_millis(2000);
 pub const TEST_TIMES_VARIABLE: &str = "PMTR_TEST_TIMES";
 
+/// pmtr run as `nobody` (uid 65534) through setpriv, on `config` (text),
+/// with its socket in a directory of nobody's: the sandbox is opened to
+/// others (0755) for it to read the file. Returns it and its socket's
+/// path. The caller checks that it may (root, setpriv installed).
+pub fn pmtr_as_nobody(sandbox: &Sandbox, config: &str, group: bool) -> (Background, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let open = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(sandbox.root(), 0o755);
+    let config = sandbox.write("nobody.conf", config);
+    open(&config, 0o644);
+    let theirs = sandbox.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let nobody = (
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    );
+    nix::unistd::chown(&theirs, nobody.0, nobody.1).unwrap();
+    let socket = theirs.join("pmtr.sock");
+    let args = [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        PMTR,
+        "-F",
+        "-c",
+        config.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ];
+    let process = if group {
+        Background::start_group(sandbox, "setpriv", &args)
+    } else {
+        Background::start(sandbox, "setpriv", &args)
+    };
+    (process, socket)
+}
+
 /// Another long-running program of the test (pmtr-rptserver, the original
 /// pmtr), its stderr collected; killed on drop (its pid only, or with
 /// `start_group` the process group it leads).
