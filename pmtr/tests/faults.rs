@@ -255,16 +255,19 @@ fn syslog_is_found_again_and_lost_lines_are_counted() {
         socket.set_nonblocking(true).unwrap();
         socket
     };
-    let syslog = listen();
-    let mut seen = Vec::new();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
+    // Pokes pmtr until a line with `needle` reaches `syslog`; the lines.
+    let until_seen = |syslog: &UnixDatagram, needle: &str| {
+        let mut seen = Vec::new();
+        let found = wait_until(Duration::from_secs(10), || {
             poke();
-            seen.extend(received(&syslog));
-            seen.iter().any(|l| l.contains("no job named ghost"))
-        }),
-        "syslog, there after pmtr started, never got a line"
-    );
+            seen.extend(received(syslog));
+            seen.iter().any(|l: &String| l.contains(needle))
+        });
+        assert!(found, "syslog never got {needle:?}: {seen:?}");
+        seen
+    };
+    let syslog = listen();
+    let seen = until_seen(&syslog, "no job named ghost");
     assert!(seen[0].starts_with("<132>pmtr["), "{seen:?}");
     // Restarted: gone while lines are logged, then back.
     drop(syslog);
@@ -273,13 +276,5 @@ fn syslog_is_found_again_and_lost_lines_are_counted() {
         poke();
     }
     let syslog = listen();
-    let mut seen = Vec::new();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            poke();
-            seen.extend(received(&syslog));
-            seen.iter().any(|l| l.contains("did not reach syslog"))
-        }),
-        "syslog, restarted, never got a line: {seen:?}"
-    );
+    until_seen(&syslog, "did not reach syslog");
 }

@@ -357,6 +357,25 @@ fn carry_history(before: &Job, job: &mut Job, now: f64) {
     }
 }
 
+/// Two hosts for the views' tests, reported at 100 s: web01 (nginx up,
+/// backup disabled, and the job lines `more`) and db01 (postgres, with an
+/// interface address).
+#[cfg(test)]
+pub(crate) fn sample(first_generation: u64, more: &str) -> Fleet {
+    use pmtr_core::proto::report::decode;
+    let mut fleet = Fleet::starting_at(first_generation);
+    let web = format!(
+        "report web01\nnginx e 277269 812 /usr/sbin/nginx\nbackup d 0 0 /usr/bin/backup\n{more}"
+    );
+    fleet.record(decode(web.as_bytes()).unwrap(), "10.0.0.5:40000", 100.0);
+    fleet.record(
+        decode(b"report db01 10.1.0.9\npostgres e 60 91\n").unwrap(),
+        "10.0.0.6:40000",
+        100.0,
+    );
+    fleet
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,22 +112,9 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmtr_core::proto::report::decode;
 
     fn fleet() -> Fleet {
-        let mut fleet = Fleet::default();
-        fleet.record(
-            decode(b"report web01\nnginx e 277269 812 /usr/sbin/nginx\nbackup d 0 0 /usr/bin/backup\nworker e 0 0 /w\n")
-                .unwrap(),
-            "10.0.0.5:40000",
-            100.0,
-        );
-        fleet.record(
-            decode(b"report db01 10.1.0.9\npostgres e 60 91\n").unwrap(),
-            "10.0.0.6:40000",
-            100.0,
-        );
-        fleet
+        crate::fleet::sample(0, "worker e 0 0 /w\n")
     }
 
     #[test]

@@ -213,21 +213,7 @@ mod tests {
     use pmtr_core::proto::report::decode;
 
     fn fleet() -> Fleet {
-        let mut fleet = Fleet::starting_at(100);
-        fleet.record(
-            decode(
-                b"report web01\nnginx e 277269 812 /usr/sbin/nginx\nbackup d 0 0 /usr/bin/backup\n",
-            )
-            .unwrap(),
-            "10.0.0.5:40000",
-            100.0,
-        );
-        fleet.record(
-            decode(b"report db01 10.1.0.9\npostgres e 60 91\n").unwrap(),
-            "10.0.0.6:40000",
-            100.0,
-        );
-        fleet
+        crate::fleet::sample(100, "")
     }
 
     fn names(view: &FleetView) -> Vec<&str> {

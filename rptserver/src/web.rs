@@ -158,12 +158,19 @@ mod tests {
         Mutex::new(fleet)
     }
 
-    fn get<'a>(url: &'a str, if_none_match: Option<&'a str>, gzip: bool) -> Request<'a> {
-        Request {
+    fn ask(
+        fleet: &Mutex<Fleet>,
+        url: &str,
+        if_none_match: Option<&str>,
+        gzip: bool,
+        now: f64,
+    ) -> Response {
+        let request = Request {
             url,
             if_none_match,
             accepts_gzip: gzip,
-        }
+        };
+        answer(fleet, &request, now, Options::default())
     }
 
     fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
@@ -177,38 +184,18 @@ mod tests {
     #[test]
     fn an_unchanged_fleet_is_a_304() {
         let fleet = fleet();
-        let first = answer(
-            &fleet,
-            &get("/status.json", None, false),
-            1.0,
-            Options::default(),
-        );
+        let first = ask(&fleet, "/status.json", None, false, 1.0);
         assert_eq!(first.status, 200);
         let tag = header(&first, "ETag").unwrap().to_string();
         assert_eq!(tag, "\"8\"");
-        let again = answer(
-            &fleet,
-            &get("/status.json?since=8", Some(&tag), false),
-            2.0,
-            Options::default(),
-        );
+        let again = ask(&fleet, "/status.json?since=8", Some(&tag), false, 2.0);
         assert_eq!((again.status, again.body.len()), (304, 0));
         // With problems, another tag: the same generation, another body.
-        let problems = answer(
-            &fleet,
-            &get("/status.json?problems=1", Some(&tag), false),
-            2.0,
-            Options::default(),
-        );
+        let problems = ask(&fleet, "/status.json?problems=1", Some(&tag), false, 2.0);
         assert_eq!(problems.status, 200);
         assert_eq!(header(&problems, "ETag"), Some("\"8p\""));
         // Stale: a change, so a 200.
-        let later = answer(
-            &fleet,
-            &get("/status.json?since=8", Some(&tag), false),
-            30.0,
-            Options::default(),
-        );
+        let later = ask(&fleet, "/status.json?since=8", Some(&tag), false, 30.0);
         assert_eq!(later.status, 200);
         let json: serde_json::Value = serde_json::from_slice(&later.body).unwrap();
         assert_eq!(json["hosts"][0]["stale"], true);
@@ -218,18 +205,8 @@ mod tests {
     #[test]
     fn large_bodies_are_gzipped_for_clients_that_accept_it() {
         let fleet = fleet();
-        let plain = answer(
-            &fleet,
-            &get("/status.json", None, false),
-            1.0,
-            Options::default(),
-        );
-        let packed = answer(
-            &fleet,
-            &get("/status.json", None, true),
-            1.0,
-            Options::default(),
-        );
+        let plain = ask(&fleet, "/status.json", None, false, 1.0);
+        let packed = ask(&fleet, "/status.json", None, true, 1.0);
         assert_eq!(header(&packed, "Content-Encoding"), Some("gzip"));
         assert_eq!(header(&plain, "Content-Encoding"), None);
         assert!(packed.body.len() * 4 < plain.body.len());
@@ -240,12 +217,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unpacked, plain.body);
-        let small = answer(
-            &fleet,
-            &get("/nowhere", None, true),
-            1.0,
-            Options::default(),
-        );
+        let small = ask(&fleet, "/nowhere", None, true, 1.0);
         assert_eq!(
             (small.status, header(&small, "Content-Encoding")),
             (404, None)
