@@ -735,12 +735,30 @@ impl Daemon {
         let Some(metrics) = &mut self.metrics else {
             return;
         };
-        let statuses = self.supervisor.statuses(self.clock.now());
+        let now = self.clock.now();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.wall_offset = follow_wall_clock(self.wall_offset, wall - now.millis() as f64 / 1000.0);
+        let statuses = self.supervisor.statuses(now);
         if let Err(message) =
             metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
         {
             self.logger.log(Level::Warning, &message);
         }
+    }
+}
+
+/// The wall-clock time at monotonic zero to use: the one kept, unless the
+/// one measured now differs by more than a second — the wall clock was
+/// stepped (NTP, an operator), and start times must follow it. Smaller
+/// differences are the jitter of measuring, which would rewrite the
+/// metrics file for nothing.
+fn follow_wall_clock(kept: f64, measured: f64) -> f64 {
+    if (measured - kept).abs() > 1.0 {
+        measured
+    } else {
+        kept
     }
 }
 
@@ -754,5 +772,23 @@ fn hash_files(paths: Vec<String>) -> Event {
     });
     Event::FilesHashed {
         hashes: hashes.collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow_wall_clock;
+
+    #[test]
+    fn start_times_follow_a_wall_clock_step_not_its_jitter() {
+        let kept = 1_700_000_000.0;
+        assert_eq!(follow_wall_clock(kept, kept + 0.004), kept, "jitter");
+        assert_eq!(follow_wall_clock(kept, kept - 0.9), kept);
+        assert_eq!(
+            follow_wall_clock(kept, kept + 3600.0),
+            kept + 3600.0,
+            "a step"
+        );
+        assert_eq!(follow_wall_clock(kept, kept - 2.5), kept - 2.5);
     }
 }
