@@ -154,6 +154,12 @@ fn respond(
                 body: Vec::new(),
             }
         };
+    // A whole-fleet answer was built and freed: give its memory back.
+    let whole = matches!(url.split('?').next(), Some("/status.json" | "/metrics"))
+        && !url.contains("since=");
+    if whole && decided.status == 200 {
+        crate::sys::release_free_memory();
+    }
     let mut response = hyper::Response::new(Full::new(Bytes::from(decided.body)));
     *response.status_mut() = hyper::StatusCode::from_u16(decided.status)
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
