@@ -52,6 +52,29 @@ pub struct Udp {
     refusals: RefusalLog,
 }
 
+/// Looks `host` up on a helper thread, waiting at most `limit`: a resolver
+/// that hangs must not hold pmtr's loop.
+fn resolve_within(host: &str, port: u16, limit: Duration) -> Result<SocketAddr, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let name = (host.to_string(), port);
+    std::thread::Builder::new()
+        .name("pmtr-resolve".into())
+        .spawn(move || {
+            let found = name
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())
+                .and_then(|mut a| a.next().ok_or_else(|| "no such address".to_string()));
+            let _ = sender.send(found);
+        })
+        .map_err(|e| format!("unable to look {host} up: {}", Reason(&e)))?;
+    receiver.recv_timeout(limit).unwrap_or_else(|_| {
+        Err(format!(
+            "{host} did not resolve within {} s (tried again at the next reload)",
+            limit.as_secs()
+        ))
+    })
+}
+
 /// A `report to` name is looked up again this often, so that a collector
 /// whose address changed is followed.
 const RESOLVE_AGAIN: Duration = Duration::from_secs(300);
@@ -144,6 +167,11 @@ impl Udp {
             }
         }
         self.globals = globals.clone();
+        if self.listener.is_none() {
+            // Not bound (a name that did not resolve, an address in use):
+            // tried again at the next reload, even of the same file.
+            self.globals.listen_on = None;
+        }
         log
     }
 
@@ -355,12 +383,16 @@ impl Destination {
     }
 }
 
+/// How long a `listen on` name may take to resolve before pmtr gives up
+/// on it (until the next reload): the lookup runs on a helper thread, and
+/// the loop waits for it no longer than this.
+const LISTEN_LOOKUP: Duration = Duration::from_secs(1);
+
 fn bind(endpoint: &UdpEndpoint) -> Result<UdpSocket, String> {
-    let address = (endpoint.host.as_str(), endpoint.port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or_else(|| "no such address".to_string())?;
+    let address = match endpoint.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, endpoint.port),
+        Err(_) => resolve_within(&endpoint.host, endpoint.port, LISTEN_LOOKUP)?,
+    };
     let socket = UdpSocket::bind(address).map_err(|e| Reason(&e).to_string())?;
     socket
         .set_nonblocking(true)
@@ -443,6 +475,32 @@ mod tests {
         literal.forget_address();
         assert!(literal.resolved.lock().unwrap().is_some());
         assert!(literal.literal && !named.literal);
+    }
+
+    #[test]
+    fn a_listen_address_that_failed_is_tried_again_at_the_next_reload() {
+        let mut udp = Udp::new();
+        let mut globals = Globals {
+            listen_on: Some(UdpEndpoint {
+                host: "no-such-host.invalid".into(),
+                port: 9,
+                interface: None,
+            }),
+            ..Globals::default()
+        };
+        let first = udp.apply(&globals);
+        assert!(first.iter().any(|l| l.starts_with("unable to listen on")), "{first:?}");
+        let again = udp.apply(&globals);
+        assert!(again.iter().any(|l| l.starts_with("unable to listen on")), "{again:?}");
+        globals.listen_on = Some(UdpEndpoint {
+            host: "127.0.0.1".into(),
+            port: 0,
+            interface: None,
+        });
+        let bound = udp.apply(&globals);
+        assert!(bound.iter().any(|l| l.starts_with("listening for control datagrams")));
+        assert!(udp.listener().is_some());
+        assert_eq!(udp.apply(&globals), Vec::<String>::new(), "bound: kept as it is");
     }
 
     #[test]
