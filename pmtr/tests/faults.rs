@@ -278,3 +278,35 @@ fn syslog_is_found_again_and_lost_lines_are_counted() {
     let syslog = listen();
     until_seen(&syslog, "did not reach syslog");
 }
+
+/// In the foreground, standard error is a pipe whose reader stopped
+/// reading: pmtr logs on (the lines it cannot write are counted), and
+/// keeps answering instead of waiting for the reader.
+#[test]
+fn a_stalled_reader_of_stderr_does_not_stall_pmtr() {
+    let sandbox = crate::harness::Sandbox::new();
+    // No job: pmtr is killed at the end, and would leave one behind.
+    let config = sandbox.write("pmtr.conf", "");
+    let mut pmtr = std::process::Command::new(crate::harness::PMTR)
+        .args(["-F", "-c", config.to_str().unwrap(), "--socket"])
+        .arg(sandbox.socket())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped()) // never read
+        .spawn()
+        .unwrap();
+    let answers = || sandbox.ctl(&["status"]).status.success();
+    assert!(wait_until(SHORT, answers), "pmtr never answered");
+    // Each request for an unknown job logs a line of about 60 bytes: far
+    // more than the pipe holds (64 KiB).
+    for _ in 0..1500 {
+        let refused = sandbox.ctl(&["enable", "a-job-that-does-not-exist-here"]);
+        if refused.status.code() != Some(1) {
+            break; // no answer: pmtr is stuck (the assertion below says so)
+        }
+    }
+    let answered = wait_until(SHORT, answers);
+    let _ = pmtr.kill();
+    let _ = pmtr.wait();
+    assert!(answered, "pmtr stopped answering once its stderr was full");
+}

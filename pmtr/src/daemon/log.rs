@@ -29,6 +29,12 @@ pub struct Logger {
     /// When the socket was last tried, while there is none.
     tried_at: Option<Instant>,
     to_stderr: bool,
+    /// Standard error opened anew without blocking, where it can be: a
+    /// reader that stalls (a full pipe) must not stall pmtr's loop. The
+    /// descriptor pmtr was given stays as it is (shared with others).
+    stderr: Option<std::fs::File>,
+    /// Lines standard error could not take, not yet said.
+    stderr_dropped: u64,
     verbosity: u8,
     pid: u32,
     /// Lines syslog did not get (its socket full, or gone), not yet said.
@@ -50,6 +56,8 @@ impl Logger {
             tried_at: Some(Instant::now()),
             path,
             to_stderr,
+            stderr: nonblocking_stderr(),
+            stderr_dropped: 0,
             verbosity,
             pid: std::process::id(),
             dropped: 0,
@@ -78,7 +86,7 @@ impl Logger {
             // One write per line: stderr is unbuffered, and a line written
             // in pieces costs a syscall a piece (and may interleave).
             let line = format!("pmtr[{}]: {message}\n", self.pid);
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            self.write_stderr(&line);
         }
         if self.syslog.is_some() && self.dropped > 0 {
             let note = format!(
@@ -92,6 +100,29 @@ impl Logger {
         let sent = self.send(level, message);
         if !sent && self.syslog.is_some() || self.syslog.is_none() && self.had_syslog {
             self.dropped += 1;
+        }
+    }
+
+    /// Writes a line to standard error, or counts it if stderr is full.
+    fn write_stderr(&mut self, line: &str) {
+        let Some(file) = &mut self.stderr else {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            return;
+        };
+        if self.stderr_dropped > 0 {
+            let note = format!(
+                "pmtr[{}]: {} log lines did not reach standard error (its reader was not reading)\n",
+                self.pid, self.stderr_dropped
+            );
+            if file.write(note.as_bytes()).is_ok_and(|n| n == note.len()) {
+                self.stderr_dropped = 0;
+            }
+        }
+        // A line is written whole or not at all when it fits the pipe's
+        // atomic size; a longer one may be cut, which is still better than
+        // a loop that waits.
+        if file.write(line.as_bytes()).is_err() {
+            self.stderr_dropped += 1;
         }
     }
 
@@ -132,6 +163,25 @@ impl Logger {
             }
         }
     }
+}
+
+/// Standard error opened again, without blocking, as a file description of
+/// pmtr's own (`O_NONBLOCK` on the one it was given would change it for
+/// every process sharing it, a shell's terminal among them). None where it
+/// cannot be opened so (a socket, as journald gives): then written as is.
+fn nonblocking_stderr() -> Option<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let kind = std::fs::metadata("/proc/self/fd/2").ok()?.file_type();
+    if !kind.is_fifo() {
+        // A terminal or a file does not stall for long; only a pipe can
+        // stall for good.
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/proc/self/fd/2")
+        .ok()
 }
 
 fn connect(path: &std::path::Path) -> Option<UnixDatagram> {
