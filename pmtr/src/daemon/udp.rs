@@ -489,18 +489,30 @@ mod tests {
             ..Globals::default()
         };
         let first = udp.apply(&globals);
-        assert!(first.iter().any(|l| l.starts_with("unable to listen on")), "{first:?}");
+        assert!(
+            first.iter().any(|l| l.starts_with("unable to listen on")),
+            "{first:?}"
+        );
         let again = udp.apply(&globals);
-        assert!(again.iter().any(|l| l.starts_with("unable to listen on")), "{again:?}");
+        assert!(
+            again.iter().any(|l| l.starts_with("unable to listen on")),
+            "{again:?}"
+        );
         globals.listen_on = Some(UdpEndpoint {
             host: "127.0.0.1".into(),
             port: 0,
             interface: None,
         });
         let bound = udp.apply(&globals);
-        assert!(bound.iter().any(|l| l.starts_with("listening for control datagrams")));
+        assert!(bound
+            .iter()
+            .any(|l| l.starts_with("listening for control datagrams")));
         assert!(udp.listener().is_some());
-        assert_eq!(udp.apply(&globals), Vec::<String>::new(), "bound: kept as it is");
+        assert_eq!(
+            udp.apply(&globals),
+            Vec::<String>::new(),
+            "bound: kept as it is"
+        );
     }
 
     #[test]
