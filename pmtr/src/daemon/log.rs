@@ -56,7 +56,10 @@ impl Logger {
             tried_at: Some(Instant::now()),
             path,
             to_stderr,
-            stderr: nonblocking_stderr(),
+            // Only in the foreground: a daemon's stderr is /dev/null, and a
+            // second descriptor of the pipe it was started with would keep
+            // that pipe open (its starter waiting for the end of it).
+            stderr: to_stderr.then(nonblocking_stderr).flatten(),
             stderr_dropped: 0,
             verbosity,
             pid: std::process::id(),
