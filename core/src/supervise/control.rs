@@ -33,7 +33,19 @@ impl Supervisor {
             let already = job.enabled() == enabled
                 && match job.phase {
                     Phase::Running(_) | Phase::Waiting { .. } => enabled,
-                    Phase::Disabled => !enabled,
+                    // Disabled, or on its way there.
+                    Phase::Disabled
+                    | Phase::Stopping {
+                        why: StopReason::Disable,
+                        ..
+                    }
+                    | Phase::Draining {
+                        then: Then::Stopped(StopReason::Disable),
+                        ..
+                    }
+                    | Phase::Starting {
+                        stop: Some(StopReason::Disable),
+                    } => !enabled,
                     _ => false,
                 };
             job.enabled_override = Some(enabled);

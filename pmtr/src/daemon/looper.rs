@@ -32,7 +32,7 @@ use super::registry::{Registry, Source, Token};
 use super::requests::{self, Outcome};
 use super::spawner::Spawner;
 use super::test_times;
-use super::udp::Udp;
+use super::udp::{ControlBudget, Udp};
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
 use crate::sys::plan::PlanContext;
@@ -66,6 +66,7 @@ pub struct Daemon {
     control: Option<ControlServer>,
     udp: Udp,
     udp_token: Option<Token>,
+    udp_budget: ControlBudget,
     metrics: Option<MetricsFile>,
     /// Wall-clock time (Unix seconds) at monotonic zero, for metrics.
     wall_offset: f64,
@@ -182,6 +183,7 @@ impl Daemon {
             control,
             udp: Udp::new(),
             udp_token: None,
+            udp_budget: ControlBudget::default(),
             metrics: None,
             wall_offset: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -234,6 +236,9 @@ impl Daemon {
             let now = self.clock.now();
             if let Some(control) = &mut self.control {
                 control.expire(&mut self.registry, now);
+            }
+            if self.udp_budget.resume_due(now) {
+                self.watch_udp(EpollFlags::EPOLLIN);
             }
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
@@ -307,10 +312,23 @@ impl Daemon {
         }
     }
 
-    /// Milliseconds until the next deadline (the supervisor's, given, or a
-    /// control client's), rounded up; none: wait for events only.
+    /// Changes what the control port is watched for: nothing while the
+    /// second's budget of datagrams is spent.
+    fn watch_udp(&self, interest: EpollFlags) {
+        if let (Some(token), Some(listener)) = (self.udp_token, self.udp.listener()) {
+            self.registry.modify(listener.as_fd(), token, interest);
+        }
+    }
+
+    /// Milliseconds until the next deadline (the supervisor's, given, a
+    /// control client's, or the end of a pause of the control port),
+    /// rounded up; none: wait for events only.
     fn timeout(&self, supervisor: Option<Mono>) -> EpollTimeout {
         let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
+        let clients = match (clients, self.udp_budget.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let deadline = match (supervisor, clients) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -533,9 +551,18 @@ impl Daemon {
 
     /// Control datagrams: each passing request becomes an event.
     fn receive_control(&mut self) {
-        let (requests, log) = self.udp.receive();
+        let now = self.clock.now();
+        let most = self.udp_budget.remaining(now);
+        let (requests, log, read) = self.udp.receive(most);
         for line in log {
             self.logger.log(Level::Warning, &line);
+        }
+        let (spent, line) = self.udp_budget.spend(read, now);
+        if let Some(line) = line {
+            self.logger.log(Level::Warning, &line);
+        }
+        if spent {
+            self.watch_udp(EpollFlags::empty());
         }
         let events = requests
             .into_iter()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pmtr_core::config::{Globals, UdpEndpoint};
 use pmtr_core::proto::auth::{self, Key, Kind, ReplayGuard};
 use pmtr_core::proto::control::{self, MAX_DATAGRAM};
+use pmtr_core::time::Mono;
 
 use crate::sys::net;
 use pmtr_common::keyfile;
@@ -222,19 +223,21 @@ impl Udp {
 
     /// Reads the datagrams waiting on the listener: the (job, enabled)
     /// requests of those that pass, and lines to log.
-    pub fn receive(&mut self) -> (Vec<(String, bool)>, Lines) {
+    pub fn receive(&mut self, most: usize) -> (Vec<(String, bool)>, Lines, usize) {
         let mut requests = Vec::new();
         let mut log = Vec::new();
+        let mut read = 0;
         let Some(listener) = &self.listener else {
-            return (requests, log);
+            return (requests, log, read);
         };
         let mut buffer = [0u8; MAX_DATAGRAM + 256];
-        for _ in 0..MAX_DATAGRAMS_PER_WAKEUP {
+        for _ in 0..MAX_DATAGRAMS_PER_WAKEUP.min(most) {
             let (n, from) = match listener.recv_from(&mut buffer) {
                 Ok(received) => received,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break, // WouldBlock: all read
             };
+            read += 1;
             let datagram = &buffer[..n];
             let payload = match (&self.key, self.key_refused) {
                 (_, true) => Err("refused: no usable udp key".to_string()),
@@ -260,7 +263,70 @@ impl Udp {
                 }
             }
         }
-        (requests, log)
+        (requests, log, read)
+    }
+}
+
+/// Control datagrams read per second, at most: a flood costs pmtr this
+/// much and no more. Beyond it the listener is left unwatched until the
+/// second is over, and the kernel drops what comes meanwhile.
+pub const CONTROL_PER_SECOND: usize = 200;
+
+/// The per-second budget of control datagrams.
+#[derive(Debug, Default)]
+pub struct ControlBudget {
+    window: Option<Mono>,
+    used: usize,
+    paused_until: Option<Mono>,
+    /// Seconds cut short since the last line that said so, and when that was.
+    unsaid: u64,
+    said_at: Option<Mono>,
+}
+
+impl ControlBudget {
+    /// Datagrams that may still be read in the second `now` is in.
+    pub fn remaining(&mut self, now: Mono) -> usize {
+        if self.window.is_none_or(|w| now.millis_since(w) >= 1000) {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        CONTROL_PER_SECOND - self.used
+    }
+
+    /// Counts `read` datagrams; true when the budget is spent and the
+    /// listener must be left alone until `deadline`. A line to log comes
+    /// at most once every 10 s.
+    pub fn spend(&mut self, read: usize, now: Mono) -> (bool, Option<String>) {
+        self.used = (self.used + read).min(CONTROL_PER_SECOND);
+        if self.used < CONTROL_PER_SECOND {
+            return (false, None);
+        }
+        let window = self.window.unwrap_or(now);
+        self.paused_until = Some(window.plus_millis(1000));
+        self.unsaid += 1;
+        if self.said_at.is_some_and(|t| now.millis_since(t) < 10_000) {
+            return (true, None);
+        }
+        let line = format!(
+            "more than {CONTROL_PER_SECOND} control datagrams in a second ({} such seconds): the rest of each is left unread",
+            std::mem::take(&mut self.unsaid)
+        );
+        self.said_at = Some(now);
+        (true, Some(line))
+    }
+
+    /// When the listener is to be watched again, while it is not.
+    pub fn deadline(&self) -> Option<Mono> {
+        self.paused_until
+    }
+
+    /// True (once) when the pause is over at `now`.
+    pub fn resume_due(&mut self, now: Mono) -> bool {
+        if self.paused_until.is_some_and(|t| t <= now) {
+            self.paused_until = None;
+            return true;
+        }
+        false
     }
 }
 
@@ -513,6 +579,31 @@ mod tests {
             Vec::<String>::new(),
             "bound: kept as it is"
         );
+    }
+
+    #[test]
+    fn control_datagrams_are_read_at_most_so_many_a_second() {
+        let mut budget = ControlBudget::default();
+        let start = Mono::from_millis(5_000);
+        assert_eq!(budget.remaining(start), CONTROL_PER_SECOND);
+        assert_eq!(budget.spend(150, start), (false, None));
+        assert_eq!(budget.remaining(start.plus_millis(10)), 50);
+        let (paused, line) = budget.spend(50, start.plus_millis(20));
+        assert!(paused && line.is_some_and(|l| l.contains("(1 such seconds)")));
+        assert_eq!(budget.deadline(), Some(start.plus_millis(1000)));
+        assert!(!budget.resume_due(start.plus_millis(999)));
+        assert!(budget.resume_due(start.plus_millis(1000)));
+        assert_eq!(
+            budget.remaining(start.plus_millis(1000)),
+            CONTROL_PER_SECOND
+        );
+        // Said once every 10 s, with the count since.
+        let (paused, line) = budget.spend(CONTROL_PER_SECOND, start.plus_millis(1001));
+        assert!(paused && line.is_none());
+        budget.resume_due(start.plus_millis(2000));
+        budget.remaining(start.plus_millis(12_000));
+        let (_, line) = budget.spend(CONTROL_PER_SECOND, start.plus_millis(12_000));
+        assert!(line.is_some_and(|l| l.contains("(2 such seconds)")));
     }
 
     #[test]

@@ -109,6 +109,8 @@ fn a_request_for_what_is_already_so_does_nothing_and_says_nothing() {
     );
     let first = run.event(set("a", false), at(2));
     assert_eq!(logs(&first)[0], "disabling job a until the next reload");
+    let while_stopping = run.event(set("a", false), at(2));
+    assert!(logs(&while_stopping).is_empty() && signals(&while_stopping).is_empty());
     run.exit("a", TERMINATED, at(2));
     for second in 3..10 {
         let again = run.event(set("a", false), at(second));
