@@ -1,8 +1,10 @@
 """Shared helpers of the benchmarks: building the programs compared, and a
 scratch directory on tmpfs."""
 import os
+import socket
 import subprocess
 import tempfile
+import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,3 +39,23 @@ def proc_status(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def free_port(kind):
+    """A port free on 127.0.0.1 for `kind` (socket.SOCK_DGRAM or _STREAM)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_collector(prefix):
+    """A release pmtr-rptserver with --http on 127.0.0.1, in a scratch
+    directory: (process, UDP port, HTTP port)."""
+    build_ours()
+    server = os.path.join(TOP, "target", "release", "pmtr-rptserver")
+    work = tmpfs_dir(prefix)
+    udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    process = subprocess.Popen([server, "-p", str(udp), "-f", os.path.join(work, "status.txt"), "--http", f"127.0.0.1:{http}"],
+                               stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return process, udp, http

@@ -24,13 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import TOP, build_ours, proc_ticks, tmpfs_dir  # noqa: E402
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from common import TOP, proc_ticks, start_collector  # noqa: E402
 
 
 def http(port, path, headers=()):
@@ -148,14 +142,8 @@ def main():
     parser.add_argument("--slowloris", type=int, default=1000, help="connections that never finish their headers")
     parser.add_argument("--page", action="store_true", help="also run the Chromium test in release")
     args = parser.parse_args()
-    build_ours()
-    server = os.path.join(TOP, "target", "release", "pmtr-rptserver")
-    work = tmpfs_dir("pmtr-bench-fleet-")
-    udp, port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    process = subprocess.Popen([server, "-p", str(udp), "-f", os.path.join(work, "status.txt"), "--http", f"127.0.0.1:{port}"],
-                               stderr=subprocess.DEVNULL)
+    process, udp, port = start_collector("pmtr-bench-fleet-")
     try:
-        time.sleep(0.5)
         # Every host once, acknowledged batch by batch: none lost.
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for first in range(0, args.hosts, 50):

@@ -14,19 +14,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import TOP, build_ours, proc_status, proc_ticks, tmpfs_dir  # noqa: E402
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from common import proc_status, proc_ticks, start_collector  # noqa: E402
 
 
 def main():
@@ -36,14 +29,8 @@ def main():
     parser.add_argument("--jobs-per-host", type=int, default=5)
     parser.add_argument("--flood", type=int, default=0, help="made-up hosts of 1 000 jobs sent after the run")
     args = parser.parse_args()
-    build_ours()
-    server = os.path.join(TOP, "target", "release", "pmtr-rptserver")
-    work = tmpfs_dir("pmtr-bench-rptserver-")
-    udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    process = subprocess.Popen([server, "-p", str(udp), "-f", os.path.join(work, "status.txt"), "--http", f"127.0.0.1:{http}"],
-                               stderr=subprocess.DEVNULL)
+    process, udp, http = start_collector("pmtr-bench-rptserver-")
     try:
-        time.sleep(0.5)
         reports = []
         for h in range(args.hosts):
             lines = [f"report host{h:05d}"]
