@@ -261,7 +261,7 @@ impl Fleet {
         let jobs = host.jobs.len();
         host.jobs.retain(|_, job| now - job.seen_at < JOB_GONE_SECS);
         changed |= jobs != host.jobs.len();
-        self.jobs -= jobs - host.jobs.len();
+        self.jobs = self.jobs.saturating_sub(jobs - host.jobs.len());
         // The earliest a report can make time matter: stale (restarts
         // leave their window later still).
         self.settle_due = self.settle_due.min(now + STALE_SECS);
@@ -293,7 +293,7 @@ impl Fleet {
             .collect();
         for name in forgotten {
             if let Some(host) = self.hosts.remove(&name) {
-                self.jobs -= host.jobs.len();
+                self.jobs = self.jobs.saturating_sub(host.jobs.len());
             }
             let generation = self.next_generation();
             self.removals.push_back((generation, name));
