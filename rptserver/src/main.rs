@@ -197,38 +197,15 @@ impl DropLog {
     }
 }
 
-/// Writes `path` whole or not at all: a temporary file beside it, renamed
-/// over it. The temporary file is created new (`O_EXCL`, which does not
-/// follow a symlink), so that a link planted at its name in a writable
-/// directory cannot redirect the write; one left by a crash is removed
-/// first (removing a link removes the link).
+/// Writes `path` whole or not at all, through a temporary of this
+/// collector's (`files::replace` never writes through a planted link).
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let create = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&temporary)
-    };
-    let mut file = match create() {
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(&temporary)?;
-            create()?
-        }
-        other => other?,
-    };
-    if let Err(error) = file.write_all(text.as_bytes()) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(error);
-    }
-    std::fs::rename(&temporary, path)
+    pmtr_common::files::replace(path, &temporary, text.as_bytes())
 }
 
 fn unix_now() -> u64 {

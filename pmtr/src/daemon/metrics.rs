@@ -3,7 +3,6 @@
 //! temporary file is always a new one: a link planted at its name, in a
 //! directory others can write, is never written through.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pmtr_common::reason::Reason;
@@ -39,46 +38,17 @@ impl MetricsFile {
         let temporary = self
             .path
             .with_file_name(format!(".{name}.pmtr-{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = create_new(&temporary)?;
-            file.write_all(text.as_bytes())?;
-            std::fs::rename(&temporary, &self.path)
-        };
-        match write() {
+        match pmtr_common::files::replace(&self.path, &temporary, text.as_bytes()) {
             Ok(()) => {
                 self.written = Some(text);
                 Ok(())
             }
-            Err(error) => {
-                let _ = std::fs::remove_file(&temporary);
-                Err(format!(
-                    "unable to write metrics to {}: {}",
-                    self.path.display(),
-                    Reason(&error)
-                ))
-            }
+            Err(error) => Err(format!(
+                "unable to write metrics to {}: {}",
+                self.path.display(),
+                Reason(&error)
+            )),
         }
-    }
-}
-
-/// Creates `path` anew (`O_EXCL`: a link at that name is not followed),
-/// mode 0644; one left by a crash, or planted, is removed first (removing
-/// a link removes the link).
-fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(path)
-    };
-    match open() {
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(path)?;
-            open()
-        }
-        other => other,
     }
 }
 

@@ -1,0 +1,71 @@
+//! Files replaced whole: written to a temporary beside them, then renamed
+//! over them. pmtr's metrics file and the collector's status file both
+//! live in directories others may write, so the temporary is always
+//! created new.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `bytes` through `temporary` (in the same
+/// directory). The temporary is created new, mode 0644 (`O_EXCL`: a link
+/// planted at its name is not followed); one left by a crash, or planted,
+/// is removed first (removing a link removes the link). On failure the
+/// temporary is removed and `path` is left as it was.
+pub fn replace(path: &Path, temporary: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let written = create_new(temporary)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(temporary);
+    }
+    written
+}
+
+fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+    };
+    match open() {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            open()
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_at_the_temporary_name_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let path = dir.path().join("status.txt");
+        let temporary = dir.path().join(".status.txt.tmp");
+        std::os::unix::fs::symlink(&precious, &temporary).unwrap();
+        replace(&path, &temporary, b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        assert!(!temporary.exists());
+    }
+
+    #[test]
+    fn a_failed_replace_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let temporary = dir.path().join(".x.tmp");
+        // Renaming over a directory that is not empty fails.
+        let path = dir.path().join("full");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("inside"), "").unwrap();
+        assert!(replace(&path, &temporary, b"x").is_err());
+        assert!(!temporary.exists());
+    }
+}
