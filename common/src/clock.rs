@@ -3,7 +3,7 @@
 //! timestamps pmtr writes into job output files.
 
 /// The broken-down local time of Unix time `secs`.
-#[allow(unsafe_code)] // the one libc call of this crate, with its SAFETY note
+#[allow(unsafe_code)] // a libc call, with its SAFETY note
 fn local(secs: i64) -> Option<libc::tm> {
     // SAFETY: localtime_r fills the zeroed `tm` we own from a time_t we own;
     // it is the re-entrant form.

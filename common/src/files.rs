@@ -1,10 +1,38 @@
-//! Files replaced whole: written to a temporary beside them, then renamed
-//! over them. pmtr's metrics file and the collector's status file both
-//! live in directories others may write, so the temporary is always
-//! created new.
+//! Files in places others may write. Read: opened without blocking and
+//! taken only if regular (a FIFO swapped in does not hold the reader, a
+//! device is not read forever) — configuration, dependencies, the key.
+//! Written: replaced whole through a temporary that is always created new
+//! (a planted link is not followed) — pmtr's metrics, the collector's
+//! status file.
 
 use std::io::Write;
 use std::path::Path;
+
+/// Why [`open_regular`] gives no file.
+#[derive(Debug)]
+pub enum NotOpened {
+    /// It could not be opened or examined.
+    Io(std::io::Error),
+    /// It is not a regular file (a FIFO, a device, a directory).
+    NotRegular,
+}
+
+/// Opens `path` for reading, without blocking (`O_NONBLOCK`, `O_NOCTTY`),
+/// if it is a regular file: its descriptor and what it is, examined on
+/// that descriptor (no swap between the look and the read).
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), NotOpened> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(NotOpened::Io)?;
+    let metadata = file.metadata().map_err(NotOpened::Io)?;
+    if !metadata.is_file() {
+        return Err(NotOpened::NotRegular);
+    }
+    Ok((file, metadata))
+}
 
 /// Replaces `path` with `bytes` through `temporary` (in the same
 /// directory). The temporary is created new, mode 0644 (`O_EXCL`: a link

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pmtr_core::proto::auth::Key;
 
+use crate::files::NotOpened;
 use crate::reason::Reason;
 
 /// Largest key file read: a key is a line of text.
@@ -19,17 +20,13 @@ const MAX_KEY_BYTES: u64 = 4096;
 /// swapped between the check and the read.
 pub fn load(path: &Path) -> Result<Key, String> {
     use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     let unreadable = |e: std::io::Error| format!("cannot be read: {}", Reason(&e));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-        .map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
+    let (file, meta) = match crate::files::open_regular(path) {
+        Ok(opened) => opened,
+        Err(NotOpened::Io(error)) => return Err(unreadable(error)),
+        Err(NotOpened::NotRegular) => return Err("is not a regular file".into()),
+    };
     if meta.permissions().mode() & 0o077 != 0 {
         return Err("is readable by group or others (chmod 600)".into());
     }

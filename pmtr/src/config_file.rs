@@ -4,12 +4,11 @@
 
 use std::hash::Hasher;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
 use pmtr_core::config::{self, envfile, Config, Diagnostic, EnvVar, Files, IncludePattern, Source};
 
+use pmtr_common::files::NotOpened;
 use pmtr_common::reason::Reason;
 
 /// Larger files are refused before parsing: a real configuration of
@@ -98,16 +97,15 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
-        .open(path)
-        .map_err(read_error)?;
-    if !file.metadata().map_err(read_error)?.is_file() {
-        return Err(LoadError::NotAFile {
-            path: path.to_path_buf(),
-        });
-    }
+    let file = match pmtr_common::files::open_regular(path) {
+        Ok((file, _)) => file,
+        Err(NotOpened::Io(source)) => return Err(read_error(source)),
+        Err(NotOpened::NotRegular) => {
+            return Err(LoadError::NotAFile {
+                path: path.to_path_buf(),
+            })
+        }
+    };
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)

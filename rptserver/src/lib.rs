@@ -6,6 +6,5 @@ pub mod cli;
 pub mod fleet;
 pub mod metrics;
 pub mod server;
-pub mod sys;
 pub mod views;
 pub mod web;

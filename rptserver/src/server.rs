@@ -158,7 +158,7 @@ fn respond(
     let whole = matches!(url.split('?').next(), Some("/status.json" | "/metrics"))
         && !url.contains("since=");
     if whole && decided.status == 200 {
-        crate::sys::release_free_memory();
+        pmtr_common::memory::release_free_memory();
     }
     let mut response = hyper::Response::new(Full::new(Bytes::from(decided.body)));
     *response.status_mut() = hyper::StatusCode::from_u16(decided.status)

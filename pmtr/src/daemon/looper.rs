@@ -207,7 +207,7 @@ impl Daemon {
         let paths = self.supervisor.dependency_paths();
         self.apply(hash_files(paths));
         self.apply(Event::Start);
-        process::release_free_memory();
+        pmtr_common::memory::release_free_memory();
         let mut ready = vec![EpollEvent::empty(); 64];
         // The supervisor's next deadline, computed once per turn: it reads
         // every job.
@@ -604,9 +604,9 @@ impl Daemon {
                         if self.ready_sent {
                             self.notifier.ready();
                         }
-                        process::release_free_memory();
+                        pmtr_common::memory::release_free_memory();
                     } else if self.spawner.take_settled() {
-                        process::release_free_memory();
+                        pmtr_common::memory::release_free_memory();
                     }
                     self.answer_waiting();
                     if report_pending {

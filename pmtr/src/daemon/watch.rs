@@ -303,17 +303,7 @@ const MAX_HASHED_BYTES: u64 = 64 << 20;
 /// without blocking, a FIFO put in its place cannot hold up pmtr, and a
 /// device (a link to /dev/zero) is refused rather than read forever.
 pub fn file_hash(path: &str) -> Option<u64> {
-    use nix::fcntl::OFlag;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
-        .open(path)
-        .ok()?;
-    let metadata = file.metadata().ok()?;
-    if !metadata.is_file() {
-        return None;
-    }
+    let (file, metadata) = pmtr_common::files::open_regular(Path::new(path)).ok()?;
     let mut hasher = std::hash::DefaultHasher::new();
     hasher.write_u64(metadata.len().saturating_sub(MAX_HASHED_BYTES));
     let mut file = file.take(MAX_HASHED_BYTES);

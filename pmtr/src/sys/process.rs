@@ -107,12 +107,3 @@ pub fn raise_open_file_limit() -> Result<(u64, u64), Errno> {
     }
     Ok((soft, hard))
 }
-
-/// Gives the memory that start-up or a reload used and freed (parsing,
-/// plans) back to the system, instead of keeping it resident for the
-/// daemon's whole life.
-pub fn release_free_memory() {
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
-    // touches no memory in use.
-    unsafe { libc::malloc_trim(0) };
-}
