@@ -325,14 +325,10 @@ impl Daemon {
     /// rounded up; none: wait for events only.
     fn timeout(&self, supervisor: Option<Mono>) -> EpollTimeout {
         let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
-        let clients = match (clients, self.udp_budget.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let deadline = match (supervisor, clients) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [supervisor, clients, self.udp_budget.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         match deadline {
             None => EpollTimeout::NONE,
             Some(deadline) => {
