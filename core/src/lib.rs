@@ -6,6 +6,7 @@
 pub mod config;
 pub mod metrics;
 pub mod proto;
+pub mod resources;
 pub mod status;
 pub mod supervise;
 pub mod time;

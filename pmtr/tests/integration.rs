@@ -7,6 +7,7 @@ mod harness;
 
 mod check;
 mod containers;
+mod containment;
 mod control;
 mod daemonize;
 mod engine;

@@ -17,8 +17,9 @@ pub use diagnostic::{render_all, Diagnostic, Location, Severity, Source};
 pub use docs::reference_markdown;
 pub use include::{load, Files, IncludePattern, Loaded, MAX_INCLUDE_DEPTH};
 pub use model::{
-    Config, CpuSet, EnvFile, EnvVar, Globals, Health, HealthCheck, Instance, Job, Limit, LogFiles,
-    Origin, Output, Readiness, Resource, RestartPolicy, Rotate, StopSignal, UdpEndpoint, Ulimit,
+    CgroupLimits, Config, CpuSet, EnvFile, EnvVar, Globals, Health, HealthCheck, Instance, Job,
+    Limit, LogFiles, Origin, Output, Readiness, Resource, RestartPolicy, Rotate, StopSignal,
+    UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 pub use values::duration_millis;

@@ -82,6 +82,9 @@ pub struct Job {
     pub nice: Option<i32>,
     pub cpu: Option<CpuSet>,
     pub ulimits: Vec<Ulimit>,
+    /// `limit ...` (SPEC 11.7): written to the job's cgroup, when pmtr has
+    /// one to manage.
+    pub limits: CgroupLimits,
     /// `bounce every`: restart after the job has run this many seconds.
     pub bounce_every_secs: Option<u64>,
     /// Files whose content the job depends on, as written (relative ones
@@ -441,6 +444,28 @@ impl CpuSet {
     /// The CPUs in the set, ascending.
     pub fn cpus(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.words.len() * 64).filter(|&cpu| self.contains(cpu))
+    }
+}
+
+/// A job's `limit`s, each a cgroup v2 file (SPEC 11.7). `None`: not set,
+/// the file is left as the kernel made it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// `limit memory SIZE`: `memory.max`, bytes.
+    pub memory_max: Option<u64>,
+    /// `limit memory-high SIZE`: `memory.high`, bytes.
+    pub memory_high: Option<u64>,
+    /// `limit cpu PERCENT`: `cpu.max`; 100 is one CPU.
+    pub cpu_percent: Option<u64>,
+    /// `limit cpu-weight N`: `cpu.weight`, 1–10000.
+    pub cpu_weight: Option<u64>,
+    /// `limit tasks N`: `pids.max`.
+    pub tasks: Option<u64>,
+}
+
+impl CgroupLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == CgroupLimits::default()
     }
 }
 

@@ -341,6 +341,15 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         apply: apply_ulimits,
     },
     OptionDef {
+        name: "limit",
+        syntax: Syntax::Pairs,
+        usage: "limit KIND VALUE | limit { KIND VALUE ... }",
+        default: "no limit",
+        doc: "A limit written to the job's own cgroup (SPEC 11.7), when pmtr manages a cgroup v2 subtree: `memory SIZE` (`memory.max`: beyond it the job is reclaimed, then killed by the OOM killer), `memory-high SIZE` (`memory.high`: beyond it the job is slowed and reclaimed), `cpu PERCENT` (`cpu.max`, `100%` is one CPU), `cpu-weight N` (`cpu.weight`, 1–10000, 100 is the kernel's default), `tasks N` (`pids.max`: processes and threads). SIZE is bytes, or with K, M, G. A limit whose controller is not available is a warning at start and in `pmtr -t`, never an error: the job runs without it.",
+        repeatable: true,
+        apply: apply_limits,
+    },
+    OptionDef {
         name: "bounce",
         syntax: Syntax::Then(&["every"]),
         usage: "bounce every N{s,m,h,d}",
@@ -639,6 +648,62 @@ fn apply_stop(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) 
     }
 }
 
+/// Most `limit cpu`: a thousand CPUs.
+const MAX_CPU_PERCENT: u64 = 100_000;
+
+/// Most `limit tasks`: the kernel's own ceiling on pids.
+const MAX_TASKS: u64 = 1 << 22;
+
+fn apply_limits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
+    const KINDS: [&str; 5] = ["memory", "memory-high", "cpu", "cpu-weight", "tasks"];
+    for pair in words.chunks(2) {
+        let [kind, value] = pair else {
+            continue; // the parser reports a kind without a value
+        };
+        let number = |text: &str, low: u64, high: u64, what: &str| match text.parse::<u64>() {
+            Ok(n) if (low..=high).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "`{}` is not {what} from {low} to {high}",
+                value.text
+            )),
+        };
+        let limits = &mut job.limits;
+        let text = &*value.text;
+        let (slot, checked) = match &*kind.text {
+            "memory" => (&mut limits.memory_max, values::size(text)),
+            "memory-high" => (&mut limits.memory_high, values::size(text)),
+            "cpu" => {
+                let percent = text.strip_suffix('%').unwrap_or(text);
+                (
+                    &mut limits.cpu_percent,
+                    number(percent, 1, MAX_CPU_PERCENT, "a percentage"),
+                )
+            }
+            "cpu-weight" => (&mut limits.cpu_weight, number(text, 1, 10_000, "a weight")),
+            "tasks" => (
+                &mut limits.tasks,
+                number(text, 1, MAX_TASKS, "a number of tasks"),
+            ),
+            _ => {
+                let hint = match nearest(&kind.text, KINDS.iter().copied()) {
+                    Some(near) => format!("; did you mean `{near}`?"),
+                    None => format!("; the kinds are {}", KINDS.join(", ")),
+                };
+                errors.push(error(kind, format!("unknown limit `{}`{hint}", kind.text)));
+                continue;
+            }
+        };
+        match checked {
+            Err(message) => errors.push(error(value, format!("limit {}: {message}", kind.text))),
+            Ok(_) if slot.is_some() => errors.push(error(
+                kind,
+                format!("limit {} is given twice in this job", kind.text),
+            )),
+            Ok(n) => *slot = Some(n),
+        }
+    }
+}
+
 fn apply_ulimits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) {
     for pair in words.chunks(2) {
         let [resource_word, value_word] = pair else {
@@ -688,7 +753,8 @@ mod tests {
     //! One test per option and statement, through the whole parser, so
     //! that each definition is checked as an operator would write it.
     use super::super::{
-        parse, Config, CpuSet, HealthCheck, Limit, Output, Readiness, Resource, UdpEndpoint, Ulimit,
+        parse, CgroupLimits, Config, CpuSet, HealthCheck, Limit, Output, Readiness, Resource,
+        UdpEndpoint, Ulimit,
     };
     use super::*;
 
@@ -899,6 +965,36 @@ mod tests {
         assert!(job_error("ulimit -n 5\n ulimit -n 6").contains("given twice"));
         assert!(job_error("ulimit -n").contains("needs a value"));
         assert!(job_error("ulimit { -n 5 -c }").contains("has no value"));
+    }
+
+    /// SPEC 11.7: every kind of `limit`, on a line or in a block.
+    #[test]
+    fn limits_single_and_block() {
+        let job = job_with(
+            "limit memory 512M\n limit {\n memory-high 400M cpu 150%\n cpu-weight 50 tasks 64 }",
+        );
+        let expected = CgroupLimits {
+            memory_max: Some(512 << 20),
+            memory_high: Some(400 << 20),
+            cpu_percent: Some(150),
+            cpu_weight: Some(50),
+            tasks: Some(64),
+        };
+        assert_eq!(job.limits, expected);
+        assert_eq!(job_with("limit cpu 50").limits.cpu_percent, Some(50));
+        assert!(job_with("once").limits.is_empty());
+    }
+
+    #[test]
+    fn limit_errors() {
+        assert!(job_error("limit memroy 5M").contains("did you mean `memory`"));
+        assert!(job_error("limit swap 5M").contains("the kinds are memory"));
+        assert!(job_error("limit memory lots").contains("not a size"));
+        assert!(job_error("limit cpu 0%").contains("not a percentage from 1"));
+        assert!(job_error("limit cpu-weight 20000").contains("not a weight from 1 to 10000"));
+        assert!(job_error("limit tasks -1").contains("not a number of tasks"));
+        assert!(job_error("limit tasks 5\n limit tasks 6").contains("given twice"));
+        assert!(job_error("limit memory").contains("needs a value"));
     }
 
     /// SPEC 11.1: restart policy, backoff, stable, give up after.

@@ -46,6 +46,8 @@ impl fmt::Display for ExitStatus {
 /// The step of a job's start that failed in the child, before `execv`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetupStep {
+    /// Moving into the job's cgroup (SPEC 11.7).
+    Cgroup,
     /// Making the child's descriptor table its own.
     Descriptors,
     ProcessGroup,

@@ -260,6 +260,7 @@ pub fn setup_failed(job: &Job, pid: Pid, step: SetupStep, reason: &str) -> Strin
 /// The step of `job`'s start that failed, as `can't exec /x/y`.
 pub fn setup_step(job: &Job, step: SetupStep) -> String {
     match step {
+        SetupStep::Cgroup => "can't enter its cgroup".to_string(),
         SetupStep::Descriptors => "can't unshare its descriptors".to_string(),
         SetupStep::ProcessGroup => "can't create its process group".to_string(),
         SetupStep::Chdir => format!("can't chdir {}", job.working_dir()),

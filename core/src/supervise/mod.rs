@@ -96,6 +96,11 @@ impl Supervisor {
         Supervisor::with_policy(config, config_hash, Policy::default())
     }
 
+    /// The timing rules this supervisor keeps.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// A supervisor that keeps `policy`'s times instead of the defaults.
     pub fn with_policy(config: &Config, config_hash: u64, policy: Policy) -> Supervisor {
         let mut supervisor = Supervisor {

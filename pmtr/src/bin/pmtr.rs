@@ -8,7 +8,12 @@ use pmtr::programs::pmtr::{check, cli::Args};
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.test {
-        let valid = check::run(&args.config, &mut std::io::stdout(), &mut std::io::stderr());
+        let valid = check::run(
+            &args.config,
+            &args.cgroup,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        );
         return if valid {
             ExitCode::SUCCESS
         } else {

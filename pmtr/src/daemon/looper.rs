@@ -15,12 +15,14 @@ use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use pmtr_core::config::StopSignal;
 use pmtr_core::config::{Config, Globals};
 use pmtr_core::proto::local::{Request, Response};
-use pmtr_core::supervise::event::{Action, Check, Event, Level, Reply, ReplyToken};
+use pmtr_core::supervise::event::{Action, Check, Event, Level, Pid, Reply, ReplyToken};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
+use super::cgroups::Containment;
 use super::checks::Checks;
 use super::control::{ControlServer, Incoming};
 use super::log::Logger;
@@ -87,6 +89,8 @@ pub struct Daemon {
     reaping: bool,
     /// Configurations read in this turn, applied at the start of the next.
     read_configs: Vec<Event>,
+    /// The cgroup subtree pmtr contains jobs in, if it has one (SPEC 11.7).
+    containment: Option<Containment>,
 }
 
 /// Most children reaped in one turn of the loop.
@@ -110,7 +114,7 @@ impl Daemon {
         socket: Option<&Path>,
         signals: SignalFd,
         mut logger: Logger,
-        context: PlanContext,
+        (context, containment): (PlanContext, Option<Containment>),
     ) -> Result<Daemon, LoopError> {
         let mut registry = Registry::new().map_err(|errno| LoopError {
             what: "create the epoll instance",
@@ -165,6 +169,16 @@ impl Daemon {
                 None
             }
         };
+        if let Some(containment) = &containment {
+            if let Err(errno) = registry.add(containment.fd(), EpollFlags::EPOLLIN, Source::Cgroups)
+            {
+                let message = format!(
+                    "unable to watch the jobs' cgroups: {}; a job is gone when its process group is",
+                    Text(errno)
+                );
+                logger.log(Level::Warning, &message);
+            }
+        }
         let mut spawner = Spawner::new();
         spawner.set_notify_address(notices.as_ref().map(|n| n.address().to_string()));
         Ok(Daemon {
@@ -196,6 +210,7 @@ impl Daemon {
             exit: None,
             reaping: false,
             read_configs: Vec::new(),
+            containment,
         })
     }
 
@@ -259,7 +274,68 @@ impl Daemon {
                 deadline = self.supervisor.next_deadline();
             }
         }
+        self.end_leftovers();
         self.exit.unwrap_or(0)
+    }
+
+    /// After every job is gone: ends each process still re-parented to
+    /// pmtr — what a job left behind outside its process group and its
+    /// cgroup, or every such process where pmtr has no cgroup — with
+    /// SIGTERM, then SIGKILL after the kill grace (or at once on a second
+    /// TERM or INT); then removes the jobs' cgroups. Nothing a job started
+    /// outlives pmtr (SPEC 11.7).
+    fn end_leftovers(&mut self) {
+        let left = process::children();
+        if !left.is_empty() {
+            let message = format!("ending {} processes the jobs left behind", left.len());
+            self.logger.log(Level::Info, &message);
+            for &pid in &left {
+                process::signal_process(pid, Signal::SIGTERM);
+            }
+            let grace = self.supervisor.policy().kill_after_millis;
+            if !self.wait_for_children(self.clock.now().plus_millis(grace)) {
+                let left = process::children();
+                let message = format!("sending SIGKILL to {} processes left behind", left.len());
+                self.logger.log(Level::Info, &message);
+                for pid in left {
+                    process::signal_process(pid, Signal::SIGKILL);
+                }
+                self.wait_for_children(self.clock.now().plus_millis(grace));
+            }
+        }
+        if let Some(containment) = &mut self.containment {
+            containment.remove_unless(|_| false);
+        }
+    }
+
+    /// Reaps until pmtr has no children or `deadline` passes (false), or
+    /// a second TERM or INT asks for the end now (false).
+    fn wait_for_children(&mut self, deadline: Mono) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            process::reap_some(usize::MAX);
+            if process::children().is_empty() {
+                return true;
+            }
+            let now = self.clock.now();
+            if deadline <= now {
+                return false;
+            }
+            let millis = deadline.millis_since(now).min(i32::MAX as u64) as i32;
+            let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+            if let Err(errno) = poll(&mut fds, timeout) {
+                if errno != Errno::EINTR {
+                    return false;
+                }
+            }
+            while let Ok(Some(info)) = self.signals.read_signal() {
+                let signo = info.ssi_signo as i32;
+                if signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32 {
+                    return false;
+                }
+            }
+        }
     }
 
     /// One batch of readiness, in the loop's order. A registration that
@@ -294,6 +370,9 @@ impl Daemon {
         }
         if pass(&[Source::Notify]).next().is_some() {
             self.receive_notices();
+        }
+        if pass(&[Source::Cgroups]).next().is_some() {
+            self.cgroups_emptied();
         }
         for (_, token) in pass(&[Source::Check]) {
             if let Some(event) = self.checks.ready(&mut self.registry, token) {
@@ -545,6 +624,29 @@ impl Daemon {
         self.apply_all(events);
     }
 
+    /// Jobs whose cgroup emptied: gone, if they were draining.
+    fn cgroups_emptied(&mut self) {
+        let Some(containment) = &mut self.containment else {
+            return;
+        };
+        let events = containment
+            .emptied()
+            .into_iter()
+            .map(|pgid| Event::Probed { pgid, alive: false })
+            .collect();
+        self.apply_all(events);
+        // A deleted job's cgroup goes once it is empty.
+        let names: std::collections::HashSet<&str> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .map(|j| j.def.name.as_str())
+            .collect();
+        if let Some(containment) = &mut self.containment {
+            containment.remove_unless(|name| names.contains(name));
+        }
+    }
+
     /// Control datagrams: each passing request becomes an event.
     fn receive_control(&mut self) {
         let now = self.clock.now();
@@ -591,9 +693,12 @@ impl Daemon {
                     self.context.mounts.refresh_if_changed();
                 }
                 let (context, registry) = (&self.context, &mut self.registry);
-                let started = self
-                    .spawner
-                    .spawn_some(context, registry, &mut self.captures);
+                let started = self.spawner.spawn_some(
+                    context,
+                    registry,
+                    &mut self.captures,
+                    self.containment.as_mut(),
+                );
                 let Some(started) = started else {
                     if reloaded {
                         self.forget_deleted_jobs_output();
@@ -625,17 +730,14 @@ impl Daemon {
             for action in self.supervisor.handle_all(events, now) {
                 match action {
                     Action::Spawn { job, def } => self.spawner.queue(job, def),
-                    Action::Signal { pgid, signal } => {
-                        if let Err(errno) = process::signal_group(pgid, signal) {
-                            let message =
-                                format!("unable to signal process group {pgid}: {}", Text(errno));
-                            self.logger.log(Level::Error, &message);
-                        }
+                    Action::Signal { pgid, signal } => self.signal(pgid, signal),
+                    Action::Probe { pgid } => {
+                        let contained = self.containment.as_ref().and_then(|c| c.populated(pgid));
+                        queue.push_back(Event::Probed {
+                            pgid,
+                            alive: contained.unwrap_or_else(|| process::group_alive(pgid)),
+                        })
                     }
-                    Action::Probe { pgid } => queue.push_back(Event::Probed {
-                        pgid,
-                        alive: process::group_alive(pgid),
-                    }),
                     Action::Log { level, message } => self.logger.log(level, &message),
                     Action::ReadConfig { forced } => {
                         self.notifier.reloading();
@@ -682,6 +784,21 @@ impl Daemon {
         }
     }
 
+    /// Sends `signal` to a job's process group; a kill also ends what left
+    /// the group, through the job's cgroup.
+    fn signal(&mut self, pgid: Pid, signal: StopSignal) {
+        if let Err(errno) = process::signal_group(pgid, signal) {
+            let message = format!("unable to signal process group {pgid}: {}", Text(errno));
+            self.logger.log(Level::Error, &message);
+        }
+        if signal != StopSignal::Kill {
+            return;
+        }
+        if let Some(Err(message)) = self.containment.as_ref().map(|c| c.kill(pgid)) {
+            self.logger.log(Level::Error, &message);
+        }
+    }
+
     /// Reads and checks the configuration file (with its includes) for a
     /// reload, and watches what it now includes.
     fn read_config(&mut self, forced: bool) -> Event {
@@ -712,6 +829,9 @@ impl Daemon {
             .map(|j| j.def.name.as_str())
             .collect();
         self.captures.retain(|name| names.contains(name));
+        if let Some(containment) = &mut self.containment {
+            containment.remove_unless(|name| names.contains(name));
+        }
     }
 
     /// Opens, closes or keeps the UDP sockets, key and metrics file the

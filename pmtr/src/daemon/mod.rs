@@ -2,6 +2,7 @@
 //! event loop, and the mapping of start-up errors to exit codes. Once the
 //! loop runs, pmtr does not exit until it is told to.
 
+pub mod cgroups;
 mod checks;
 mod control;
 pub mod log;
@@ -32,6 +33,7 @@ use crate::programs::pmtr::cli::Args;
 use crate::sys::daemonize::{daemonize, detach_stdio, ensure_stdio_open, Readiness};
 use crate::sys::plan::PlanContext;
 use crate::sys::{process, signals};
+use cgroups::{Choice, Containment};
 use log::Logger;
 use looper::Daemon;
 use pidfile::Pidfile;
@@ -130,6 +132,7 @@ fn start(
     let signals = signals::take_signals()
         .map_err(|e| format!("pmtr: unable to set up signals: {}", Text(e)))?;
     let context = PlanContext::capture(open_files);
+    let containment = contain(args, config, is_init, &mut logger);
     let daemon = Daemon::new(
         config,
         config_hash,
@@ -137,8 +140,42 @@ fn start(
         Some(&args.socket),
         signals,
         logger,
-        context,
+        (context, containment),
     )
     .map_err(|e| format!("pmtr: {e}"))?;
     Ok((daemon, pidfile))
+}
+
+/// Enters the cgroup subtree `--cgroup` names, if pmtr may manage one
+/// (SPEC 11.7); says how jobs are contained, and which limits will not be
+/// applied.
+fn contain(
+    args: &Args,
+    config: &pmtr_core::config::Config,
+    is_init: bool,
+    logger: &mut Logger,
+) -> Option<Containment> {
+    let choice = Choice::parse(&args.cgroup);
+    let found = cgroups::find(&choice, is_init);
+    for warning in cgroups::limit_warnings(&config.jobs, found.as_ref().map_err(String::as_str)) {
+        logger.log(Level::Warning, &warning);
+    }
+    let fallback = "jobs are contained in their process groups";
+    let (level, why) = match found.map(Containment::enter) {
+        Ok(Ok(containment)) => {
+            let message = format!(
+                "jobs are contained in cgroups under {}",
+                containment.base().display()
+            );
+            logger.log(Level::Info, &message);
+            return Some(containment);
+        }
+        Ok(Err(why)) => (Level::Warning, why),
+        // An explicit directory pmtr cannot use is worth a warning.
+        Err(why) if matches!(choice, Choice::Dir(_)) => (Level::Warning, why),
+        // As the original: nothing to say by default (`-v` says it).
+        Err(why) => (Level::Debug, why),
+    };
+    logger.log(level, &format!("{fallback}: {why}"));
+    None
 }

@@ -25,6 +25,8 @@ pub enum Source {
     Check,
     /// The sd_notify socket of the jobs.
     Notify,
+    /// The jobs' `cgroup.events` (SPEC 11.7).
+    Cgroups,
 }
 
 /// Names one registration for as long as it lasts.

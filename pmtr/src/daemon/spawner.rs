@@ -16,6 +16,7 @@ use pmtr_core::config::{EnvVar, Job, Output};
 use super::notify::VARIABLE as NOTIFY_VARIABLE;
 use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
+use super::cgroups::Containment;
 use super::output::{Capture, Captures, Sink};
 use super::registry::{Registry, Source, Token};
 use crate::sys::mounts::Mounts;
@@ -41,6 +42,8 @@ struct Prepared<'context> {
     /// The capture pipes (where their lines go, read end, write end): one
     /// per destination of the job's captured streams.
     captures: Vec<(Sink, OwnedFd, OwnedFd)>,
+    /// The job's `cgroup.procs`, open for the child to enter it.
+    cgroup: Option<OwnedFd>,
 }
 
 /// The status pipe of a forked child that has not exec'd yet.
@@ -150,6 +153,7 @@ impl Spawner {
         context: &PlanContext,
         registry: &mut Registry,
         captures: &mut Captures,
+        mut containment: Option<&mut Containment>,
     ) -> Option<Vec<Event>> {
         if self.budget == 0 || self.queued.is_empty() {
             return None;
@@ -164,7 +168,12 @@ impl Spawner {
             };
             let def = with_notify(def, self.notify_address.as_deref());
             match prepare(context, job, &def) {
-                Ok(start) => prepared.push(start),
+                Ok(mut start) => {
+                    if let Some(containment) = containment.as_deref_mut() {
+                        self.contain(containment, &mut start, &def);
+                    }
+                    prepared.push(start)
+                }
                 Err(failure) => {
                     let short = matches!(failure, SpawnFailure::Transient(_));
                     events.push(Event::SpawnFailed { job, failure });
@@ -180,9 +189,31 @@ impl Spawner {
             .map(|start| start_child(&start.plan, context.mounts.mounts()))
             .collect();
         for (start, result) in prepared.into_iter().zip(spawned) {
+            if let (Some(containment), Ok(spawned)) = (containment.as_deref_mut(), &result) {
+                if start.cgroup.is_some() {
+                    containment.started(&start.name, spawned.pid);
+                }
+            }
             self.finish(registry, captures, start, result, &mut events);
         }
         Some(events)
+    }
+
+    /// Gives a start its job's cgroup to enter. A cgroup that cannot be
+    /// made is logged and the job starts in its process group alone:
+    /// better uncontained than not running.
+    fn contain(&mut self, containment: &mut Containment, start: &mut Prepared<'_>, def: &Job) {
+        match containment.prepare(&def.name, &def.limits) {
+            Ok((procs, warnings)) => {
+                self.warnings.extend(warnings);
+                start.plan.cgroup_procs = procs.as_raw_fd();
+                start.cgroup = Some(procs);
+            }
+            Err(why) => self.warnings.push(format!(
+                "job {}: {why}; it runs in its process group only",
+                def.name
+            )),
+        }
     }
 
     /// After the start: keep the pipes and say what happened, or why the
@@ -200,8 +231,10 @@ impl Spawner {
             name,
             plan,
             captures: pipes,
+            cgroup,
         } = start;
         drop(plan);
+        drop(cgroup);
         let spawned = match result {
             Ok(spawned) => spawned,
             Err(errno) => {
@@ -344,6 +377,7 @@ fn prepare<'c>(
         name: job.name.clone(),
         plan,
         captures,
+        cgroup: None,
     })
 }
 
@@ -369,7 +403,7 @@ mod tests {
         for id in 0..100 {
             spawner.queue(JobId(id), def.clone());
         }
-        let mut batch = || spawner.spawn_some(&context, &mut registry, &mut captures);
+        let mut batch = || spawner.spawn_some(&context, &mut registry, &mut captures, None);
         let first = batch().unwrap();
         assert_eq!(first.len(), SPAWN_BATCH);
         assert!(matches!(first[0], Event::SpawnFailed { job: JobId(0), .. }));
@@ -377,7 +411,7 @@ mod tests {
         assert!(spawner.has_queued() && !spawner.take_settled());
         spawner.new_wakeup();
         let second = spawner
-            .spawn_some(&context, &mut registry, &mut captures)
+            .spawn_some(&context, &mut registry, &mut captures, None)
             .unwrap();
         assert_eq!(second.len(), 100 - SPAWN_BATCH);
         assert!(matches!(

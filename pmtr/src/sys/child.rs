@@ -97,6 +97,13 @@ fn apply(
     // to a local. None allocates or takes a lock.
     unsafe {
         let raw = |result: libc::c_long| result as libc::c_int;
+        // First, so that everything the job does is counted in its cgroup
+        // and ended with it. Writing "0" moves the writer; the descriptor
+        // is pmtr's (close-on-exec), used before the table is unshared.
+        if plan.cgroup_procs >= 0 {
+            let written = libc::write(plan.cgroup_procs, b"0".as_ptr().cast(), 1);
+            check(raw(written as libc::c_long), SetupStep::Cgroup)?;
+        }
         // The table is pmtr's (CLONE_FILES) until this makes it the
         // child's own: nothing below may change a descriptor before. Only
         // the descriptors below `keep_below` are copied — the standard
@@ -265,7 +272,7 @@ fn encode_failure(step: SetupStep, errno: i32) -> [u8; 5] {
 }
 
 /// Every step, in the order of their wire bytes.
-const STEPS: [SetupStep; 13] = [
+const STEPS: [SetupStep; 14] = [
     SetupStep::Descriptors,
     SetupStep::ProcessGroup,
     SetupStep::Chdir,
@@ -279,6 +286,7 @@ const STEPS: [SetupStep; 13] = [
     SetupStep::Stdout,
     SetupStep::Stderr,
     SetupStep::Exec,
+    SetupStep::Cgroup,
 ];
 
 /// Decodes what a forked child wrote on its pipe: the failed step and its

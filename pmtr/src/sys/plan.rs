@@ -71,6 +71,9 @@ pub struct ExecPlan<'context> {
     /// Every descriptor the streams name is below this: the child copies
     /// only those of pmtr's table (child.rs).
     pub keep_below: libc::c_uint,
+    /// `cgroup.procs` of the job's cgroup, opened for writing, or -1: the
+    /// child moves itself there first (SPEC 11.7).
+    pub cgroup_procs: libc::c_int,
     context: PhantomData<&'context PlanContext>,
 }
 
@@ -275,6 +278,7 @@ impl<'context> ExecPlan<'context> {
             stdout,
             stderr,
             keep_below,
+            cgroup_procs: -1,
             context: PhantomData,
         })
     }

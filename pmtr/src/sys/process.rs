@@ -107,3 +107,46 @@ pub fn raise_open_file_limit() -> Result<(u64, u64), Errno> {
     }
     Ok((soft, hard))
 }
+
+/// The value of extended attribute `name` of `path`, if it has one that
+/// fits in 64 bytes (the `trusted.delegate` mark systemd puts on a
+/// delegated cgroup is "1").
+pub fn small_xattr(path: &std::ffi::CStr, name: &std::ffi::CStr) -> Option<Vec<u8>> {
+    let mut value = [0u8; 64];
+    // SAFETY: both names are NUL-terminated C strings; the kernel writes at
+    // most `value.len()` bytes into the local buffer.
+    let read = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    let read = usize::try_from(read).ok()?;
+    Some(value[..read].to_vec())
+}
+
+/// pmtr's children now: those of each of its threads
+/// (`/proc/self/task/*/children`).
+pub fn children() -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|pid| pid.parse::<i32>().ok()),
+        );
+    }
+    children
+}
+
+/// Sends `signal` to one process; one already gone is not an error.
+pub fn signal_process(pid: libc::pid_t, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+}

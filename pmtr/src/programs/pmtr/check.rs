@@ -14,8 +14,8 @@ use crate::config_file;
 const SHOWN: usize = 100;
 
 /// Runs the check, printing to `out` (the verdict) and `err` (the
-/// diagnostics). Returns true when the file is valid.
-pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> bool {
+/// diagnostics); `cgroup` is what `--cgroup` says. Returns true when the file is valid.
+pub fn run(path: &Path, cgroup: &str, out: &mut dyn Write, err: &mut dyn Write) -> bool {
     let shown_path = path.to_string_lossy();
     match config_file::load(path).result {
         Err(error) => {
@@ -26,7 +26,7 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> bool {
             false
         }
         Ok((config, sources)) => {
-            let warnings = preflight::warnings(&config);
+            let warnings = preflight::warnings(&config, cgroup);
             let _ = write!(err, "{}", render_all(&warnings, &sources, SHOWN));
             let _ = writeln!(
                 out,

@@ -45,6 +45,17 @@ pub struct Args {
     #[arg(long = "socket", value_name = "PATH", env = "PMTR_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 
+    /// Where jobs are contained: `auto` (a delegated cgroup v2, or pmtr as
+    /// PID 1 with a writable one; process groups otherwise), `off`
+    /// (process groups only), or a cgroup v2 directory pmtr may manage
+    #[arg(
+        long = "cgroup",
+        value_name = "auto|off|DIR",
+        env = "PMTR_CGROUP",
+        default_value = "auto"
+    )]
+    pub cgroup: String,
+
     /// Accepted for compatibility with the original pmtr; has no effect
     #[arg(short = 'I', hide = true)]
     pub echo_to_stderr: bool,

@@ -14,10 +14,14 @@ use pmtr_core::config::{Config, Diagnostic, Location, Origin};
 use pmtr_common::reason::{Reason, Text};
 
 use crate::config_file;
+use crate::daemon::cgroups;
 
-/// Warnings about `config` on this machine, in file order.
-pub fn warnings(config: &Config) -> Vec<Diagnostic> {
+/// Warnings about `config` on this machine, in file order; `cgroup` is
+/// what `--cgroup` says (SPEC 11.7: limits that will not be applied).
+pub fn warnings(config: &Config, cgroup: &str) -> Vec<Diagnostic> {
     let mut found = Vec::new();
+    let is_init = nix::unistd::getpid().as_raw() == 1;
+    let subtree = cgroups::find(&cgroups::Choice::parse(cgroup), is_init);
     // Many jobs share a program, user or directory: ask the system once.
     let mut programs: HashMap<&str, Option<String>> = HashMap::new();
     let mut users: HashMap<&str, bool> = HashMap::new();
@@ -45,6 +49,9 @@ pub fn warnings(config: &Config) -> Vec<Diagnostic> {
                 job.name
             );
             warn(&mut found, "cmd", message);
+        }
+        for warning in cgroups::limit_warnings([job], subtree.as_ref().map_err(String::as_str)) {
+            warn(&mut found, "limit", warning);
         }
         if job.critical && job.disabled {
             warn(

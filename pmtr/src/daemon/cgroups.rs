@@ -1,0 +1,490 @@
+//! Containment (SPEC 11.7): the cgroup v2 subtree pmtr manages, if it may
+//! manage one. pmtr moves itself into the leaf `supervisor`; each job gets
+//! the child cgroup `job.NAME`, which the job's first process enters
+//! before it execs (sys/child.rs). A job whose cgroup is empty is gone,
+//! which `cgroup.events` says without polling (inotify); `cgroup.kill`
+//! ends what left the job's process group. What the files mean is decided
+//! in `pmtr_core::resources`.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+use pmtr_core::config::{CgroupLimits, Job};
+use pmtr_core::resources::{self, limit_files};
+use pmtr_core::supervise::event::Pid;
+
+use crate::sys::process;
+
+/// What `--cgroup` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// A delegated cgroup, or pmtr as PID 1 with a writable one.
+    Auto,
+    /// Process groups only.
+    Off,
+    /// This cgroup v2 directory, created if missing.
+    Dir(PathBuf),
+}
+
+impl Choice {
+    pub fn parse(text: &str) -> Choice {
+        match text {
+            "auto" | "" => Choice::Auto,
+            "off" => Choice::Off,
+            dir => Choice::Dir(PathBuf::from(dir)),
+        }
+    }
+}
+
+/// The subtree pmtr may manage, found without changing anything.
+#[derive(Clone, Debug)]
+pub struct Subtree {
+    pub base: PathBuf,
+    /// The controllers the subtree can have (`cgroup.controllers`).
+    pub available: Vec<String>,
+}
+
+/// The leaf pmtr moves itself into.
+const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// Finds the subtree `choice` names; the reason there is none otherwise,
+/// for the log.
+pub fn find(choice: &Choice, is_init: bool) -> Result<Subtree, String> {
+    let base = match choice {
+        Choice::Off => return Err("--cgroup off".into()),
+        Choice::Dir(dir) => {
+            let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+            if !is_cgroup2(existing) {
+                return Err(format!(
+                    "{} is not in a cgroup v2 filesystem",
+                    dir.display()
+                ));
+            }
+            dir.clone()
+        }
+        Choice::Auto => {
+            let own = own_cgroup()?;
+            // A pmtr started again inside its own leaf manages its parent.
+            let own = match own.file_name().and_then(|n| n.to_str()) {
+                Some(SUPERVISOR_LEAF) => own.parent().map_or(own.clone(), Path::to_path_buf),
+                _ => own,
+            };
+            let delegated = delegated(&own);
+            let writable = is_init && writable(&own);
+            if !delegated && !writable {
+                let why = match is_init {
+                    true => "is not writable",
+                    false => "is not delegated to pmtr (Delegate=yes)",
+                };
+                return Err(format!("its cgroup {} {why}", own.display()));
+            }
+            own
+        }
+    };
+    let available = fs::read_to_string(base.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Ok(Subtree { base, available })
+}
+
+/// The warnings for `limit`s that will not be applied: no subtree, or
+/// no controller for them in it (SPEC 11.7: a warning, never an error).
+pub fn limit_warnings<'a>(
+    jobs: impl IntoIterator<Item = &'a Job>,
+    subtree: Result<&Subtree, &str>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for job in jobs {
+        for (controller, option) in resources::controllers_needed(&job.limits) {
+            let why = match subtree {
+                Err(why) => format!("pmtr manages no cgroup ({why})"),
+                Ok(subtree) if !subtree.available.iter().any(|c| c == controller) => format!(
+                    "the {controller} controller is not available in {}",
+                    subtree.base.display()
+                ),
+                Ok(_) => continue,
+            };
+            warnings.push(format!("job {}: {option} is not applied: {why}", job.name));
+        }
+    }
+    warnings
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    statfs(path).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
+}
+
+/// pmtr's own cgroup v2 directory: the mount of cgroup2 joined with the
+/// `0::` line of `/proc/self/cgroup`.
+fn own_cgroup() -> Result<PathBuf, String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("unable to read /proc/self/mountinfo: {e}"))?;
+    // Fields: id parent major:minor root mount-point options... - type ...
+    let mount = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
+    });
+    let mount = mount.ok_or("no cgroup v2 filesystem is mounted")?;
+    let cgroups = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("unable to read /proc/self/cgroup: {e}"))?;
+    let own = cgroups
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or("pmtr is in no cgroup v2")?;
+    Ok(Path::new(mount).join(own.trim_start_matches('/')))
+}
+
+/// systemd marks a cgroup it delegates (`Delegate=yes`) with this
+/// attribute.
+fn delegated(dir: &Path) -> bool {
+    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    ["trusted.delegate", "user.delegate"].iter().any(|name| {
+        let name = CString::new(*name).unwrap_or_default();
+        process::small_xattr(&path, &name).is_some_and(|value| value == b"1")
+    })
+}
+
+fn writable(dir: &Path) -> bool {
+    nix::unistd::access(&dir.join("cgroup.procs"), nix::unistd::AccessFlags::W_OK).is_ok()
+        && nix::unistd::access(
+            &dir.join("cgroup.subtree_control"),
+            nix::unistd::AccessFlags::W_OK,
+        )
+        .is_ok()
+}
+
+/// Writes `text` to an existing cgroup file (never creates one).
+fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
+/// Writes `limits` to the cgroup `dir`: each file its controller gave the
+/// cgroup. The options that could not be written, with why.
+pub fn write_limits(dir: &Path, limits: &CgroupLimits) -> Vec<String> {
+    let mut failed = Vec::new();
+    for file in limit_files(limits) {
+        let path = dir.join(file.file);
+        if !path.exists() {
+            continue; // no controller: warned about once (limit_warnings)
+        }
+        if let Err(error) = write_file(&path, &file.value) {
+            failed.push(format!(
+                "{}: unable to write {}: {error}",
+                file.option,
+                path.display()
+            ));
+        }
+    }
+    failed
+}
+
+/// A job's cgroup.
+struct JobCgroup {
+    dir: PathBuf,
+    /// The leader of the job's current or last run.
+    leader: Option<Pid>,
+    /// The limits written last: written again only when they change.
+    written: CgroupLimits,
+}
+
+/// The subtree pmtr manages, entered.
+pub struct Containment {
+    base: PathBuf,
+    available: Vec<String>,
+    /// Controllers enabled for the jobs' cgroups.
+    enabled: Vec<String>,
+    inotify: Inotify,
+    jobs: HashMap<String, JobCgroup>,
+    leaders: HashMap<Pid, String>,
+    watches: HashMap<WatchDescriptor, String>,
+}
+
+/// The controllers enabled for every job's cgroup, for its usage in
+/// `status`; the others only when a `limit` needs them (`cpu` changes
+/// how CPU time is shared, a job's cgroup against the rest).
+const ALWAYS_ENABLED: [&str; 2] = ["memory", "pids"];
+
+impl Containment {
+    /// Moves pmtr into its leaf of `subtree` and enables the controllers
+    /// every job gets.
+    pub fn enter(subtree: Subtree) -> Result<Containment, String> {
+        let base = subtree.base;
+        let leaf = base.join(SUPERVISOR_LEAF);
+        let context = |what: &str, path: &Path, e: std::io::Error| {
+            format!("unable to {what} {}: {e}", path.display())
+        };
+        fs::create_dir_all(&leaf).map_err(|e| context("create", &leaf, e))?;
+        let procs = leaf.join("cgroup.procs");
+        write_file(&procs, "0").map_err(|e| context("move pmtr into", &leaf, e))?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|errno| format!("unable to watch cgroups: {errno}"))?;
+        let mut containment = Containment {
+            base,
+            available: subtree.available,
+            enabled: Vec::new(),
+            inotify,
+            jobs: HashMap::new(),
+            leaders: HashMap::new(),
+            watches: HashMap::new(),
+        };
+        for controller in ALWAYS_ENABLED {
+            let _ = containment.enable(controller);
+        }
+        Ok(containment)
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The inotify descriptor of the jobs' `cgroup.events`.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
+    /// Enables `controller` for the jobs' cgroups, if it is not yet.
+    fn enable(&mut self, controller: &str) -> Result<(), String> {
+        if self.enabled.iter().any(|c| c == controller) {
+            return Ok(());
+        }
+        if !self.available.iter().any(|c| c == controller) {
+            return Err(format!("the {controller} controller is not available"));
+        }
+        let control = self.base.join("cgroup.subtree_control");
+        write_file(&control, &format!("+{controller}"))
+            .map_err(|e| format!("unable to enable the {controller} controller: {e}"))?;
+        self.enabled.push(controller.to_string());
+        Ok(())
+    }
+
+    /// Makes the cgroup of job `name` ready for a start and opens its
+    /// `cgroup.procs` for the child to enter; what went wrong with its
+    /// limits, for the log.
+    pub fn prepare(
+        &mut self,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<(OwnedFd, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        for (controller, option) in resources::controllers_needed(limits) {
+            if let Err(why) = self.enable(controller) {
+                if self.available.iter().any(|c| c == controller) {
+                    warnings.push(format!("job {name}: {option} is not applied: {why}"));
+                }
+            }
+        }
+        if !self.jobs.contains_key(name) {
+            let dir = self.base.join(dir_name(name));
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("unable to create {}: {e}", dir.display())),
+            }
+            let flags = AddWatchFlags::IN_MODIFY;
+            if let Ok(watch) = self.inotify.add_watch(&dir.join("cgroup.events"), flags) {
+                self.watches.insert(watch, name.to_string());
+            }
+            let job = JobCgroup {
+                dir,
+                leader: None,
+                written: CgroupLimits::default(),
+            };
+            self.jobs.insert(name.to_string(), job);
+        }
+        let Some(job) = self.jobs.get_mut(name) else {
+            return Err(format!("no cgroup for job {name}"));
+        };
+        if job.written != *limits {
+            for failure in write_limits(&job.dir, limits) {
+                warnings.push(format!("job {name}: {failure}"));
+            }
+            job.written = *limits;
+        }
+        let procs = job.dir.join("cgroup.procs");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .map_err(|e| format!("unable to open {}: {e}", procs.display()))?;
+        Ok((OwnedFd::from(file), warnings))
+    }
+
+    /// Job `name`'s start made `pid`, the leader of its group.
+    pub fn started(&mut self, name: &str, pid: Pid) {
+        if let Some(job) = self.jobs.get_mut(name) {
+            if let Some(old) = job.leader.replace(pid) {
+                self.leaders.remove(&old);
+            }
+            self.leaders.insert(pid, name.to_string());
+        }
+    }
+
+    fn of_leader(&self, pgid: Pid) -> Option<&JobCgroup> {
+        self.jobs.get(self.leaders.get(&pgid)?)
+    }
+
+    /// Whether the cgroup of the job led by `pgid` still holds a process;
+    /// `None`: pmtr does not contain that job.
+    pub fn populated(&self, pgid: Pid) -> Option<bool> {
+        let job = self.of_leader(pgid)?;
+        let events = fs::read_to_string(job.dir.join("cgroup.events")).ok()?;
+        resources::populated(&events)
+    }
+
+    /// Kills every process in the cgroup of the job led by `pgid`. False:
+    /// pmtr does not contain the job, or the kernel has no `cgroup.kill`
+    /// (before 5.14), and the process group is all there is to signal.
+    pub fn kill(&self, pgid: Pid) -> Result<bool, String> {
+        let Some(job) = self.of_leader(pgid) else {
+            return Ok(false);
+        };
+        let kill = job.dir.join("cgroup.kill");
+        match write_file(&kill, "1") {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("unable to write {}: {e}", kill.display())),
+        }
+    }
+
+    /// Reads the changes of the jobs' `cgroup.events`: the leaders of the
+    /// jobs whose cgroup is now empty.
+    pub fn emptied(&mut self) -> Vec<Pid> {
+        let mut emptied = Vec::new();
+        while let Ok(events) = self.inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                let Some(job) = self.watches.get(&event.wd).and_then(|n| self.jobs.get(n)) else {
+                    continue;
+                };
+                let Some(leader) = job.leader else { continue };
+                if !emptied.contains(&leader) && self.populated(leader) == Some(false) {
+                    emptied.push(leader);
+                }
+            }
+        }
+        emptied
+    }
+
+    /// Removes the cgroups of jobs `keep` says no longer exist, when they
+    /// are empty (an occupied one is tried again at the next call).
+    pub fn remove_unless(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self.jobs.keys().filter(|n| !keep(n)).cloned().collect();
+        for name in gone {
+            let Some(job) = self.jobs.get(&name) else {
+                continue;
+            };
+            if fs::remove_dir(&job.dir).is_err() {
+                continue;
+            }
+            if let Some(job) = self.jobs.remove(&name) {
+                if let Some(leader) = job.leader {
+                    self.leaders.remove(&leader);
+                }
+            }
+            self.watches.retain(|_, n| *n != name);
+        }
+    }
+
+    /// The memory (bytes) and CPU time (microseconds) of the job led by
+    /// `pgid`, as its cgroup counts them; `None` where pmtr does not
+    /// contain it. Memory is `None` without the memory controller.
+    pub fn usage(&self, pgid: Pid) -> Option<(Option<u64>, Option<u64>)> {
+        let job = self.of_leader(pgid)?;
+        let read = |file: &str| fs::read_to_string(job.dir.join(file)).ok();
+        let memory = read("memory.current").and_then(|t| t.trim().parse().ok());
+        let cpu = read("cpu.stat").and_then(|t| resources::cpu_usage_micros(&t));
+        Some((memory, cpu))
+    }
+
+    /// The OOM kills counted in the cgroup of the job led by `pgid`.
+    pub fn oom_kills(&self, pgid: Pid) -> Option<u64> {
+        let job = self.of_leader(pgid)?;
+        let events = fs::read_to_string(job.dir.join("memory.events")).ok()?;
+        resources::oom_kills(&events)
+    }
+}
+
+/// The cgroup directory name of job `name`: `job.` and the name, with
+/// `/` and control characters escaped (`%2F`) — what a cgroup name cannot
+/// hold.
+pub fn dir_name(name: &str) -> String {
+    let mut dir = String::from("job.");
+    for c in name.chars() {
+        match c {
+            '/' | '%' => dir.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_control() => dir.push_str(&format!("%{:02X}", c as u32)),
+            c => dir.push(c),
+        }
+    }
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_cgroups_are_named_after_jobs_with_slashes_escaped() {
+        assert_eq!(dir_name("web"), "job.web");
+        assert_eq!(dir_name("a/b%c"), "job.a%2Fb%25c");
+        assert_eq!(dir_name(".."), "job...");
+        assert_eq!(dir_name("x\ny"), "job.x%0Ay");
+    }
+
+    /// The files a job's limits are written to, against a fake cgroup
+    /// directory: those of its controllers, and nothing created where a
+    /// controller is missing.
+    #[test]
+    fn limits_are_written_to_the_files_of_available_controllers() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["memory.max", "memory.high", "pids.max"] {
+            fs::write(dir.path().join(file), "max\n").unwrap();
+        }
+        let limits = CgroupLimits {
+            memory_max: Some(256 << 20),
+            cpu_percent: Some(50),
+            tasks: Some(32),
+            ..CgroupLimits::default()
+        };
+        assert!(write_limits(dir.path(), &limits).is_empty());
+        let read = |file: &str| fs::read_to_string(dir.path().join(file)).unwrap();
+        assert_eq!(read("memory.max"), "268435456");
+        assert_eq!(read("memory.high"), "max");
+        assert_eq!(read("pids.max"), "32");
+        assert!(!dir.path().join("cpu.max").exists(), "no cpu controller");
+    }
+
+    #[test]
+    fn limits_without_a_controller_or_a_subtree_are_warnings() {
+        let text = "job {\n name web\n cmd /bin/true\n limit memory 1G\n limit cpu 50%\n}\n\
+                    job {\n name plain\n cmd /bin/true\n}\n";
+        let config = pmtr_core::config::parse(text.as_bytes()).unwrap();
+        let subtree = Subtree {
+            base: PathBuf::from("/sys/fs/cgroup/x"),
+            available: vec!["memory".into()],
+        };
+        assert_eq!(
+            limit_warnings(&config.jobs, Ok(&subtree)),
+            ["job web: limit cpu is not applied: the cpu controller is not available in /sys/fs/cgroup/x"]
+        );
+        let none = limit_warnings(&config.jobs, Err("--cgroup off"));
+        assert_eq!(none.len(), 2);
+        assert!(none[0].contains("pmtr manages no cgroup (--cgroup off)"));
+    }
+}

@@ -1,0 +1,221 @@
+//! Containment (SPEC 11.7): what a job starts ends with it — through its
+//! cgroup where pmtr manages one (a real cgroup v2 directory of this
+//! machine), and at shutdown without one — and `limit`s reach the job's
+//! cgroup or are warned about.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{alive, skip_if, text, wait_until, Pmtr, Sandbox, Signal, SHORT};
+
+/// A cgroup v2 directory for one test, removed (with what pmtr left in
+/// it) when the test ends.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    /// A new directory under a writable cgroup v2 mount; none on a machine
+    /// without one.
+    fn new(test: &str) -> Option<TestCgroup> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mountinfo.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
+        })?;
+        let dir = Path::new(mount).join(format!("pmtr-test-{}-{test}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(TestCgroup(dir))
+    }
+
+    fn job(&self, name: &str) -> PathBuf {
+        self.0.join(format!("job.{name}"))
+    }
+
+    fn arg(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // What a failed test left running in the test's own cgroup ends
+        // (pmtr, dropped before, is gone).
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let events = self.0.join("cgroup.events");
+        wait_until(SHORT, || {
+            std::fs::read_to_string(&events).map_or(true, |e| e.contains("populated 0"))
+        });
+        // Children first: job cgroups pmtr left, and its own leaf, empty
+        // once it has exited.
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A job whose `setsid` child leaves its process group, and one whose
+/// grandchild does (a double fork): each writes its escapee's pid.
+fn escaping_jobs(sandbox: &Sandbox) -> String {
+    let esc = sandbox.path("esc.pid");
+    let daemon = sandbox.path("daemon.pid");
+    format!(
+        "job {{\n name esc\n cmd /bin/sh -c \"setsid sleep 301 & echo $! > {}; exec sleep 1000\"\n}}\n\
+         job {{\n name daemon\n cmd /bin/sh -c \"setsid sh -c 'sleep 302 & echo $! > {}'; exec sleep 1000\"\n}}\n",
+        esc.display(),
+        daemon.display()
+    )
+}
+
+fn pid_in(path: &Path) -> i32 {
+    assert!(
+        wait_until(SHORT, || std::fs::read_to_string(path)
+            .is_ok_and(|t| t.trim().parse::<i32>().is_ok())),
+        "{} never written",
+        path.display()
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `pid` left the process group it was started in.
+fn pgid_of(pid: i32) -> i32 {
+    nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+        .map(|p| p.as_raw())
+        .unwrap_or(-1)
+}
+
+#[test]
+fn escapees_end_with_their_job_and_with_pmtr_in_cgroups() {
+    let Some(cgroup) = TestCgroup::new("escapees") else {
+        skip_if(
+            true,
+            "escapees_end_with_their_job_and_with_pmtr_in_cgroups",
+            "no writable cgroup v2 mount",
+        );
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let config = escaping_jobs(&sandbox);
+    let mut pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", &cgroup.arg()], None);
+    pmtr.expect("jobs are contained in cgroups under", SHORT);
+    let esc_job = pmtr.expect_started("esc", 1, SHORT);
+    let daemon_job = pmtr.expect_started("daemon", 1, SHORT);
+    let (esc, daemon) = (
+        pid_in(&sandbox.path("esc.pid")),
+        pid_in(&sandbox.path("daemon.pid")),
+    );
+    assert_ne!(pgid_of(esc), esc_job, "the escapee left its job's group");
+    assert_ne!(pgid_of(daemon), daemon_job);
+    let procs = |job: &str| std::fs::read_to_string(cgroup.job(job).join("cgroup.procs")).unwrap();
+    assert!(procs("esc")
+        .split_whitespace()
+        .any(|p| p == esc.to_string()));
+    assert!(procs("daemon")
+        .split_whitespace()
+        .any(|p| p == daemon.to_string()));
+    let own = std::fs::read_to_string(cgroup.0.join("supervisor/cgroup.procs")).unwrap();
+    assert_eq!(own.trim(), pmtr.pid().to_string(), "pmtr in its own leaf");
+
+    // A stop ends the escapee too: cgroup.kill at the stop timeout.
+    let out = sandbox.ctl(&["disable", "esc"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        wait_until(SHORT, || !alive(esc)),
+        "escapee {esc} outlived its job's stop"
+    );
+    assert!(!alive(esc_job));
+
+    // Shutdown ends the other, and removes the jobs' cgroups.
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+    assert!(!alive(daemon), "escapee {daemon} outlived pmtr");
+    assert!(!cgroup.job("esc").exists() && !cgroup.job("daemon").exists());
+}
+
+#[test]
+fn escapees_end_at_shutdown_without_cgroups() {
+    let sandbox = Sandbox::new();
+    let config = escaping_jobs(&sandbox);
+    let mut pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", "off", "-v"], None);
+    pmtr.expect(
+        "jobs are contained in their process groups: --cgroup off",
+        SHORT,
+    );
+    let esc_job = pmtr.expect_started("esc", 1, SHORT);
+    pmtr.expect_started("daemon", 1, SHORT);
+    let (esc, daemon) = (
+        pid_in(&sandbox.path("esc.pid")),
+        pid_in(&sandbox.path("daemon.pid")),
+    );
+    assert_ne!(pgid_of(esc), esc_job);
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+    assert!(pmtr
+        .transcript()
+        .contains("ending 2 processes the jobs left behind"));
+    assert!(!alive(esc) && !alive(daemon), "escapees outlived pmtr");
+}
+
+/// A limit reaches the job's cgroup file where its controller is there;
+/// where it is not, pmtr says so and runs the job anyway.
+#[test]
+fn limits_are_written_or_warned_about() {
+    let Some(cgroup) = TestCgroup::new("limits") else {
+        skip_if(
+            true,
+            "limits_are_written_or_warned_about",
+            "no writable cgroup v2 mount",
+        );
+        return;
+    };
+    let available =
+        std::fs::read_to_string(cgroup.0.join("cgroup.controllers")).unwrap_or_default();
+    let sandbox = Sandbox::new();
+    let config =
+        "job {\n name capped\n cmd /bin/sleep 1000\n limit memory 64M\n limit tasks 16\n}\n";
+    let mut pmtr = Pmtr::start_with(&sandbox, config, &["--cgroup", &cgroup.arg()], None);
+    pmtr.expect_started("capped", 1, SHORT);
+    for (controller, file, value, option) in [
+        ("memory", "memory.max", "67108864", "limit memory"),
+        ("pids", "pids.max", "16", "limit tasks"),
+    ] {
+        if available.split_whitespace().any(|c| c == controller) {
+            let written = std::fs::read_to_string(cgroup.job("capped").join(file)).unwrap();
+            assert_eq!(written.trim(), value, "{file}");
+        } else {
+            skip_if(
+                true,
+                "limits_are_written_or_warned_about",
+                &format!("the {controller} controller is not in this cgroup v2 mount: only its warning is checked"),
+            );
+            pmtr.expect(&format!("job capped: {option} is not applied: the {controller} controller is not available"), SHORT);
+        }
+    }
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn pmtr_t_warns_of_limits_it_cannot_apply() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write(
+        "pmtr.conf",
+        "job {\n name capped\n cmd /bin/sleep 1000\n limit memory 64M\n}\n",
+    );
+    let out = sandbox.pmtr(&["-t", "-c", config.to_str().unwrap(), "--cgroup", "off"]);
+    assert!(out.status.success(), "a warning, not an error");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "job capped: limit memory is not applied: pmtr manages no cgroup (--cgroup off)"
+        ),
+        "{err}"
+    );
+    assert!(text(&out.stdout).contains("1 warning"));
+}
