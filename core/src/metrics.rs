@@ -20,7 +20,7 @@ type Family = (
 /// do not jitter from one rendering to the next.
 pub fn render(jobs: &[JobStatus], wall_offset_secs: f64) -> String {
     let mut out = String::with_capacity(200 + jobs.len() * 200);
-    let families: [Family; 5] = [
+    let families: [Family; 7] = [
         (
             "pmtr_job_up",
             "gauge",
@@ -53,6 +53,18 @@ pub fn render(jobs: &[JobStatus], wall_offset_secs: f64) -> String {
             "gauge",
             "Exit status of the job's last exit; absent when a signal ended it.",
             |j, _| j.last_exit.as_ref().and_then(|e| e.code).map(f64::from),
+        ),
+        (
+            "pmtr_job_memory_bytes",
+            "gauge",
+            "Memory the running job uses: its cgroup's, else its process group's resident memory.",
+            |j, _| j.memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "pmtr_job_cpu_seconds_total",
+            "counter",
+            "CPU time the running job has used: its cgroup's, else its process group's living processes'.",
+            |j, _| j.cpu_millis.map(|m| m as f64 / 1000.0),
         ),
     ];
     for (name, kind, help, value) in families {
@@ -131,6 +143,8 @@ mod tests {
             health_failures: 0,
             check_output: None,
             notify_status: None,
+            memory_bytes: None,
+            cpu_millis: None,
         }
     }
 
@@ -156,6 +170,21 @@ mod tests {
         assert!(!text.contains("pmtr_job_start_time_seconds{job=\"off\"}"));
         assert!(text.contains("# TYPE pmtr_job_restarts_total counter\n"));
         assert!(text.contains("pmtr_job_last_exit_status{job=\"web\"} 1\n"));
+    }
+
+    /// SPEC 11.7: memory and CPU time of running jobs only.
+    #[test]
+    fn usage_series_for_running_jobs() {
+        let mut web = job("web", State::Running, Some(100));
+        (web.memory_bytes, web.cpu_millis) = (Some(12_345_678), Some(1_250));
+        let text = render(&[web, job("off", State::Disabled, None)], 0.0);
+        assert!(
+            text.contains("pmtr_job_memory_bytes{job=\"web\"} 12345678\n"),
+            "{text}"
+        );
+        assert!(text.contains("pmtr_job_cpu_seconds_total{job=\"web\"} 1.25\n"));
+        assert!(text.contains("# TYPE pmtr_job_cpu_seconds_total counter\n"));
+        assert!(!text.contains("pmtr_job_memory_bytes{job=\"off\"}"));
     }
 
     #[test]

@@ -111,10 +111,43 @@ pub struct JobStatus {
     /// The job's last sd_notify `STATUS=` text.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub notify_status: Option<String>,
+    /// Memory the running job uses, bytes: its cgroup's `memory.current`,
+    /// else the resident memory of its process group's processes (SPEC
+    /// 11.7). Filled in by the shell, which reads the kernel's files.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU time the running job used, milliseconds (`cpu_seconds` in JSON):
+    /// its cgroup's, else that of its process group's living processes.
+    #[serde(
+        rename = "cpu_seconds",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "millis_as_seconds"
+    )]
+    pub cpu_millis: Option<u64>,
     /// When the running instance started, on pmtr's monotonic clock (not
     /// sent: for metrics, which turn it into wall-clock time).
     #[serde(skip)]
     pub started: Option<Mono>,
+}
+
+/// Milliseconds in Rust, seconds with a fraction in JSON.
+mod millis_as_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(millis: &Option<u64>, out: S) -> Result<S::Ok, S::Error> {
+        match millis {
+            Some(millis) => out.serialize_f64(*millis as f64 / 1000.0),
+            None => out.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<u64>, D::Error> {
+        let seconds = Option::<f64>::deserialize(input)?;
+        Ok(seconds
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| (s * 1000.0).round() as u64))
+    }
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -181,6 +214,8 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
         health_failures: running.map_or(0, |r| r.failures),
         check_output: job.check_output.clone(),
         notify_status: job.notify_status.clone(),
+        memory_bytes: None,
+        cpu_millis: None,
         last_exit: job.last_exit.map(|status| match status {
             ExitStatus::Code(code) => LastExit {
                 code: Some(code),
@@ -323,6 +358,8 @@ mod tests {
             health_failures: 0,
             check_output: None,
             notify_status: None,
+            memory_bytes: None,
+            cpu_millis: None,
         };
         assert_eq!(
             serde_json::to_string(&status).unwrap(),

@@ -219,3 +219,63 @@ fn pmtr_t_warns_of_limits_it_cannot_apply() {
     );
     assert!(text(&out.stdout).contains("1 warning"));
 }
+
+/// A v1 memory cgroup of 32 MiB for one test, removed when it ends.
+struct MemoryCgroupV1(PathBuf);
+
+impl MemoryCgroupV1 {
+    fn new(test: &str) -> Option<MemoryCgroupV1> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mountinfo.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = right.split(' ');
+            let v1_memory = fields.next() == Some("cgroup")
+                && fields
+                    .nth(1)
+                    .is_some_and(|o| o.split(',').any(|o| o == "memory"));
+            v1_memory.then(|| left.split(' ').nth(4))?
+        })?;
+        let dir = Path::new(mount).join(format!("pmtr-test-{}-{test}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        std::fs::write(dir.join("memory.limit_in_bytes"), "32M").ok()?;
+        Some(MemoryCgroupV1(dir))
+    }
+}
+
+impl Drop for MemoryCgroupV1 {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A job the OOM killer ends is logged as such. Without a cgroup v2
+/// memory controller (this machine's may have none), pmtr learns it from
+/// the kernel's count of OOM kills: the job enters a v1 memory cgroup of
+/// its own to be killed for real.
+#[test]
+fn an_oom_kill_is_logged_as_such() {
+    let test = "an_oom_kill_is_logged_as_such";
+    let python = Path::new("/usr/bin/python3");
+    if skip_if(!python.exists(), test, "no /usr/bin/python3 to use memory") {
+        return;
+    }
+    let Some(memory) = MemoryCgroupV1::new("oom") else {
+        skip_if(true, test, "no writable cgroup v1 memory hierarchy");
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let config = format!(
+        "job {{\n name hog\n once\n cmd /bin/sh -c \"echo $$ > {}/cgroup.procs; \
+         exec /usr/bin/python3 -c 'a = bytearray(256 << 20); a[::4096] = bytes(len(a) // 4096)'\"\n}}\n",
+        memory.0.display()
+    );
+    let pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", "off"], None);
+    let pid = pmtr.expect_started("hog", 1, SHORT);
+    pmtr.expect(&format!("job hog [{pid}] exited after"), SHORT);
+    assert!(
+        pmtr.transcript().contains("signal 9 (SIGKILL)"),
+        "{}",
+        pmtr.transcript()
+    );
+    pmtr.expect("job hog killed by the OOM killer", SHORT);
+}

@@ -48,6 +48,8 @@ fn status_shows_a_table_and_stable_json() {
             "STATE",
             "PID",
             "UPTIME",
+            "MEM",
+            "CPU",
             "RESTARTS",
             "LAST EXIT",
             "NOTE"
@@ -60,7 +62,7 @@ fn status_shows_a_table_and_stable_json() {
     );
     assert_eq!(
         columns(lines[2]),
-        ["off", "disabled", "-", "-", "0", "-"],
+        ["off", "disabled", "-", "-", "-", "-", "0", "-"],
         "{table}"
     );
     // Aligned: each column starts at the same offset on every line.
@@ -90,6 +92,20 @@ fn status_shows_a_table_and_stable_json() {
     assert_eq!(quiet["name"], "quiet");
     assert_eq!(quiet["state"], "running");
     assert_eq!(quiet["pid"], pid);
+    // What it uses, from its process group here (no cgroup): a sleeping
+    // process has some resident memory and little CPU time.
+    assert!(
+        quiet["memory_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{quiet}"
+    );
+    assert!(
+        quiet["cpu_seconds"].as_f64().is_some_and(|s| s >= 0.0),
+        "{quiet}"
+    );
+    assert!(
+        jobs[1].get("memory_bytes").is_none(),
+        "not running: no usage"
+    );
     assert_eq!(jobs[1]["state"], "disabled");
     assert_eq!(jobs[1]["enabled"], false);
 
@@ -403,7 +419,9 @@ fn the_metrics_file_follows_changes_and_passes_promtool() {
     pmtr.expect_started("quiet", 1, SHORT);
     assert!(wait_until(SHORT, || std::fs::read_to_string(&metrics)
         .is_ok_and(|t| t.contains("pmtr_job_up{job=\"quiet\"} 1")
-            && t.contains("pmtr_job_healthy{job=\"checked\"} 1"))));
+            && t.contains("pmtr_job_healthy{job=\"checked\"} 1")
+            && t.contains("pmtr_job_memory_bytes{job=\"quiet\"}")
+            && t.contains("pmtr_job_cpu_seconds_total{job=\"quiet\"}"))));
     let written = std::fs::metadata(&metrics).unwrap().modified().unwrap();
     // An absence cannot be awaited: watch for a rewrite this long.
     std::thread::sleep(Duration::from_millis(1500));

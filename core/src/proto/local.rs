@@ -308,6 +308,8 @@ mod tests {
                     health_failures: 2,
                     check_output: Some("curl: (7) Failed to connect".into()),
                     notify_status: None,
+                    memory_bytes: None,
+                    cpu_millis: None,
                 }],
             },
             Response::Done {

@@ -200,6 +200,8 @@ struct JobCgroup {
     leader: Option<Pid>,
     /// The limits written last: written again only when they change.
     written: CgroupLimits,
+    /// OOM kills its `memory.events` counted when last looked at.
+    oom_kills: u64,
 }
 
 /// The subtree pmtr manages, entered.
@@ -299,10 +301,17 @@ impl Containment {
             if let Ok(watch) = self.inotify.add_watch(&dir.join("cgroup.events"), flags) {
                 self.watches.insert(watch, name.to_string());
             }
+            // Kills counted before (a cgroup a previous pmtr made) are
+            // not this pmtr's news.
+            let oom_kills = fs::read_to_string(dir.join("memory.events"))
+                .ok()
+                .and_then(|events| resources::oom_kills(&events))
+                .unwrap_or(0);
             let job = JobCgroup {
                 dir,
                 leader: None,
                 written: CgroupLimits::default(),
+                oom_kills,
             };
             self.jobs.insert(name.to_string(), job);
         }
@@ -412,11 +421,16 @@ impl Containment {
         Some((memory, cpu))
     }
 
-    /// The OOM kills counted in the cgroup of the job led by `pgid`.
-    pub fn oom_kills(&self, pgid: Pid) -> Option<u64> {
-        let job = self.of_leader(pgid)?;
+    /// Whether the cgroup of the job led by `pgid` counted an OOM kill
+    /// since the last look; `None` where it counts none (not contained,
+    /// no memory controller).
+    pub fn new_oom_kills(&mut self, pgid: Pid) -> Option<bool> {
+        let name = self.leaders.get(&pgid)?;
+        let job = self.jobs.get_mut(name)?;
         let events = fs::read_to_string(job.dir.join("memory.events")).ok()?;
-        resources::oom_kills(&events)
+        let kills = resources::oom_kills(&events)?;
+        let before = std::mem::replace(&mut job.oom_kills, kills);
+        Some(kills > before)
     }
 }
 

@@ -18,7 +18,9 @@ use nix::sys::signalfd::SignalFd;
 use pmtr_core::config::StopSignal;
 use pmtr_core::config::{Config, Globals};
 use pmtr_core::proto::local::{Request, Response};
-use pmtr_core::supervise::event::{Action, Check, Event, Level, Pid, Reply, ReplyToken};
+use pmtr_core::supervise::event::{
+    Action, Check, Event, ExitStatus, Level, Pid, Reply, ReplyToken,
+};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
@@ -35,6 +37,7 @@ use super::requests::{self, Outcome};
 use super::spawner::Spawner;
 use super::test_times;
 use super::udp::{ControlBudget, Udp};
+use super::usage::{self, OomWatch};
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
 use crate::sys::plan::PlanContext;
@@ -91,7 +94,16 @@ pub struct Daemon {
     read_configs: Vec<Event>,
     /// The cgroup subtree pmtr contains jobs in, if it has one (SPEC 11.7).
     containment: Option<Containment>,
+    oom: OomWatch,
+    /// The memory and CPU time of running jobs, by leader, as last read
+    /// for metrics; and when to read them again (metrics only).
+    usage: std::collections::HashMap<Pid, (Option<u64>, Option<u64>)>,
+    usage_due: Option<Mono>,
 }
+
+/// How often the usage series of the metrics file are brought up to date:
+/// Prometheus's default scrape interval.
+const USAGE_EVERY_MILLIS: u64 = 15_000;
 
 /// Most children reaped in one turn of the loop.
 const REAP_BATCH: usize = 64;
@@ -211,6 +223,9 @@ impl Daemon {
             reaping: false,
             read_configs: Vec::new(),
             containment,
+            oom: OomWatch::new(),
+            usage: std::collections::HashMap::new(),
+            usage_due: None,
         })
     }
 
@@ -254,6 +269,9 @@ impl Daemon {
             }
             if self.udp_budget.resume_due(now) {
                 self.watch_udp(EpollFlags::EPOLLIN);
+            }
+            if self.usage_due.is_some_and(|t| t <= now) {
+                self.refresh_usage(now);
             }
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
@@ -404,10 +422,15 @@ impl Daemon {
     /// rounded up; none: wait for events only.
     fn timeout(&self, supervisor: Option<Mono>) -> EpollTimeout {
         let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
-        let deadline = [supervisor, clients, self.udp_budget.deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            supervisor,
+            clients,
+            self.udp_budget.deadline(),
+            self.usage_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match deadline {
             None => EpollTimeout::NONE,
             Some(deadline) => {
@@ -470,10 +493,25 @@ impl Daemon {
                 events.push(event);
                 continue;
             }
+            if matches!(status, ExitStatus::Signal { number: 9, .. }) {
+                self.log_oom_kill(pid);
+            }
             events.extend(self.spawner.reaped(&mut self.registry, pid));
             events.push(Event::Reaped { pid, status });
         }
         self.apply_all(events);
+    }
+
+    /// Says so if the OOM killer ended the job led by `pid` (SIGKILL).
+    fn log_oom_kill(&mut self, pid: Pid) {
+        let jobs = self.supervisor.jobs();
+        let Some(job) = jobs.iter().find(|j| j.phase.leader() == Some(pid)) else {
+            return;
+        };
+        if self.oom.killed(pid, self.containment.as_mut()) {
+            let message = format!("job {} killed by the OOM killer", job.def.name);
+            self.logger.log(Level::Warning, &message);
+        }
     }
 
     /// Job output: logged (or written to its file), kept in the job's
@@ -559,7 +597,14 @@ impl Daemon {
     /// Sends a request's response, built from the core's replies.
     fn respond(&mut self, client: Token, request: Request, replies: Vec<Option<Reply>>) {
         let responses = match requests::outcome(request, replies) {
-            Outcome::Respond(responses) => responses,
+            Outcome::Respond(mut responses) => {
+                for response in &mut responses {
+                    if let Response::Status { jobs } = response {
+                        usage::fill(jobs, self.containment.as_ref());
+                    }
+                }
+                responses
+            }
             Outcome::Logs { job, lines, follow } => {
                 if follow {
                     if let Some(control) = &mut self.control {
@@ -873,17 +918,43 @@ impl Daemon {
         }
     }
 
-    /// Rewrites the metrics file if its text changed.
+    /// Reads what running jobs use, for the metrics file, and rewrites it.
+    fn refresh_usage(&mut self, now: Mono) {
+        self.usage_due = self
+            .metrics
+            .is_some()
+            .then(|| now.plus_millis(USAGE_EVERY_MILLIS));
+        let mut statuses = self.supervisor.statuses(now);
+        usage::fill(&mut statuses, self.containment.as_ref());
+        self.usage = statuses
+            .iter()
+            .filter_map(|s| Some((s.pid?, (s.memory_bytes, s.cpu_millis))))
+            .collect();
+        self.update_metrics();
+    }
+
+    /// Rewrites the metrics file if its text changed. Usage is the last
+    /// read (`refresh_usage`): reading it for every change would cost a
+    /// read per job per event.
     fn update_metrics(&mut self) {
         let Some(metrics) = &mut self.metrics else {
             return;
         };
+        if self.usage_due.is_none() {
+            // Metrics just asked for: usage is read at the next turn.
+            self.usage_due = Some(self.clock.now());
+        }
         let now = self.clock.now();
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.wall_offset = follow_wall_clock(self.wall_offset, wall - now.millis() as f64 / 1000.0);
-        let statuses = self.supervisor.statuses(now);
+        let mut statuses = self.supervisor.statuses(now);
+        for status in &mut statuses {
+            if let Some(&(memory, cpu)) = status.pid.and_then(|pid| self.usage.get(&pid)) {
+                (status.memory_bytes, status.cpu_millis) = (memory, cpu);
+            }
+        }
         if let Err(message) =
             metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
         {

@@ -19,6 +19,7 @@ mod rings;
 mod spawner;
 mod test_times;
 pub(crate) mod udp;
+mod usage;
 pub mod watch;
 
 use pmtr_common::reason::Text;

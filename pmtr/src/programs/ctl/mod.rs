@@ -239,11 +239,13 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
         "STATE",
         "PID",
         "UPTIME",
+        "MEM",
+        "CPU",
         "RESTARTS",
         "LAST EXIT",
         "NOTE",
     ];
-    let rows: Vec<[String; 7]> = jobs
+    let rows: Vec<[String; 9]> = jobs
         .iter()
         .map(|job| {
             [
@@ -264,6 +266,8 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
                     (None, Some(wait)) => format!("in {}", duration_text(wait)),
                     _ => "-".into(),
                 },
+                job.memory_bytes.map_or("-".into(), memory_text),
+                job.cpu_millis.map_or("-".into(), cpu_text),
                 job.restarts.to_string(),
                 job.last_exit.as_ref().map_or("-".into(), |e| e.describe()),
                 note(job),
@@ -277,7 +281,7 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
         }
     }
     let mut out = String::new();
-    let line = |cells: &[String; 7], state: Option<State>, out: &mut String| {
+    let line = |cells: &[String; 9], state: Option<State>, out: &mut String| {
         for (i, cell) in cells.iter().enumerate() {
             let padded = format!("{cell:<width$}", width = widths[i]);
             match (i, state, colour) {
@@ -297,6 +301,29 @@ pub fn table(jobs: &[JobStatus], colour: bool) -> String {
         line(row, Some(job.state), &mut out);
     }
     out
+}
+
+/// Memory as `top` shows it: `812K`, `12.3M`, `1.2G`.
+fn memory_text(bytes: u64) -> String {
+    let units = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    for (unit, size) in units {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return match value < 10.0 {
+                true => format!("{value:.1}{unit}"),
+                false => format!("{value:.0}{unit}"),
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// CPU time: `0.42s` under a minute, then as uptimes are shown.
+fn cpu_text(millis: u64) -> String {
+    match millis < 60_000 {
+        true => format!("{:.2}s", millis as f64 / 1000.0),
+        false => duration_text(millis / 1000),
+    }
 }
 
 /// What the job said of itself (`STATUS=`), or what its last check said
@@ -347,18 +374,23 @@ mod tests {
             health_failures: 0,
             check_output: None,
             notify_status: None,
+            memory_bytes: None,
+            cpu_millis: None,
         }
     }
 
     #[test]
     fn the_table_is_aligned() {
+        let mut web = job("web", State::Running, Some(1234), Some(3_725));
+        (web.memory_bytes, web.cpu_millis) = (Some(12_900_000), Some(421));
         let mut sick = job("api", State::Running, Some(77), Some(9));
+        (sick.memory_bytes, sick.cpu_millis) = (Some(812 * 1024), Some(125_000));
         sick.healthy = Some(false);
         sick.health_failures = 2;
         sick.check_output = Some("curl: (7) Failed to connect".into());
         let text = table(
             &[
-                job("web", State::Running, Some(1234), Some(3_725)),
+                web,
                 job("a-long-name", State::WaitingToRestart, None, None),
                 sick,
             ],
@@ -366,10 +398,10 @@ mod tests {
         );
         assert_eq!(
             text,
-            "JOB          STATE                          PID   UPTIME    RESTARTS  LAST EXIT  NOTE\n\
-             web          running                        1234  1h 2m 5s  2         SIGKILL\n\
-             a-long-name  waiting to restart             -     in 7s     2         SIGKILL\n\
-             api          running, unhealthy (2 failed)  77    9s        2         SIGKILL    curl: (7) Failed to connect\n"
+            "JOB          STATE                          PID   UPTIME    MEM   CPU    RESTARTS  LAST EXIT  NOTE\n\
+             web          running                        1234  1h 2m 5s  12M   0.42s  2         SIGKILL\n\
+             a-long-name  waiting to restart             -     in 7s     -     -      2         SIGKILL\n\
+             api          running, unhealthy (2 failed)  77    9s        812K  2m 5s  2         SIGKILL    curl: (7) Failed to connect\n"
         );
     }
 
