@@ -79,7 +79,7 @@ impl LastExit {
         match (&self.code, &self.signal) {
             (Some(code), _) => format!("exit {code}"),
             (None, Some(signal)) => signal.clone(),
-            (None, None) => "-".into(),
+            (None, None) => "unknown".into(),
         }
     }
 }
@@ -224,6 +224,11 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
             ExitStatus::Signal { name, .. } => LastExit {
                 code: None,
                 signal: Some(name.to_string()),
+            },
+            // An adopted job's end: neither is known.
+            ExitStatus::Unknown => LastExit {
+                code: None,
+                signal: None,
             },
         }),
     }

@@ -32,6 +32,9 @@ pub enum ExitStatus {
         number: i32,
         name: &'static str,
     },
+    /// A process pmtr adopted from the pmtr before it and so cannot reap:
+    /// it ended, how is not known (SPEC 11.8).
+    Unknown,
 }
 
 impl fmt::Display for ExitStatus {
@@ -39,6 +42,7 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Code(code) => write!(f, "exit status {code}"),
             ExitStatus::Signal { number, name } => write!(f, "signal {number} ({name})"),
+            ExitStatus::Unknown => write!(f, "exit status unknown (adopted)"),
         }
     }
 }

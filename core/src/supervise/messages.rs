@@ -251,6 +251,26 @@ pub fn orphan(pid: Pid, status: ExitStatus) -> String {
     format!("reaped orphan [{pid}]: {status}")
 }
 
+/// A job the pmtr before started, taken over (SPEC 11.8).
+pub fn adopted(name: &str, pid: Pid, ran_secs: u64) -> String {
+    format!("adopted job {name} [{pid}], running for {ran_secs} sec")
+}
+
+/// An adopted job that is restarted at once, and why.
+pub fn adopted_restart(name: &str, pid: Pid, why: &str) -> String {
+    format!("job {name} [{pid}]: {why}; restarting it")
+}
+
+/// A process of a job no longer in the configuration, found running.
+pub fn adopted_unknown(name: &str, pid: Pid) -> String {
+    format!("job {name} [{pid}] is no longer in the configuration: stopping it")
+}
+
+/// A saved job whose process did not survive the handover.
+pub fn adoption_gone(name: &str, pid: Pid) -> String {
+    format!("job {name} [{pid}] no longer runs: starting it")
+}
+
 /// `can't exec /x/y: No such file or directory`, prefixed with the job.
 pub fn setup_failed(job: &Job, pid: Pid, step: SetupStep, reason: &str) -> String {
     let what = setup_step(job, step);

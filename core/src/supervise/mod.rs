@@ -7,6 +7,7 @@ pub mod checks;
 mod control;
 pub mod event;
 mod files;
+pub mod handover;
 pub mod job;
 mod lifecycle;
 mod lookup;
@@ -340,6 +341,7 @@ pub fn exit_status_of(last: Option<event::ExitStatus>) -> u8 {
     match last {
         Some(event::ExitStatus::Code(code)) => (code & 0xff) as u8,
         Some(event::ExitStatus::Signal { number, .. }) => (128 + number).clamp(0, 255) as u8,
+        Some(event::ExitStatus::Unknown) => 1,
         None => 127,
     }
 }

@@ -3,6 +3,7 @@
 
 mod critical;
 mod files;
+mod handover;
 mod health;
 mod instances;
 mod matrix;
