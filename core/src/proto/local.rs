@@ -29,6 +29,8 @@ pub enum Request {
         jobs: Vec<String>,
     },
     Reload,
+    /// Hand the jobs to the binary now at pmtr's path (SPEC 11.8).
+    Reexec,
     /// The last `lines` captured lines of a job, then (with `follow`) every
     /// new one.
     Logs {
@@ -72,6 +74,7 @@ impl Request {
             Request::Disable { jobs } => format!("disable {}", jobs.join(" ")),
             Request::Restart { jobs } => format!("restart {}", jobs.join(" ")),
             Request::Reload => "reload".to_string(),
+            Request::Reexec => "reexec".to_string(),
             Request::Wait {
                 jobs,
                 timeout_millis,
@@ -122,6 +125,7 @@ impl Request {
                 })
             }
             "reload" => Request::Reload,
+            "reexec" => Request::Reexec,
             "wait" => {
                 let timeout = words.next().ok_or(RequestError::MissingName("wait"))?;
                 let timeout_millis = match timeout {
@@ -226,6 +230,7 @@ mod tests {
                 jobs: vec!["a".into()],
             },
             Request::Reload,
+            Request::Reexec,
             Request::Logs {
                 job: "a".into(),
                 lines: 20,

@@ -6,3 +6,4 @@ pub mod control;
 pub mod local;
 pub mod notify;
 pub mod report;
+pub mod state;

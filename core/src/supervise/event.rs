@@ -132,6 +132,12 @@ pub enum Event {
     ReloadRequested {
         reply: Option<ReplyToken>,
     },
+    /// `pmtr-ctl reexec` (SPEC 11.8): hand the jobs to the binary now at
+    /// pmtr's path. Refused here while a handover cannot be made; else
+    /// the shell carries it out and answers.
+    Reexec {
+        reply: ReplyToken,
+    },
     /// Answer to [`Action::ReadConfig`]: the file's content hash, and the
     /// configuration or the rendered errors.
     ConfigRead {
@@ -293,6 +299,11 @@ pub enum Action {
     /// (0 after a shutdown by signal; a `critical` job's status).
     Exit {
         status: u8,
+    },
+    /// Hand the jobs to the binary at pmtr's path and answer `reply` with
+    /// how that went (SPEC 11.8).
+    Reexec {
+        reply: ReplyToken,
     },
 }
 

@@ -199,6 +199,10 @@ impl Supervisor {
             Event::Shutdown { signal } => self.on_shutdown(signal, now, out),
             Event::ConfigTouched { saved } => self.on_config_touched(saved, now, out),
             Event::ReloadRequested { reply } => self.on_reload_requested(reply, out),
+            Event::Reexec { reply } => match self.handover_blocked() {
+                Some(why) => out.reply(Some(reply), false, format!("reexec refused: {why}")),
+                None => out.push(Action::Reexec { reply }),
+            },
             Event::ConfigRead {
                 hash,
                 forced,

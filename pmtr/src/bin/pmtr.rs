@@ -20,5 +20,8 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
+    if let Some(state) = &args.check_state {
+        return pmtr::daemon::check_state(state, &args.config);
+    }
     pmtr::daemon::run(&args)
 }

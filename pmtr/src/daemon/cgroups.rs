@@ -332,6 +332,19 @@ impl Containment {
         Ok((OwnedFd::from(file), warnings))
     }
 
+    /// Job `name`'s process `pid`, which a pmtr before this one started
+    /// (SPEC 11.8), if it runs in the job's cgroup.
+    pub fn adopt(&mut self, name: &str, pid: Pid) {
+        let wanted = format!("/{}", dir_name(name));
+        let placed = fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+            text.lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&wanted))
+        });
+        if placed && self.prepare(name, &CgroupLimits::default()).is_ok() {
+            self.started(name, pid);
+        }
+    }
+
     /// Job `name`'s start made `pid`, the leader of its group.
     pub fn started(&mut self, name: &str, pid: Pid) {
         if let Some(job) = self.jobs.get_mut(name) {

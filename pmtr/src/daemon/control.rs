@@ -146,6 +146,33 @@ impl ControlServer {
         })
     }
 
+    /// The listener the pmtr before this one handed over (SPEC 11.8),
+    /// bound at `path`: no moment without one.
+    pub fn adopt(
+        listener: std::os::fd::OwnedFd,
+        path: &Path,
+        client_deadline_millis: u64,
+    ) -> ControlServer {
+        let listener = UnixListener::from(listener);
+        let _ = listener.set_nonblocking(true);
+        ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            owner: nix::unistd::geteuid().as_raw(),
+            clients: HashMap::new(),
+            listener_token: None,
+            paused: None,
+            accept_failing: false,
+            client_deadline_millis,
+        }
+    }
+
+    /// The listener's descriptor, for a reexec to hand over.
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.listener.as_raw_fd()
+    }
+
     /// Watches the listening socket; until then no client is accepted.
     pub fn register(&mut self, registry: &mut Registry) -> Result<(), Errno> {
         let listener = self.listener.as_fd();

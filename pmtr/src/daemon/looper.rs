@@ -9,7 +9,6 @@
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
@@ -24,9 +23,12 @@ use pmtr_core::supervise::event::{
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
+mod takeover;
+
 use super::cgroups::Containment;
 use super::checks::Checks;
 use super::control::{ControlServer, Incoming};
+use super::handover::{Inherited, StateFile};
 use super::log::Logger;
 use super::metrics::MetricsFile;
 use super::notices::NotifySocket;
@@ -43,13 +45,23 @@ use crate::config_file;
 use crate::sys::plan::PlanContext;
 use crate::sys::process;
 use pmtr_common::reason::Text;
+use pmtr_core::proto::state::Handed;
 
-/// The monotonic clock, in the core's units.
-struct Clock(Instant);
+/// The system's monotonic clock (`CLOCK_MONOTONIC`), in the core's units:
+/// the same for every process since boot, so that the times in the state
+/// file mean the same to the next pmtr (SPEC 11.8).
+struct Clock;
 
 impl Clock {
     fn now(&self) -> Mono {
-        Mono::from_millis(self.0.elapsed().as_millis().try_into().unwrap_or(u64::MAX))
+        let Ok(now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) else {
+            // Not for want of anything: the clock always exists.
+            return Mono::ZERO;
+        };
+        let millis = (now.tv_sec() as u64)
+            .saturating_mul(1000)
+            .saturating_add(now.tv_nsec() as u64 / 1_000_000);
+        Mono::from_millis(millis)
     }
 }
 
@@ -99,6 +111,17 @@ pub struct Daemon {
     /// for metrics; and when to read them again (metrics only).
     usage: std::collections::HashMap<Pid, (Option<u64>, Option<u64>)>,
     usage_due: Option<Mono>,
+    /// What the pmtr before this one left, until taken over at the start.
+    inherited: Option<Inherited>,
+    /// The state file (SPEC 11.8), and whether the jobs changed since it
+    /// was written.
+    state_file: Option<StateFile>,
+    state_dirty: bool,
+    /// A `pmtr-ctl reexec` whose new binary is checking the state.
+    reexec: Option<takeover::PendingReexec>,
+    /// Jobs adopted from a pmtr that died, followed through a pidfd each
+    /// (they are not pmtr's children), by registration.
+    adopted: std::collections::HashMap<Token, (Pid, std::os::fd::OwnedFd)>,
 }
 
 /// How often the usage series of the metrics file are brought up to date:
@@ -126,8 +149,12 @@ impl Daemon {
         socket: Option<&Path>,
         signals: SignalFd,
         mut logger: Logger,
-        (context, containment): (PlanContext, Option<Containment>),
+        (context, containment, inherited): (PlanContext, Option<Containment>, Inherited),
     ) -> Result<Daemon, LoopError> {
+        let handed = match &inherited {
+            Inherited::Exec(state) => state.handed.clone().unwrap_or_default(),
+            Inherited::Nothing | Inherited::Crashed(_) => Handed::default(),
+        };
         let mut registry = Registry::new().map_err(|errno| LoopError {
             what: "create the epoll instance",
             errno,
@@ -157,7 +184,14 @@ impl Daemon {
             }
         }
         let deadline = times.client_deadline_millis;
-        let control = socket.and_then(|path| match ControlServer::bind(path, deadline) {
+        let server = match (socket, handed.control.and_then(process::take_handed)) {
+            (Some(path), Some(listener)) => {
+                Some(Ok(ControlServer::adopt(listener, path, deadline)))
+            }
+            (Some(path), None) => Some(ControlServer::bind(path, deadline)),
+            (None, _) => None,
+        };
+        let control = server.and_then(|server| match server {
             Ok(mut server) => match server.register(&mut registry) {
                 Ok(()) => Some(server),
                 Err(errno) => {
@@ -172,7 +206,11 @@ impl Daemon {
                 None
             }
         });
-        let notices = match NotifySocket::open(&mut registry) {
+        let handed_notify = handed.notify.clone().and_then(|(fd, address)| {
+            let socket = process::take_handed(fd)?;
+            Some(NotifySocket::adopt(socket, address, &mut registry))
+        });
+        let notices = match handed_notify.unwrap_or_else(|| NotifySocket::open(&mut registry)) {
             Ok(socket) => Some(socket),
             Err(error) => {
                 let message =
@@ -200,7 +238,7 @@ impl Daemon {
             watcher,
             config_path: config_path.to_path_buf(),
             logger,
-            clock: Clock(Instant::now()),
+            clock: Clock,
             spawner,
             context,
             captures: Captures::default(),
@@ -226,6 +264,11 @@ impl Daemon {
             oom: OomWatch::new(),
             usage: std::collections::HashMap::new(),
             usage_due: None,
+            inherited: Some(inherited),
+            state_file: socket.map(StateFile::beside),
+            state_dirty: true,
+            reexec: None,
+            adopted: std::collections::HashMap::new(),
         })
     }
 
@@ -236,6 +279,9 @@ impl Daemon {
         // is missing waits for it.
         let paths = self.supervisor.dependency_paths();
         self.apply(hash_files(paths));
+        if let Some(inherited) = self.inherited.take() {
+            self.take_over(inherited);
+        }
         self.apply(Event::Start);
         pmtr_common::memory::release_free_memory();
         let mut ready = vec![EpollEvent::empty(); 64];
@@ -273,6 +319,7 @@ impl Daemon {
             if self.usage_due.is_some_and(|t| t <= now) {
                 self.refresh_usage(now);
             }
+            self.finish_reexec();
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
@@ -293,6 +340,9 @@ impl Daemon {
             }
         }
         self.end_leftovers();
+        if let Some(state_file) = &self.state_file {
+            state_file.remove();
+        }
         self.exit.unwrap_or(0)
     }
 
@@ -391,6 +441,10 @@ impl Daemon {
         }
         if pass(&[Source::Cgroups]).next().is_some() {
             self.cgroups_emptied();
+        }
+        let ended: Vec<Token> = pass(&[Source::Adopted]).map(|(_, token)| token).collect();
+        if !ended.is_empty() {
+            self.adopted_ended(&ended);
         }
         for (_, token) in pass(&[Source::Check]) {
             if let Some(event) = self.checks.ready(&mut self.registry, token) {
@@ -496,6 +550,10 @@ impl Daemon {
             if matches!(status, ExitStatus::Signal { number: 9, .. }) {
                 self.log_oom_kill(pid);
             }
+            if self.reexec.as_ref().is_some_and(|r| r.checker() == pid) {
+                self.reexec_checked(status);
+                continue;
+            }
             events.extend(self.spawner.reaped(&mut self.registry, pid));
             events.push(Event::Reaped { pid, status });
         }
@@ -582,7 +640,7 @@ impl Daemon {
             .map(|(token, event)| self.ask(*token, event.clone()))
             .collect();
         // A wait the core could not answer yet is answered when it can.
-        if let (Request::Wait { .. }, [(token, _)], [None]) =
+        if let (Request::Wait { .. } | Request::Reexec, [(token, _)], [None]) =
             (&request, events.as_slice(), replies.as_slice())
         {
             self.waiting.insert(*token, client);
@@ -755,6 +813,7 @@ impl Daemon {
                         pmtr_common::memory::release_free_memory();
                     }
                     self.answer_waiting();
+                    self.write_state();
                     if report_pending {
                         self.send_report();
                     }
@@ -770,6 +829,7 @@ impl Daemon {
             // Everything queued, at once: what follows from the events is
             // decided once for all of them (Supervisor::handle_all).
             let events: Vec<Event> = queue.drain(..).collect();
+            self.state_dirty |= events.iter().any(changes_state);
             reloaded |= events.iter().any(|e| matches!(e, Event::ConfigRead { .. }));
             let now = self.clock.now();
             for action in self.supervisor.handle_all(events, now) {
@@ -824,6 +884,7 @@ impl Daemon {
                     Action::ApplyGlobals { globals } => self.apply_globals(&globals),
                     Action::Reply { token, reply } => self.replies.push((token, reply)),
                     Action::Exit { status } => self.exit = Some(status),
+                    Action::Reexec { reply } => self.begin_reexec(reply),
                 }
             }
         }
@@ -974,6 +1035,21 @@ fn follow_wall_clock(kept: f64, measured: f64) -> f64 {
     } else {
         kept
     }
+}
+
+/// Whether `event` may change what the state file says: a process, a
+/// pending start, an override, a configuration. Questions do not.
+fn changes_state(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::Status { .. }
+            | Event::Logs { .. }
+            | Event::Wait { .. }
+            | Event::Notified { .. }
+            | Event::Checked { .. }
+            | Event::ConfigTouched { .. }
+            | Event::DependencyTouched { .. }
+    )
 }
 
 /// Most errors of a rejected configuration logged on reload.

@@ -5,6 +5,7 @@
 pub mod cgroups;
 mod checks;
 mod control;
+pub mod handover;
 pub mod log;
 mod logfiles;
 pub mod looper;
@@ -35,6 +36,7 @@ use crate::sys::daemonize::{daemonize, detach_stdio, ensure_stdio_open, Readines
 use crate::sys::plan::PlanContext;
 use crate::sys::{process, signals};
 use cgroups::{Choice, Containment};
+use handover::{Inherited, StateFile};
 use log::Logger;
 use looper::Daemon;
 use pidfile::Pidfile;
@@ -58,7 +60,8 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     ensure_stdio_open();
-    let readiness = if foreground {
+    // A reexec's pmtr is the same process: already a daemon if it was one.
+    let readiness = if foreground || args.handover.is_some() {
         None
     } else {
         match daemonize() {
@@ -134,6 +137,7 @@ fn start(
         .map_err(|e| format!("pmtr: unable to set up signals: {}", Text(e)))?;
     let context = PlanContext::capture(open_files);
     let containment = contain(args, config, is_init, &mut logger);
+    let inherited = inherit(args, &mut logger);
     let daemon = Daemon::new(
         config,
         config_hash,
@@ -141,10 +145,77 @@ fn start(
         Some(&args.socket),
         signals,
         logger,
-        (context, containment),
+        (context, containment, inherited),
     )
     .map_err(|e| format!("pmtr: {e}"))?;
     Ok((daemon, pidfile))
+}
+
+/// `pmtr --check-state FILE`: whether this binary can take over the state
+/// in FILE and run the configuration — what `pmtr-ctl reexec` asks the new
+/// binary before pmtr execs it (SPEC 11.8).
+pub fn check_state(path: &std::path::Path, config: &std::path::Path) -> ExitCode {
+    let state = match StateFile::read(path) {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            eprintln!("pmtr: no state file at {}", path.display());
+            return ExitCode::FAILURE;
+        }
+        Err(why) => {
+            eprintln!("pmtr: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = config_file::load(config).result {
+        eprintln!("pmtr: {error}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "pmtr: the state of {} jobs can be taken over",
+        state.jobs.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// What the pmtr before this one left (SPEC 11.8): the state a reexec
+/// handed over, or the state file of one that died. A file whose owner
+/// still runs is another pmtr's, and left alone.
+fn inherit(args: &Args, logger: &mut Logger) -> Inherited {
+    if let Some(path) = &args.handover {
+        return match StateFile::read(path) {
+            Ok(Some(state)) => Inherited::Exec(state),
+            Ok(None) => Inherited::Nothing,
+            Err(why) => {
+                logger.log(Level::Error, &format!("reexec: ignoring the state: {why}"));
+                Inherited::Nothing
+            }
+        };
+    }
+    let beside = StateFile::beside(&args.socket);
+    match StateFile::read(beside.path()) {
+        Ok(None) => Inherited::Nothing,
+        Ok(Some(state)) if handover::owner_runs(&state) => {
+            let message = format!(
+                "the state file {} belongs to pmtr [{}], which runs: not taking its jobs over",
+                beside.path().display(),
+                state.owner
+            );
+            logger.log(Level::Warning, &message);
+            Inherited::Nothing
+        }
+        Ok(Some(state)) => {
+            let message = format!(
+                "pmtr [{}] ended without stopping its jobs: taking over those that still run",
+                state.owner
+            );
+            logger.log(Level::Warning, &message);
+            Inherited::Crashed(state)
+        }
+        Err(why) => {
+            logger.log(Level::Warning, &format!("ignoring the state file: {why}"));
+            Inherited::Nothing
+        }
+    }
 }
 
 /// Enters the cgroup subtree `--cgroup` names, if pmtr may manage one

@@ -68,6 +68,27 @@ impl NotifySocket {
         })
     }
 
+    /// The socket the pmtr before this one handed over (SPEC 11.8), which
+    /// jobs know by `address`.
+    pub fn adopt(
+        socket: OwnedFd,
+        address: String,
+        registry: &mut Registry,
+    ) -> Result<NotifySocket, NotifyError> {
+        registry
+            .add(socket.as_fd(), EpollFlags::EPOLLIN, Source::Notify)
+            .map_err(|errno| NotifyError {
+                what: "watch",
+                errno,
+            })?;
+        Ok(NotifySocket { socket, address })
+    }
+
+    /// The descriptor, for a reexec to hand over.
+    pub fn raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
     /// What jobs find in `NOTIFY_SOCKET`.
     pub fn address(&self) -> &str {
         &self.address

@@ -4,11 +4,12 @@
 //! the job's file, and to followers — tagged with the job's name and pid.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::sys::epoll::EpollFlags;
+use pmtr_core::proto::state::HandedCapture;
 use pmtr_core::supervise::event::Pid;
 
 use super::log::sanitize;
@@ -122,6 +123,30 @@ impl Captures {
         }
     }
 
+    /// Every pipe, read up to what it holds now (its lines handed on as
+    /// any), then described for the next pmtr: a reexec (SPEC 11.8) keeps
+    /// the pipes open across the exec.
+    pub fn hand_over(
+        &mut self,
+        registry: &mut Registry,
+        sink: &mut dyn FnMut(&str, Pid, &str, bool),
+    ) -> Vec<HandedCapture> {
+        let tokens: Vec<Token> = self.pipes.keys().copied().collect();
+        for token in tokens {
+            self.read(registry, token, false, sink);
+        }
+        self.pipes
+            .values()
+            .map(|capture| HandedCapture {
+                job: capture.job.clone(),
+                pid: capture.pid,
+                fd: capture.pipe.as_raw_fd(),
+                index: capture.index,
+                partial: capture.partial.clone(),
+            })
+            .collect()
+    }
+
     /// SIGUSR1: the files pmtr writes are reopened by name.
     pub fn reopen_files(&mut self) {
         self.files.reopen_all();
@@ -148,6 +173,8 @@ pub struct Capture {
     pid: Pid,
     pipe: OwnedFd,
     sink: Sink,
+    /// Which of the job's pipes (`spawner::sinks`).
+    index: usize,
     partial: Vec<u8>,
 }
 
@@ -161,13 +188,27 @@ pub enum Drained {
 }
 
 impl Capture {
-    pub fn new(job: String, pid: Pid, pipe: OwnedFd, sink: Sink) -> Capture {
+    pub fn new(job: String, pid: Pid, pipe: OwnedFd, sink: Sink, index: usize) -> Capture {
         Capture {
             job,
             pid,
             pipe,
             sink,
+            index,
             partial: Vec::new(),
+        }
+    }
+
+    /// A pipe the pmtr before this one read (SPEC 11.8), with the start of
+    /// a line it had not seen end.
+    pub fn resume(handed: HandedCapture, pipe: OwnedFd, sink: Sink) -> Capture {
+        Capture {
+            job: handed.job,
+            pid: handed.pid,
+            pipe,
+            sink,
+            index: handed.index,
+            partial: handed.partial,
         }
     }
 

@@ -27,6 +27,8 @@ pub enum Source {
     Notify,
     /// The jobs' `cgroup.events` (SPEC 11.7).
     Cgroups,
+    /// The pidfd of a job adopted from a pmtr that died (SPEC 11.8).
+    Adopted,
 }
 
 /// Names one registration for as long as it lasts.

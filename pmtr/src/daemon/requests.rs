@@ -49,6 +49,7 @@ pub fn events(request: &Request, mut mint: impl FnMut() -> ReplyToken) -> Vec<(R
         Request::Reload => vec![asked(&|token| Event::ReloadRequested {
             reply: Some(token),
         })],
+        Request::Reexec => vec![asked(&|reply| Event::Reexec { reply })],
         Request::Wait {
             jobs,
             timeout_millis,
@@ -95,7 +96,9 @@ pub fn outcome(request: Request, replies: Vec<Option<Reply>>) -> Outcome {
         Request::Enable { jobs } | Request::Disable { jobs } | Request::Restart { jobs } => {
             done(jobs, &mut replies)
         }
-        Request::Reload | Request::Wait { .. } => done(vec![String::new()], &mut replies),
+        Request::Reload | Request::Reexec | Request::Wait { .. } => {
+            done(vec![String::new()], &mut replies)
+        }
         Request::Status { .. } => match replies.next() {
             Some(Reply::Status(jobs)) => Outcome::Respond(vec![Response::Status { jobs }]),
             other => refusal(other),

@@ -261,8 +261,8 @@ impl Spawner {
                 }
             }
         }
-        for (sink, read, _write) in pipes {
-            let capture = Capture::new(name.clone(), pid, read, sink);
+        for (index, (sink, read, _write)) in pipes.into_iter().enumerate() {
+            let capture = Capture::new(name.clone(), pid, read, sink, index);
             if let Err(errno) = captures.watch(registry, capture) {
                 let warning = format!("unable to watch job output: {}", Text(errno));
                 self.warnings.push(warning);
@@ -314,19 +314,14 @@ fn with_notify(def: Arc<Job>, address: Option<&str>) -> Arc<Job> {
     Arc::new(job)
 }
 
-/// Everything a start needs before the fork: its pipes and its plan.
-fn prepare<'c>(
-    context: &'c PlanContext,
-    id: JobId,
-    job: &Job,
-) -> Result<Prepared<'c>, SpawnFailure> {
-    let short =
-        |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
+/// Where the job's stdout and stderr go through pmtr, if they do: one
+/// pipe per distinct sink, stdout's first.
+fn stream_sinks(job: &Job) -> (Option<Sink>, Option<Sink>) {
     // The owner of files pmtr creates for the job: its user.
     let owner = match &job.user {
         Some(name) => match nix::unistd::User::from_name(name) {
             Ok(Some(user)) => Some((user.uid.as_raw(), user.gid.as_raw())),
-            // The plan below says why the job cannot start.
+            // The plan says why the job cannot start.
             _ => None,
         },
         None => None,
@@ -340,7 +335,29 @@ fn prepare<'c>(
         }),
         Output::File(_) | Output::Stdout | Output::Stderr => None,
     };
-    let (out_sink, err_sink) = (sink_of(&job.stdout), sink_of(&job.stderr));
+    (sink_of(&job.stdout), sink_of(&job.stderr))
+}
+
+/// The job's capture pipes, in the order its start makes them: where
+/// each one's lines go.
+pub fn pipe_sinks(job: &Job) -> Vec<Sink> {
+    let (out, err) = stream_sinks(job);
+    let mut sinks: Vec<Sink> = out.into_iter().collect();
+    if let Some(err) = err.filter(|e| !sinks.contains(e)) {
+        sinks.push(err);
+    }
+    sinks
+}
+
+/// Everything a start needs before the fork: its pipes and its plan.
+fn prepare<'c>(
+    context: &'c PlanContext,
+    id: JobId,
+    job: &Job,
+) -> Result<Prepared<'c>, SpawnFailure> {
+    let short =
+        |what: &str, errno: Errno| SpawnFailure::Transient(format!("{what}: {}", Text(errno)));
+    let (out_sink, err_sink) = stream_sinks(job);
     let mut captures: Vec<(Sink, OwnedFd, OwnedFd)> = Vec::new();
     let mut captured = Captured::default();
     for (sink, target) in [

@@ -1,7 +1,10 @@
 //! Processes as the kernel sees them: reaping children, signalling and
 //! probing process groups, and the process-wide settings of a supervisor.
 
+use std::os::fd::RawFd;
+
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -66,7 +69,6 @@ pub fn group_alive(pgid: libc::pid_t) -> bool {
 /// does the same, but a kernel before 5.11 lacks its CLOEXEC flag.
 /// Returns how many were marked.
 pub fn close_inherited_on_exec() -> usize {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return 0;
     };
@@ -149,4 +151,67 @@ pub fn children() -> Vec<libc::pid_t> {
 /// Sends `signal` to one process; one already gone is not an error.
 pub fn signal_process(pid: libc::pid_t, signal: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+}
+
+/// A descriptor that reads as ready once process `pid` has ended: how
+/// pmtr follows a job it adopted but did not start, which is not its child
+/// (SPEC 11.8).
+pub fn pidfd_open(pid: libc::pid_t) -> Result<std::os::fd::OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new
+    // descriptor (close-on-exec) or -1; nothing else is touched.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    match fd {
+        -1 => Err(Errno::last()),
+        // SAFETY: the kernel just made this descriptor, and only here.
+        fd => Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as RawFd) }),
+    }
+}
+
+/// Sets (`keep` false) or clears (`keep` true) close-on-exec on `fd`: a
+/// reexec keeps exactly the descriptors it hands over open.
+pub fn keep_across_exec(fd: RawFd, keep: bool) -> Result<(), Errno> {
+    // SAFETY: `fd` is one of pmtr's open descriptors, owned elsewhere and
+    // alive for this call; fcntl only changes its flags.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let flags = match keep {
+        true => FdFlag::empty(),
+        false => FdFlag::FD_CLOEXEC,
+    };
+    fcntl(borrowed, FcntlArg::F_SETFD(flags)).map(|_| ())
+}
+
+/// Replaces pmtr with `program` run with `args` (argv[0] included) and
+/// pmtr's environment; returns only if that failed.
+pub fn exec(program: &std::path::Path, args: &[std::ffi::OsString]) -> Errno {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |bytes: &[u8]| std::ffi::CString::new(bytes).map_err(|_| Errno::EINVAL);
+    let program = match c(program.as_os_str().as_bytes()) {
+        Ok(program) => program,
+        Err(errno) => return errno,
+    };
+    let args: Result<Vec<std::ffi::CString>, Errno> =
+        args.iter().map(|a| c(a.as_bytes())).collect();
+    match args {
+        Ok(args) => match nix::unistd::execv(&program, &args) {
+            Err(errno) => errno,
+            Ok(never) => match never {},
+        },
+        Err(errno) => errno,
+    }
+}
+
+/// Takes ownership of descriptor `fd`, which the pmtr before this one
+/// kept open across its exec for this one (SPEC 11.8); none if it is not
+/// open. Marked close-on-exec again: no job gets it.
+pub fn take_handed(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    if fd <= 2 {
+        return None;
+    }
+    // SAFETY: only borrowed for the flag check; a closed number fails.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    // SAFETY: the descriptor is open and was handed to this process by
+    // number; the state that names it is checked to name each number once
+    // (daemon/handover.rs), and nothing else in pmtr took it over.
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }

@@ -76,6 +76,9 @@ pub enum Command {
     },
     /// Read the configuration file again now
     Reload,
+    /// Upgrade pmtr under its running jobs: exec the binary now at pmtr's
+    /// path, which takes the jobs over (same pids, output, timers)
+    Reexec,
     /// Wait until every job named is ready (exit 0); exit 1 when one fails
     /// to become ready or the timeout passes
     Wait {

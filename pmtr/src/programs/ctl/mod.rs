@@ -42,6 +42,7 @@ pub fn run(args: &CtlArgs) -> ExitCode {
             jobs: names.clone(),
         },
         Command::Reload => Request::Reload,
+        Command::Reexec => Request::Reexec,
         Command::Wait { names, timeout } => Request::Wait {
             jobs: names.clone(),
             timeout_millis: *timeout,

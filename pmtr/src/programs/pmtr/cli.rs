@@ -56,6 +56,17 @@ pub struct Args {
     )]
     pub cgroup: String,
 
+    /// Check that this pmtr can take over the state in FILE (and read the
+    /// configuration), then exit: 0 when it can, 1 with the reason when
+    /// not. `pmtr-ctl reexec` runs the new binary so before it execs it
+    #[arg(long = "check-state", value_name = "FILE")]
+    pub check_state: Option<PathBuf>,
+
+    /// Take over the jobs of the pmtr that exec'd this one (internal: set
+    /// by `pmtr-ctl reexec`)
+    #[arg(long = "handover", value_name = "FILE", hide = true)]
+    pub handover: Option<PathBuf>,
+
     /// Accepted for compatibility with the original pmtr; has no effect
     #[arg(short = 'I', hide = true)]
     pub echo_to_stderr: bool,

@@ -1,0 +1,220 @@
+//! The shell's side of a handover (SPEC 11.8): the state file beside the
+//! control socket, rewritten when the jobs change; whether a saved process
+//! is still the one pmtr started (pid and start time); and what pmtr
+//! starts with — the state of a pmtr that died, or the one a reexec handed
+//! over with its descriptors. What is adopted is decided in the core
+//! (`Supervisor::adopt`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use pmtr_core::proto::state::{State, StateJob};
+use pmtr_core::resources;
+use pmtr_core::supervise::event::Pid;
+use pmtr_core::supervise::handover::Liveness;
+use pmtr_core::supervise::Supervisor;
+
+use super::spawner::pipe_sinks;
+
+/// What pmtr starts with.
+pub enum Inherited {
+    /// Nothing to take over.
+    Nothing,
+    /// The state file of a pmtr that is gone: its jobs' processes are not
+    /// pmtr's children, and their pipes died with it.
+    Crashed(State),
+    /// The state a reexec handed over (the same process): the jobs are
+    /// pmtr's children, their pipes and pmtr's sockets open.
+    Exec(State),
+}
+
+/// Start time of process `pid` (clock ticks after boot) and its process
+/// group, while it runs (a zombie has ended).
+fn identity(pid: Pid) -> Option<(u64, Pid)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = text.rsplit_once(')')?.1.split_whitespace().next()?;
+    if matches!(state, "Z" | "X") {
+        return None;
+    }
+    resources::proc_stat(&text).map(|stat| (stat.start_ticks, stat.pgid))
+}
+
+/// pmtr's own start time.
+pub fn own_start() -> u64 {
+    identity(std::process::id() as Pid).map_or(0, |(start, _)| start)
+}
+
+/// Whether the saved job's process still runs — the same process, by pid
+/// and start time, still leading its group — and can be taken over as it
+/// is. After a crash, output that went through pmtr's pipes, and sd_notify
+/// to pmtr's socket, died with it: such a job is adopted to be restarted.
+pub fn liveness(job: &StateJob, crashed: bool) -> Liveness {
+    let Some(run) = &job.saved.run else {
+        return Liveness::Gone;
+    };
+    match (identity(run.pid), job.process_start) {
+        (Some((start, pgid)), Some(saved)) if start == saved && pgid == run.pid => {}
+        _ => return Liveness::Gone,
+    }
+    if crashed && job.captured {
+        return Liveness::Restart("its output went to the pmtr that died and cannot be recovered");
+    }
+    if crashed && job.notify {
+        return Liveness::Restart("it spoke sd_notify to the pmtr that died");
+    }
+    Liveness::Alive
+}
+
+/// Whether the pmtr that wrote `state` still runs (another pmtr on the
+/// same socket directory, or this one).
+pub fn owner_runs(state: &State) -> bool {
+    identity(state.owner).is_some_and(|(start, _)| start == state.owner_start)
+}
+
+/// The state file, rewritten only when something changed.
+pub struct StateFile {
+    path: PathBuf,
+    temporary: PathBuf,
+    /// Hash of the bytes written last.
+    written: Option<u64>,
+    /// Start times of running jobs' processes, read once per process.
+    starts: HashMap<Pid, u64>,
+    own_start: u64,
+}
+
+impl StateFile {
+    /// The state file beside the control socket `socket`.
+    pub fn beside(socket: &Path) -> StateFile {
+        let path = socket.with_file_name("pmtr.state");
+        let temporary = socket.with_file_name(".pmtr.state.tmp");
+        StateFile {
+            path,
+            temporary,
+            written: None,
+            starts: HashMap::new(),
+            own_start: own_start(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file a pmtr before left; none if there is none.
+    pub fn read(path: &Path) -> Result<Option<State>, String> {
+        let bytes = match pmtr_common::files::open_regular(path) {
+            Ok((file, metadata)) => {
+                use std::io::Read;
+                let most = pmtr_core::proto::state::MAX_BYTES as u64 + 1;
+                let mut bytes = Vec::with_capacity(metadata.len().min(most) as usize);
+                file.take(most)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| format!("unable to read {}: {e}", path.display()))?;
+                bytes
+            }
+            Err(pmtr_common::files::NotOpened::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None)
+            }
+            Err(pmtr_common::files::NotOpened::Io(e)) => {
+                return Err(format!("unable to open {}: {e}", path.display()))
+            }
+            Err(pmtr_common::files::NotOpened::NotRegular) => {
+                return Err(format!("{} is not a regular file", path.display()))
+            }
+        };
+        State::decode(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The state of `supervisor`'s jobs now.
+    pub fn snapshot(&mut self, supervisor: &Supervisor) -> State {
+        let saved = supervisor.saved_jobs();
+        let mut starts = HashMap::with_capacity(self.starts.len());
+        let jobs = saved
+            .into_iter()
+            .zip(supervisor.jobs())
+            .map(|(saved, job)| {
+                let process_start = saved.run.as_ref().and_then(|run| {
+                    let known = self.starts.get(&run.pid).copied();
+                    let start = known.or_else(|| identity(run.pid).map(|(start, _)| start))?;
+                    starts.insert(run.pid, start);
+                    Some(start)
+                });
+                StateJob {
+                    process_start,
+                    captured: !pipe_sinks(&job.def).is_empty(),
+                    notify: job.def.uses_notify(),
+                    saved,
+                }
+            })
+            .collect();
+        self.starts = starts;
+        State::new(std::process::id() as Pid, self.own_start, jobs)
+    }
+
+    /// Writes `state` if it differs from what was written last.
+    pub fn write(&mut self, state: &State) -> Result<(), String> {
+        let bytes = state.encode();
+        let hash = fnv(&bytes);
+        if self.written == Some(hash) {
+            return Ok(());
+        }
+        pmtr_common::files::replace(&self.path, &self.temporary, &bytes).map_err(|e| {
+            format!(
+                "unable to write the state file {}: {e}",
+                self.path.display()
+            )
+        })?;
+        self.written = Some(hash);
+        Ok(())
+    }
+
+    /// At a clean exit: nothing is left to take over.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The path of the binary now at pmtr's path: `/proc/self/exe` names the
+/// file pmtr was started from, "(deleted)" once a package replaced it.
+pub fn binary_path() -> Result<PathBuf, String> {
+    let link = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| format!("unable to read /proc/self/exe: {e}"))?;
+    let text = link.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) => PathBuf::from(path),
+        None => link,
+    })
+}
+
+/// pmtr's command line for the next pmtr: its own, with `--handover FILE`
+/// in place of any it was given.
+pub fn next_args(state: &Path) -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    let mut skip = false;
+    for arg in std::env::args_os() {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if arg == "--handover" {
+            skip = true;
+            continue;
+        }
+        if arg.to_string_lossy().starts_with("--handover=") {
+            continue;
+        }
+        args.push(arg);
+    }
+    args.push("--handover".into());
+    args.push(state.as_os_str().to_owned());
+    args
+}

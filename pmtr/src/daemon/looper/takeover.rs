@@ -1,0 +1,340 @@
+//! The loop's part in a handover (SPEC 11.8): keeping the state file
+//! current, taking jobs over at the start (from a pmtr that died, or from
+//! the one that exec'd this one), following adopted processes that are
+//! not pmtr's children, and `pmtr-ctl reexec` — the new binary checks the
+//! state as a child first, and pmtr execs it only if it accepts.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sys::epoll::EpollFlags;
+use pmtr_core::proto::state::{Handed, State};
+use pmtr_core::supervise::event::{Action, Event, ExitStatus, Level, Pid, Reply, ReplyToken};
+use pmtr_core::supervise::handover::Liveness;
+
+use super::Daemon;
+use crate::daemon::handover::{self, Inherited};
+use crate::daemon::output::Capture;
+use crate::daemon::registry::{Source, Token};
+use crate::daemon::spawner::pipe_sinks;
+use crate::sys::process;
+use pmtr_common::reason::Text;
+
+/// A reexec under way: the new binary checks the state.
+pub struct PendingReexec {
+    checker: std::process::Child,
+    reply: ReplyToken,
+    binary: PathBuf,
+    /// How the check ended, once it has.
+    outcome: Option<ExitStatus>,
+}
+
+impl PendingReexec {
+    pub fn checker(&self) -> Pid {
+        self.checker.id() as Pid
+    }
+}
+
+/// The signal's name, for an exit saved by number.
+fn signal_name(number: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(number).map_or("unknown signal", |s| s.as_str())
+}
+
+/// Whether each handed descriptor is named once: a state naming one twice
+/// would have pmtr close it twice.
+fn distinct(handed: &Handed) -> bool {
+    let mut seen = HashSet::new();
+    let control = handed.control.into_iter();
+    let notify = handed.notify.iter().map(|(fd, _)| *fd);
+    let captures = handed.captures.iter().map(|c| c.fd);
+    control
+        .chain(notify)
+        .chain(captures)
+        .all(|fd| seen.insert(fd))
+}
+
+impl Daemon {
+    /// Takes over the jobs `inherited` names, before the first start.
+    pub(super) fn take_over(&mut self, inherited: Inherited) {
+        let (mut state, crashed) = match inherited {
+            Inherited::Nothing => return,
+            Inherited::Crashed(state) => (state, true),
+            Inherited::Exec(state) => (state, false),
+        };
+        let handed = state.handed.take().filter(distinct).unwrap_or_default();
+        let lives: HashMap<String, Liveness> = state
+            .jobs
+            .iter()
+            .map(|job| (job.saved.name.clone(), handover::liveness(job, crashed)))
+            .collect();
+        let saved = state.jobs.into_iter().map(|job| job.saved).collect();
+        let now = self.clock.now();
+        let liveness = |job: &pmtr_core::supervise::handover::SavedJob| {
+            lives.get(&job.name).copied().unwrap_or(Liveness::Gone)
+        };
+        let actions = self.supervisor.adopt(saved, liveness, signal_name, now);
+        for action in actions {
+            match action {
+                Action::Log { level, message } => self.logger.log(level, &message),
+                Action::Signal { pgid, signal } => self.signal(pgid, signal),
+                other => {
+                    let message = format!("takeover: unexpected {other:?}");
+                    self.logger.log(Level::Error, &message);
+                }
+            }
+        }
+        let running: Vec<(String, Pid)> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .filter_map(|j| Some((j.def.name.clone(), j.phase.run()?.pid)))
+            .collect();
+        for (name, pid) in &running {
+            if let Some(containment) = &mut self.containment {
+                containment.adopt(name, *pid);
+            }
+            if crashed {
+                self.follow_adopted(name, *pid);
+            }
+        }
+        self.resume_captures(handed, &running);
+        self.state_dirty = true;
+    }
+
+    /// Follows a process pmtr adopted but did not start through a pidfd:
+    /// its end is not reported to pmtr otherwise.
+    fn follow_adopted(&mut self, name: &str, pid: Pid) {
+        let followed = process::pidfd_open(pid).map_err(|errno| errno.to_string());
+        let registered = followed.and_then(|pidfd| {
+            let token = self
+                .registry
+                .add(pidfd.as_fd(), EpollFlags::EPOLLIN, Source::Adopted)
+                .map_err(|errno| errno.to_string())?;
+            Ok((token, pidfd))
+        });
+        match registered {
+            Ok((token, pidfd)) => {
+                self.adopted.insert(token, (pid, pidfd));
+            }
+            Err(why) => {
+                let message = format!(
+                    "job {name} [{pid}]: unable to follow the adopted process ({why}); its end will be seen when pmtr probes its group"
+                );
+                self.logger.log(Level::Warning, &message);
+            }
+        }
+    }
+
+    /// Adopted processes that ended: reaped as far as pmtr can tell.
+    pub(super) fn adopted_ended(&mut self, tokens: &[Token]) {
+        let mut events = Vec::new();
+        for token in tokens {
+            if let Some((pid, pidfd)) = self.adopted.remove(token) {
+                self.registry.remove(pidfd.as_fd(), *token);
+                events.push(Event::Reaped {
+                    pid,
+                    status: ExitStatus::Unknown,
+                });
+            }
+        }
+        self.apply_all(events);
+    }
+
+    /// The output pipes a reexec handed over, read again by this pmtr —
+    /// those of jobs still running under the same pid; the others closed.
+    fn resume_captures(&mut self, handed: Handed, running: &[(String, Pid)]) {
+        for capture in handed.captures {
+            let Some(pipe) = process::take_handed(capture.fd) else {
+                continue;
+            };
+            let runs = running
+                .iter()
+                .any(|(name, pid)| *name == capture.job && *pid == capture.pid);
+            let job = self
+                .supervisor
+                .jobs()
+                .iter()
+                .find(|j| j.def.name == capture.job);
+            let sink = job.and_then(|j| pipe_sinks(&j.def).into_iter().nth(capture.index));
+            let (true, Some(sink)) = (runs, sink) else {
+                continue; // dropped: closed
+            };
+            let resumed = Capture::resume(capture, pipe, sink);
+            if let Err(errno) = self.captures.watch(&mut self.registry, resumed) {
+                let message = format!("unable to watch job output: {}", Text(errno));
+                self.logger.log(Level::Error, &message);
+            }
+        }
+    }
+
+    /// Rewrites the state file if the jobs changed — once the starts of a
+    /// round are all made, not after each batch.
+    pub(super) fn write_state(&mut self) {
+        if !self.state_dirty || self.spawner.has_queued() || self.exit.is_some() {
+            return;
+        }
+        let Some(state_file) = &mut self.state_file else {
+            return;
+        };
+        self.state_dirty = false;
+        let state = state_file.snapshot(&self.supervisor);
+        if let Err(message) = state_file.write(&state) {
+            self.logger.log(Level::Warning, &message);
+        }
+    }
+
+    /// `pmtr-ctl reexec`, which the core let through: the binary now at
+    /// pmtr's path checks the state as a child; the loop goes on meanwhile.
+    pub(super) fn begin_reexec(&mut self, reply: ReplyToken) {
+        if self.reexec.is_some() {
+            return self.refuse_reexec(reply, "a reexec is in progress".into());
+        }
+        let started = handover::binary_path().and_then(|binary| {
+            let Some(state_file) = &mut self.state_file else {
+                return Err("pmtr has no control socket directory for its state".into());
+            };
+            let check = state_file.path().with_extension("check");
+            let state = state_file.snapshot(&self.supervisor);
+            pmtr_common::files::replace(
+                &check,
+                &check.with_extension("check.tmp"),
+                &state.encode(),
+            )
+            .map_err(|e| format!("unable to write {}: {e}", check.display()))?;
+            let checker = std::process::Command::new(&binary)
+                .arg("--check-state")
+                .arg(&check)
+                .arg("-c")
+                .arg(&self.config_path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("unable to run {}: {e}", binary.display()))?;
+            Ok(PendingReexec {
+                checker,
+                reply,
+                binary,
+                outcome: None,
+            })
+        });
+        match started {
+            Ok(pending) => {
+                let message = format!("reexec: {} checks the state", pending.binary.display());
+                self.logger.log(Level::Info, &message);
+                self.reexec = Some(pending);
+            }
+            Err(why) => self.refuse_reexec(reply, why),
+        }
+    }
+
+    fn refuse_reexec(&mut self, reply: ReplyToken, why: String) {
+        self.logger
+            .log(Level::Warning, &format!("reexec refused: {why}"));
+        let message = format!("reexec refused: {why}");
+        self.replies
+            .push((reply, Reply::Done { ok: false, message }));
+        self.answer_waiting();
+    }
+
+    /// The check of a reexec ended (reaped): the exec follows at the end
+    /// of this turn, once the turn's events are applied.
+    pub(super) fn reexec_checked(&mut self, status: ExitStatus) {
+        if let Some(pending) = &mut self.reexec {
+            pending.outcome = Some(status);
+        }
+    }
+
+    /// Execs the new binary if its check accepted the state; says why not
+    /// otherwise, and goes on.
+    pub(super) fn finish_reexec(&mut self) {
+        if self.reexec.as_ref().is_none_or(|p| p.outcome.is_none()) {
+            return;
+        }
+        let Some(mut pending) = self.reexec.take() else {
+            return;
+        };
+        if let Some(state_file) = &self.state_file {
+            let _ = std::fs::remove_file(state_file.path().with_extension("check"));
+        }
+        if pending.outcome != Some(ExitStatus::Code(0)) {
+            let mut said = String::new();
+            if let Some(mut stderr) = pending.checker.stderr.take() {
+                use std::io::Read;
+                let _ = (&mut stderr).take(4096).read_to_string(&mut said);
+            }
+            let said = said.trim().replace('\n', "; ");
+            let status = pending.outcome.map_or("?".into(), |s| s.to_string());
+            let why = format!("the new pmtr refused the state ({status}): {said}");
+            return self.refuse_reexec(pending.reply, why);
+        }
+        if let Some(why) = self.supervisor.handover_blocked() {
+            return self.refuse_reexec(pending.reply, why);
+        }
+        self.exec_new(pending);
+    }
+
+    /// Hands everything over and execs the new binary; if the exec fails,
+    /// takes the descriptors back and goes on.
+    fn exec_new(&mut self, pending: PendingReexec) {
+        let mut handed = Handed {
+            control: self.control.as_ref().map(|c| c.listener_fd()),
+            notify: self
+                .notices
+                .as_ref()
+                .map(|n| (n.raw_fd(), n.address().to_string())),
+            captures: Vec::new(),
+        };
+        let Daemon {
+            captures,
+            registry,
+            logger,
+            ..
+        } = self;
+        handed.captures = captures.hand_over(registry, &mut |job, pid, line, to_log| {
+            if to_log {
+                logger.log(Level::Info, &format!("{job}[{pid}]: {line}"));
+            }
+        });
+        let Some(state_file) = &mut self.state_file else {
+            return;
+        };
+        let mut state: State = state_file.snapshot(&self.supervisor);
+        state.handed = Some(handed.clone());
+        if let Err(message) = state_file.write(&state) {
+            return self.refuse_reexec(pending.reply, message);
+        }
+        let path = state_file.path().to_path_buf();
+        let fds: Vec<i32> = handed
+            .control
+            .into_iter()
+            .chain(handed.notify.iter().map(|(fd, _)| *fd))
+            .chain(handed.captures.iter().map(|c| c.fd))
+            .collect();
+        let message = format!(
+            "reexec: handing {} jobs to {}",
+            self.supervisor.jobs().len(),
+            pending.binary.display()
+        );
+        self.logger.log(Level::Info, &message);
+        let message = format!("re-executing {}", pending.binary.display());
+        self.replies
+            .push((pending.reply, Reply::Done { ok: true, message }));
+        self.answer_waiting();
+        for &fd in &fds {
+            let _ = process::keep_across_exec(fd, true);
+        }
+        let errno = process::exec(&pending.binary, &handover::next_args(&path));
+        for &fd in &fds {
+            let _ = process::keep_across_exec(fd, false);
+        }
+        let message = format!(
+            "reexec: unable to exec {}: {}; going on",
+            pending.binary.display(),
+            Text(errno)
+        );
+        self.logger.log(Level::Error, &message);
+        self.state_dirty = true;
+    }
+}
