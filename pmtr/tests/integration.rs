@@ -13,6 +13,7 @@ mod daemonize;
 mod engine;
 mod envfiles;
 mod faults;
+mod handover;
 mod include;
 mod instances;
 mod logfiles;

@@ -185,13 +185,26 @@ impl Pmtr {
         wrapper: Option<&[&str]>,
         env: &[(&str, &str)],
     ) -> Pmtr {
-        let config = sandbox.write("pmtr.conf", text);
-        let mut argv: Vec<String> = wrapper
+        let wrapper: Vec<&str> = wrapper
             .unwrap_or(&[])
             .iter()
-            .map(|s| s.to_string())
+            .copied()
+            .chain([PMTR])
             .collect();
-        argv.push(PMTR.to_string());
+        Pmtr::start_program(sandbox, text, args, &wrapper, env)
+    }
+
+    /// As `start_with`, running `program` (the last word of `command`,
+    /// after any wrapper) as pmtr: a copy of the binary a test replaces.
+    pub fn start_program(
+        sandbox: &Sandbox,
+        text: &str,
+        args: &[&str],
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> Pmtr {
+        let config = sandbox.write("pmtr.conf", text);
+        let mut argv: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         argv.extend(["-F", "-c", config.to_str().unwrap()].map(String::from));
         if !args.contains(&"--socket") {
             argv.extend([

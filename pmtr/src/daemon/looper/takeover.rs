@@ -62,7 +62,10 @@ impl Daemon {
             Inherited::Crashed(state) => (state, true),
             Inherited::Exec(state) => (state, false),
         };
-        let handed = state.handed.take().filter(distinct).unwrap_or_default();
+        // Descriptors are numbers in the process that wrote them: only the
+        // same process, after its exec, may take them.
+        let handed = state.handed.take().filter(|h| !crashed && distinct(h));
+        let handed = handed.unwrap_or_default();
         let lives: HashMap<String, Liveness> = state
             .jobs
             .iter()
