@@ -279,3 +279,36 @@ fn an_oom_kill_is_logged_as_such() {
     );
     pmtr.expect("job hog killed by the OOM killer", SHORT);
 }
+
+/// A start pmtr forks (its stdin is a FIFO, whose open waits) is placed
+/// by the child itself, before anything else: it is in its cgroup while
+/// it still waits for a writer.
+#[test]
+fn a_forked_start_enters_its_cgroup_too() {
+    let Some(cgroup) = TestCgroup::new("forked") else {
+        skip_if(
+            true,
+            "a_forked_start_enters_its_cgroup_too",
+            "no writable cgroup v2 mount",
+        );
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let fifo = sandbox.path("in.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let config = format!(
+        "job {{\n name reader\n cmd /bin/sleep 86403\n in {}\n}}\n",
+        fifo.display()
+    );
+    let mut pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", &cgroup.arg()], None);
+    let pid = pmtr.expect_started("reader", 1, SHORT);
+    let placed = || {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.starts_with("0::") && l.ends_with("/job.reader"))
+        })
+    };
+    assert!(wait_until(SHORT, placed), "not in its cgroup");
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+}

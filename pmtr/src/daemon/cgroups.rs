@@ -202,6 +202,9 @@ struct JobCgroup {
     written: CgroupLimits,
     /// OOM kills its `memory.events` counted when last looked at.
     oom_kills: u64,
+    /// Its `cgroup.events` is watched: from the first time pmtr waited for
+    /// it to empty. Not before: every start would wake pmtr for nothing.
+    watched: bool,
 }
 
 /// The subtree pmtr manages, entered.
@@ -275,7 +278,7 @@ impl Containment {
     }
 
     /// Makes the cgroup of job `name` ready for a start and opens its
-    /// `cgroup.procs` for the child to enter; what went wrong with its
+    /// directory for the child to be made in; what went wrong with its
     /// limits, for the log.
     pub fn prepare(
         &mut self,
@@ -292,26 +295,26 @@ impl Containment {
         }
         if !self.jobs.contains_key(name) {
             let dir = self.base.join(dir_name(name));
-            match fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            let existed = match fs::create_dir(&dir) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
                 Err(e) => return Err(format!("unable to create {}: {e}", dir.display())),
-            }
-            let flags = AddWatchFlags::IN_MODIFY;
-            if let Ok(watch) = self.inotify.add_watch(&dir.join("cgroup.events"), flags) {
-                self.watches.insert(watch, name.to_string());
-            }
+            };
             // Kills counted before (a cgroup a previous pmtr made) are
             // not this pmtr's news.
-            let oom_kills = fs::read_to_string(dir.join("memory.events"))
-                .ok()
-                .and_then(|events| resources::oom_kills(&events))
-                .unwrap_or(0);
+            let oom_kills = match existed {
+                true => fs::read_to_string(dir.join("memory.events"))
+                    .ok()
+                    .and_then(|events| resources::oom_kills(&events))
+                    .unwrap_or(0),
+                false => 0,
+            };
             let job = JobCgroup {
                 dir,
                 leader: None,
                 written: CgroupLimits::default(),
                 oom_kills,
+                watched: false,
             };
             self.jobs.insert(name.to_string(), job);
         }
@@ -324,12 +327,15 @@ impl Containment {
             }
             job.written = *limits;
         }
-        let procs = job.dir.join("cgroup.procs");
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&procs)
-            .map_err(|e| format!("unable to open {}: {e}", procs.display()))?;
-        Ok((OwnedFd::from(file), warnings))
+        let dir = nix::fcntl::open(
+            &job.dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|errno| format!("unable to open {}: {errno}", job.dir.display()))?;
+        Ok((dir, warnings))
     }
 
     /// Job `name`'s process `pid`, which a pmtr before this one started
@@ -360,8 +366,32 @@ impl Containment {
     }
 
     /// Whether the cgroup of the job led by `pgid` still holds a process;
-    /// `None`: pmtr does not contain that job.
-    pub fn populated(&self, pgid: Pid) -> Option<bool> {
+    /// `None`: pmtr does not contain that job. A cgroup found occupied is
+    /// watched from then on, and read again: it may have emptied before
+    /// the watch began.
+    pub fn populated(&mut self, pgid: Pid) -> Option<bool> {
+        let read = |dir: &Path| {
+            let events = fs::read_to_string(dir.join("cgroup.events")).ok()?;
+            resources::populated(&events)
+        };
+        let name = self.leaders.get(&pgid)?.clone();
+        let job = self.jobs.get_mut(&name)?;
+        let populated = read(&job.dir)?;
+        if !populated || job.watched {
+            return Some(populated);
+        }
+        let flags = AddWatchFlags::IN_MODIFY;
+        if let Ok(watch) = self
+            .inotify
+            .add_watch(&job.dir.join("cgroup.events"), flags)
+        {
+            self.watches.insert(watch, name);
+            job.watched = true;
+        }
+        read(&job.dir)
+    }
+
+    fn read_populated(&self, pgid: Pid) -> Option<bool> {
         let job = self.of_leader(pgid)?;
         let events = fs::read_to_string(job.dir.join("cgroup.events")).ok()?;
         resources::populated(&events)
@@ -395,7 +425,7 @@ impl Containment {
                     continue;
                 };
                 let Some(leader) = job.leader else { continue };
-                if !emptied.contains(&leader) && self.populated(leader) == Some(false) {
+                if !emptied.contains(&leader) && self.read_populated(leader) == Some(false) {
                     emptied.push(leader);
                 }
             }

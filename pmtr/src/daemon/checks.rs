@@ -301,9 +301,9 @@ fn start_command(
     let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| short("pipe", e))?;
     nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .map_err(|e| short("fcntl", e))?;
-    let plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
+    let mut plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
         .map_err(|error| error.to_string())?;
-    let spawned = start_child(&plan, context.mounts.mounts()).map_err(|e| short("fork", e))?;
+    let spawned = start_child(&mut plan, context.mounts.mounts()).map_err(|e| short("fork", e))?;
     drop(plan);
     drop(write);
     // Unwatchable: the output is lost, the exit still counts.

@@ -15,6 +15,7 @@ use pmtr_core::supervise::handover::Liveness;
 use pmtr_core::supervise::Supervisor;
 
 use super::spawner::pipe_sinks;
+use crate::sys::process;
 
 /// What pmtr starts with.
 pub enum Inherited {
@@ -52,6 +53,11 @@ pub fn liveness(job: &StateJob, crashed: bool) -> Liveness {
     let Some(run) = &job.saved.run else {
         return Liveness::Gone;
     };
+    // After an exec the jobs pmtr started are its children, whose pids no
+    // one else can have: no need to look further.
+    if !crashed && process::is_child(run.pid) {
+        return Liveness::Alive;
+    }
     match (identity(run.pid), job.process_start) {
         (Some((start, pgid)), Some(saved)) if start == saved && pgid == run.pid => {}
         _ => return Liveness::Gone,
@@ -127,6 +133,16 @@ impl StateFile {
         State::decode(&bytes)
             .map(Some)
             .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Knows the start times `state` gives, of processes taken over: they
+    /// are not read again.
+    pub fn remember_starts(&mut self, state: &State) {
+        for job in &state.jobs {
+            if let (Some(run), Some(start)) = (&job.saved.run, job.process_start) {
+                self.starts.insert(run.pid, start);
+            }
+        }
     }
 
     /// The state of `supervisor`'s jobs now.

@@ -837,7 +837,7 @@ impl Daemon {
                     Action::Spawn { job, def } => self.spawner.queue(job, def),
                     Action::Signal { pgid, signal } => self.signal(pgid, signal),
                     Action::Probe { pgid } => {
-                        let contained = self.containment.as_ref().and_then(|c| c.populated(pgid));
+                        let contained = self.containment.as_mut().and_then(|c| c.populated(pgid));
                         queue.push_back(Event::Probed {
                             pgid,
                             alive: contained.unwrap_or_else(|| process::group_alive(pgid)),

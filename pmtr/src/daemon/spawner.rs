@@ -22,7 +22,9 @@ use super::registry::{Registry, Source, Token};
 use crate::sys::mounts::Mounts;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
-use crate::sys::spawn::{fork_spawn, keep_high, read_failure, spawn, Setup, Spawned};
+use crate::sys::spawn::{
+    fork_spawn, keep_high, open_procs, read_failure, spawn, spawn_in_cgroup, Setup, Spawned,
+};
 use pmtr_common::reason::{strerror, Text};
 
 /// Most starts prepared before they run back to back, and made in one
@@ -42,7 +44,7 @@ struct Prepared<'context> {
     /// The capture pipes (where their lines go, read end, write end): one
     /// per destination of the job's captured streams.
     captures: Vec<(Sink, OwnedFd, OwnedFd)>,
-    /// The job's `cgroup.procs`, open for the child to enter it.
+    /// The job's cgroup directory, open for the child to be made in.
     cgroup: Option<OwnedFd>,
 }
 
@@ -185,8 +187,8 @@ impl Spawner {
             }
         }
         let spawned: Vec<_> = prepared
-            .iter()
-            .map(|start| start_child(&start.plan, context.mounts.mounts()))
+            .iter_mut()
+            .map(|start| start_child(&mut start.plan, context.mounts.mounts()))
             .collect();
         for (start, result) in prepared.into_iter().zip(spawned) {
             if let (Some(containment), Ok(spawned)) = (containment.as_deref_mut(), &result) {
@@ -204,10 +206,10 @@ impl Spawner {
     /// better uncontained than not running.
     fn contain(&mut self, containment: &mut Containment, start: &mut Prepared<'_>, def: &Job) {
         match containment.prepare(&def.name, &def.limits) {
-            Ok((procs, warnings)) => {
+            Ok((dir, warnings)) => {
                 self.warnings.extend(warnings);
-                start.plan.cgroup_procs = procs.as_raw_fd();
-                start.cgroup = Some(procs);
+                start.plan.cgroup_dir = dir.as_raw_fd();
+                start.cgroup = Some(dir);
             }
             Err(why) => self.warnings.push(format!(
                 "job {}: {why}; it runs in its process group only",
@@ -275,7 +277,7 @@ impl Spawner {
 /// program runs — it touches a remote filesystem, which could hold up
 /// pmtr's loop for as long as the server is away, or it opens a FIFO,
 /// which waits for the other end — sharing pmtr's memory otherwise.
-pub fn start_child(plan: &ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, Errno> {
+pub fn start_child(plan: &mut ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, Errno> {
     let remote = mounts.any_remote() && plan.paths().any(|path| mounts.is_remote(path, &plan.dir));
     let fifo = || {
         plan.files().any(|path| {
@@ -286,11 +288,26 @@ pub fn start_child(plan: &ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, Errn
             })
         })
     };
-    if remote || fifo() {
+    let forked = remote || fifo();
+    if !forked {
+        match spawn_in_cgroup(plan) {
+            Err(Errno::ENOSYS) => {}
+            made => return made,
+        }
+    }
+    // Where the child is not made in its cgroup, it moves itself there.
+    let procs = match plan.cgroup_dir {
+        -1 => None,
+        dir => Some(open_procs(dir)?),
+    };
+    plan.cgroup_procs = procs.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+    let started = if forked {
         fork_spawn(plan)
     } else {
         spawn(plan)
-    }
+    };
+    plan.cgroup_procs = -1;
+    started
 }
 
 /// `def`, with `NOTIFY_SOCKET` (and `WATCHDOG_USEC`, as systemd sets it)

@@ -71,8 +71,11 @@ pub struct ExecPlan<'context> {
     /// Every descriptor the streams name is below this: the child copies
     /// only those of pmtr's table (child.rs).
     pub keep_below: libc::c_uint,
-    /// `cgroup.procs` of the job's cgroup, opened for writing, or -1: the
-    /// child moves itself there first (SPEC 11.7).
+    /// The job's cgroup directory, or -1 (SPEC 11.7): the child is made in
+    /// it (`CLONE_INTO_CGROUP`) where the kernel can.
+    pub cgroup_dir: libc::c_int,
+    /// `cgroup.procs` of the job's cgroup, opened for writing, or -1: where
+    /// the child is not made in its cgroup, it moves itself there first.
     pub cgroup_procs: libc::c_int,
     context: PhantomData<&'context PlanContext>,
 }
@@ -278,6 +281,7 @@ impl<'context> ExecPlan<'context> {
             stdout,
             stderr,
             keep_below,
+            cgroup_dir: -1,
             cgroup_procs: -1,
             context: PhantomData,
         })

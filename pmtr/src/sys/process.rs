@@ -215,3 +215,11 @@ pub fn take_handed(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
     // (daemon/handover.rs), and nothing else in pmtr took it over.
     Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
+
+/// Whether `pid` is pmtr's child, running or ended but not reaped: its
+/// pid cannot be another process's meanwhile.
+pub fn is_child(pid: libc::pid_t) -> bool {
+    use nix::sys::wait::{waitid, Id};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    waitid(Id::Pid(Pid::from_raw(pid)), flags).is_ok()
+}

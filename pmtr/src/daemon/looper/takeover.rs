@@ -66,6 +66,9 @@ impl Daemon {
         // same process, after its exec, may take them.
         let handed = state.handed.take().filter(|h| !crashed && distinct(h));
         let handed = handed.unwrap_or_default();
+        if let Some(state_file) = &mut self.state_file {
+            state_file.remember_starts(&state);
+        }
         let lives: HashMap<String, Liveness> = state
             .jobs
             .iter()
@@ -97,7 +100,9 @@ impl Daemon {
             if let Some(containment) = &mut self.containment {
                 containment.adopt(name, *pid);
             }
-            if crashed {
+            // After a crash none is pmtr's child; after an exec, those the
+            // pmtr before had adopted are not either.
+            if crashed || !process::is_child(*pid) {
                 self.follow_adopted(name, *pid);
             }
         }

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Benchmark of containment and the handover (issue 14, SPEC 11.7-11.8),
+release build, on tmpfs, median of --runs.
+
+    python3 bench/handover.py [--runs 5] [--jobs 1000] [--only reexec,cgroup]
+
+Cases:
+  reexec   pmtr with N running jobs: from sending `reexec` on the control
+           socket until the new pmtr has answered `status` (the old one
+           answers `reexec`, then execs; the status request waits in the
+           listener's backlog for the new one). Checks that every pid is
+           unchanged.
+  cgroup   time from launching pmtr until N jobs run (each job writes its pid
+           to a FIFO when it runs): with a cgroup per job (--cgroup DIR on this
+           machine's cgroup v2 mount) beside process groups only
+           (--cgroup off), alternated, in one run.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import build_ours, tmpfs_dir  # noqa: E402
+from engine import Fifo, build_helpers, kill_jobs, become_subreaper  # noqa: E402
+
+
+def ask(sock_path, line):
+    """One request on the control socket: its JSON lines."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock_path)
+        s.sendall(line.encode() + b"\n")
+        data = b""
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    return [json.loads(x) for x in data.decode().splitlines() if x.strip()]
+
+
+def pids(sock_path):
+    answer = ask(sock_path, "status")
+    return {j["name"]: j.get("pid") for j in answer[0]["jobs"]}
+
+
+def start(binary, work, helpers, jobs, cgroup):
+    run = os.path.join(work, f"run-{time.monotonic_ns()}")
+    os.makedirs(run)
+    fifo = Fifo(os.path.join(run, "ready.fifo"))
+    conf = os.path.join(run, "pmtr.conf")
+    with open(conf, "w") as f:
+        for i in range(jobs):
+            f.write(f"job {{\n  name job{i}\n  cmd {helpers['ready']}\n}}\n")
+    sock = os.path.join(run, "pmtr.sock")
+    env = dict(os.environ, READY_FIFO=fifo.path)
+    started = time.perf_counter()
+    process = subprocess.Popen([binary, "-F", "-c", conf, "--socket", sock, "--cgroup", cgroup],
+                               cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    job_pids = fifo.pids(jobs)
+    elapsed = time.perf_counter() - started
+    return process, sock, fifo, job_pids, elapsed
+
+
+def stop(process, job_pids):
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    kill_jobs(job_pids)
+
+
+def reexec_case(binary, work, helpers, jobs, runs):
+    process, sock, fifo, job_pids, _ = start(binary, work, helpers, jobs, "off")
+    while not os.path.exists(sock):
+        time.sleep(0.01)
+    times = []
+    try:
+        for _ in range(runs):
+            before = pids(sock)
+            t0 = time.perf_counter()
+            answer = ask(sock, "reexec")
+            assert answer[0]["results"][0]["ok"], answer
+            after = pids(sock)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert after == before, "a pid changed across the reexec"
+            assert process.poll() is None
+            time.sleep(0.5)
+    finally:
+        stop(process, job_pids)
+        fifo.close()
+    print(f"reexec {jobs} jobs: request until the new pmtr answered status: "
+          f"median {statistics.median(times):.1f} ms (min {min(times):.1f}, max {max(times):.1f}; {runs} runs); "
+          f"every pid unchanged")
+    return times
+
+
+def cgroup_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            if right.split()[0] == "cgroup2":
+                return left.split()[4]
+    return None
+
+
+def floor(helpers, work, jobs, cgroups):
+    """The bare fork+exec loop (helpers/floor.c), in new cgroups if given:
+    milliseconds until every job ran."""
+    fifo = Fifo(os.path.join(work, f"floor-{time.monotonic_ns()}.fifo"))
+    argv = [helpers["floor"], str(jobs), helpers["ready"]] + ([cgroups] if cgroups else [])
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=dict(os.environ, READY_FIFO=fifo.path), start_new_session=True)
+    job_pids = fifo.pids(jobs)
+    elapsed = (time.perf_counter() - started) * 1000
+    stop(process, job_pids)
+    fifo.close()
+    return elapsed
+
+
+def remove_cgroups(directory):
+    for entry in os.listdir(directory):
+        path = os.path.join(directory, entry)
+        if os.path.isdir(path):
+            os.rmdir(path)
+    os.rmdir(directory)
+
+
+def cgroup_case(binary, work, helpers, jobs, runs):
+    mount = cgroup_mount()
+    if mount is None:
+        print("cgroup: SKIPPED (no cgroup v2 mount)")
+        return
+    results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": []}
+    for run in range(runs):
+        for kind in results:
+            directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-{run}-{kind}")
+            if kind.startswith("floor"):
+                if kind == "floor-cgroup":
+                    os.makedirs(directory)
+                elapsed = floor(helpers, work, jobs, directory if kind == "floor-cgroup" else None)
+            else:
+                arg = directory if kind == "cgroup" else "off"
+                process, _, fifo, job_pids, seconds = start(binary, work, helpers, jobs, arg)
+                elapsed = seconds * 1000
+                stop(process, job_pids)
+                fifo.close()
+            results[kind].append(elapsed)
+            if os.path.isdir(directory):
+                remove_cgroups(directory)
+    median = {kind: statistics.median(times) for kind, times in results.items()}
+    print(f"start {jobs} (medians of {runs}, ms): bare loop {median['floor']:.0f}, "
+          f"bare loop with a new cgroup per child {median['floor-cgroup']:.0f} "
+          f"({median['floor-cgroup'] / median['floor']:.2f}x); "
+          f"pmtr, process groups only {median['off']:.0f}, a cgroup per job {median['cgroup']:.0f} "
+          f"({median['cgroup'] / median['off']:.2f}x)")
+    for kind, times in results.items():
+        print(f"  {kind}: {[round(x) for x in times]}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--only", default="reexec,cgroup")
+    args = parser.parse_args()
+    become_subreaper()
+    binary = build_ours()
+    work = tmpfs_dir("pmtr-bench-handover-")
+    try:
+        helpers = build_helpers(work)
+        cases = args.only.split(",")
+        if "reexec" in cases:
+            reexec_case(binary, work, helpers, args.jobs, args.runs)
+        if "cgroup" in cases:
+            cgroup_case(binary, work, helpers, args.jobs, args.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
