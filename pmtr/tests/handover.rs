@@ -303,3 +303,40 @@ fn bad_state_files_are_ignored_with_a_line() {
         );
     }
 }
+
+/// The sd_notify socket is handed over: a job speaking `systemd-notify`
+/// (the real client) to the old pmtr goes on speaking to the new one.
+#[test]
+fn sd_notify_reaches_the_new_pmtr() {
+    let missing = crate::readiness::which("systemd-notify").is_none();
+    if crate::harness::skip_if(
+        missing,
+        "sd_notify_reaches_the_new_pmtr",
+        "systemd-notify is not installed",
+    ) {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let text = format!(
+        "job {{\n name db\n cmd /bin/sh -c \"systemd-notify --ready --status=before; \
+         while [ ! -e {} ]; do sleep 0.05; done; systemd-notify --status=after; exec sleep 86401.8\"\n ready notify\n}}\n",
+        sandbox.path("go").display()
+    );
+    let pmtr = Pmtr::start(&sandbox, &text);
+    let db = pmtr.expect_started("db", 1, SHORT);
+    pmtr.expect(&format!("job db [{db}] is ready"), SHORT);
+    let status = |sandbox: &Sandbox| {
+        let out = sandbox.ctl(&["status", "db", "--json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        jobs[0]["notify_status"].as_str().unwrap_or("").to_string()
+    };
+    assert!(wait_until(SHORT, || status(&sandbox) == "before"));
+    assert!(sandbox.ctl(&["reexec"]).status.success());
+    pmtr.expect(&format!("adopted job db [{db}]"), SHORT);
+    sandbox.write("go", "");
+    assert!(
+        wait_until(SHORT, || status(&sandbox) == "after"),
+        "the new pmtr did not hear the job: {}",
+        pmtr.transcript()
+    );
+}

@@ -51,6 +51,34 @@ fn ready_reloading_ready_stopping() {
     assert!(socket.recv(&mut buffer).is_err(), "nothing after STOPPING");
 }
 
+/// SPEC 11.8: a reexec is, to systemd, a reload of the same process —
+/// RELOADING=1, then READY=1 from the new binary — and the new binary
+/// speaks to systemd as the old one did.
+#[test]
+fn a_reexec_is_a_reload_to_systemd() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.path("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(SHORT)).unwrap();
+    let mut pmtr = Pmtr::start_env(
+        &sandbox,
+        "job {\n name a\n cmd /bin/sleep 1000\n}\n",
+        &[],
+        None,
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    assert_eq!(next(&socket), "READY=1");
+    let pid = pmtr.pid();
+    assert!(sandbox.ctl(&["reexec"]).status.success());
+    assert!(next(&socket).starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert_eq!(next(&socket), "READY=1");
+    pmtr.expect("adopted job a [", SHORT);
+    assert_eq!(pmtr.pid(), pid, "MAINPID unchanged");
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(next(&socket), "STOPPING=1");
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+}
+
 #[test]
 fn nothing_is_sent_without_notify_socket() {
     // Without the variable pmtr runs as ever; a stray socket in its

@@ -329,7 +329,7 @@ fn pmtr_says_ready_once_its_jobs_are() {
     assert!(ready.is_some() && ready < all, "{}", pmtr.transcript());
 }
 
-fn which(program: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))

@@ -213,16 +213,28 @@ impl Pmtr {
             ]);
         }
         argv.extend(args.iter().map(|s| s.to_string()));
-        let mut child = Command::new(&argv[0])
+        let mut command = Command::new(&argv[0]);
+        command
             .args(&argv[1..])
             .env(TEST_TIMES_VARIABLE, TEST_TIMES)
             .envs(env.iter().copied())
             .current_dir(sandbox.root())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start pmtr");
+            .stderr(std::process::Stdio::piped());
+        // A binary a test just copied can be "busy" for a moment: another
+        // test's fork may hold a copy of the descriptor it was written
+        // through until that child execs.
+        let mut spawned = None;
+        wait_until(SHORT, || match command.spawn() {
+            Ok(child) => {
+                spawned = Some(child);
+                true
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => false,
+            Err(e) => panic!("start pmtr: {e}"),
+        });
+        let mut child = spawned.expect("start pmtr: text file busy");
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();

@@ -330,6 +330,9 @@ impl Daemon {
         self.replies
             .push((pending.reply, Reply::Done { ok: true, message }));
         self.answer_waiting();
+        // To systemd (Type=notify) a reexec is a reload: the same pid, then
+        // READY=1 from the new binary once its jobs are taken over.
+        self.notifier.reloading();
         for &fd in &fds {
             let _ = process::keep_across_exec(fd, true);
         }
