@@ -340,3 +340,44 @@ fn sd_notify_reaches_the_new_pmtr() {
         pmtr.transcript()
     );
 }
+
+/// A second `reexec` while the new binary still checks the state of the
+/// first is refused; the first then ends as its check says.
+#[test]
+fn a_reexec_while_one_is_in_progress_is_refused() {
+    let sandbox = Sandbox::new();
+    let binary = own_binary(&sandbox);
+    let config = "job {\n name a\n cmd /bin/sleep 86401.9\n}\n";
+    let pmtr = Pmtr::start_program(&sandbox, config, &[], &[&binary], &[]);
+    pmtr.expect_started("a", 1, SHORT);
+    let gate = sandbox.path("let-the-check-end");
+    replace_with_script(
+        &binary,
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; echo 'not today' >&2; exit 1",
+            gate.display()
+        ),
+    );
+    let first = std::thread::spawn({
+        let socket = sandbox.socket();
+        move || {
+            std::process::Command::new(crate::harness::PMTR_CTL)
+                .args(["--socket", socket.to_str().unwrap(), "reexec"])
+                .output()
+                .unwrap()
+        }
+    });
+    pmtr.expect("checks the state", SHORT);
+    let second = sandbox.ctl(&["reexec"]);
+    assert!(!second.status.success());
+    let said = text(&second.stdout) + &text(&second.stderr);
+    assert!(
+        said.contains("reexec refused: a reexec is in progress"),
+        "{said}"
+    );
+    sandbox.write("let-the-check-end", "");
+    let first = first.join().unwrap();
+    assert!(!first.status.success());
+    let said = text(&first.stdout) + &text(&first.stderr);
+    assert!(said.contains("not today"), "{said}");
+}
