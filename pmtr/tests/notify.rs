@@ -12,18 +12,21 @@ fn next(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buffer[..n]).into_owned()
 }
 
-#[test]
-fn ready_reloading_ready_stopping() {
-    let sandbox = Sandbox::new();
+/// pmtr on `config` with a NOTIFY_SOCKET the test reads.
+fn with_notify_socket(sandbox: &Sandbox, config: &str) -> (Pmtr, UnixDatagram) {
     let path = sandbox.path("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(SHORT)).unwrap();
-    let mut pmtr = Pmtr::start_env(
+    let notify = [("NOTIFY_SOCKET", path.to_str().unwrap())];
+    (Pmtr::start_env(sandbox, config, &[], None, &notify), socket)
+}
+
+#[test]
+fn ready_reloading_ready_stopping() {
+    let sandbox = Sandbox::new();
+    let (mut pmtr, socket) = with_notify_socket(
         &sandbox,
         "job {\n name env\n cmd /bin/sh -c \"echo notify=${NOTIFY_SOCKET:-unset}; exec sleep 1000\"\n}\n",
-        &[],
-        None,
-        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
     );
     assert_eq!(next(&socket), "READY=1");
     pmtr.expect_started("env", 1, SHORT);
@@ -57,16 +60,8 @@ fn ready_reloading_ready_stopping() {
 #[test]
 fn a_reexec_is_a_reload_to_systemd() {
     let sandbox = Sandbox::new();
-    let path = sandbox.path("notify.sock");
-    let socket = UnixDatagram::bind(&path).unwrap();
-    socket.set_read_timeout(Some(SHORT)).unwrap();
-    let mut pmtr = Pmtr::start_env(
-        &sandbox,
-        "job {\n name a\n cmd /bin/sleep 1000\n}\n",
-        &[],
-        None,
-        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
-    );
+    let (mut pmtr, socket) =
+        with_notify_socket(&sandbox, "job {\n name a\n cmd /bin/sleep 1000\n}\n");
     assert_eq!(next(&socket), "READY=1");
     let pid = pmtr.pid();
     assert!(sandbox.ctl(&["reexec"]).status.success());

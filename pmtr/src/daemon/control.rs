@@ -134,7 +134,15 @@ impl ControlServer {
         nix::sys::stat::umask(umask);
         let listener = bound.map_err(create)?;
         listener.set_nonblocking(true).map_err(create)?;
-        Ok(ControlServer {
+        Ok(ControlServer::serving(
+            listener,
+            path,
+            client_deadline_millis,
+        ))
+    }
+
+    fn serving(listener: UnixListener, path: &Path, client_deadline_millis: u64) -> ControlServer {
+        ControlServer {
             listener,
             path: path.to_path_buf(),
             owner: nix::unistd::geteuid().as_raw(),
@@ -143,7 +151,7 @@ impl ControlServer {
             paused: None,
             accept_failing: false,
             client_deadline_millis,
-        })
+        }
     }
 
     /// The listener the pmtr before this one handed over (SPEC 11.8),
@@ -155,16 +163,7 @@ impl ControlServer {
     ) -> ControlServer {
         let listener = UnixListener::from(listener);
         let _ = listener.set_nonblocking(true);
-        ControlServer {
-            listener,
-            path: path.to_path_buf(),
-            owner: nix::unistd::geteuid().as_raw(),
-            clients: HashMap::new(),
-            listener_token: None,
-            paused: None,
-            accept_failing: false,
-            client_deadline_millis,
-        }
+        ControlServer::serving(listener, path, client_deadline_millis)
     }
 
     /// The listener's descriptor, for a reexec to hand over.

@@ -739,15 +739,7 @@ impl Daemon {
             .collect();
         self.apply_all(events);
         // A deleted job's cgroup goes once it is empty.
-        let names: std::collections::HashSet<&str> = self
-            .supervisor
-            .jobs()
-            .iter()
-            .map(|j| j.def.name.as_str())
-            .collect();
-        if let Some(containment) = &mut self.containment {
-            containment.remove_unless(|name| names.contains(name));
-        }
+        self.forget_deleted_jobs();
     }
 
     /// Control datagrams: each passing request becomes an event.
@@ -804,7 +796,7 @@ impl Daemon {
                 );
                 let Some(started) = started else {
                     if reloaded {
-                        self.forget_deleted_jobs_output();
+                        self.forget_deleted_jobs();
                         if self.ready_sent {
                             self.notifier.ready();
                         }
@@ -926,8 +918,9 @@ impl Daemon {
         }
     }
 
-    /// Drops the output rings of jobs a reload deleted.
-    fn forget_deleted_jobs_output(&mut self) {
+    /// Drops the output rings and the (empty) cgroups of jobs a reload
+    /// deleted.
+    fn forget_deleted_jobs(&mut self) {
         let names: std::collections::HashSet<&str> = self
             .supervisor
             .jobs()
