@@ -7,6 +7,26 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::{alive, skip_if, text, wait_until, Pmtr, Sandbox, Signal, SHORT};
 
+/// The first mount whose filesystem type and super options `wanted`
+/// accepts (`/proc/self/mountinfo`).
+fn mount_point(wanted: impl Fn(&str, &str) -> bool) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut fields = right.split(' ');
+        let (kind, options) = (fields.next()?, fields.nth(1).unwrap_or(""));
+        let point = left.split(' ').nth(4)?;
+        wanted(kind, options).then(|| PathBuf::from(point))
+    })
+}
+
+/// A new directory for `test` under `mount`; none if it cannot be made.
+fn test_dir(mount: &Path, test: &str) -> Option<PathBuf> {
+    let dir = mount.join(format!("pmtr-test-{}-{test}", std::process::id()));
+    std::fs::create_dir(&dir).ok()?;
+    Some(dir)
+}
+
 /// A cgroup v2 directory for one test, removed (with what pmtr left in
 /// it) when the test ends.
 struct TestCgroup(PathBuf);
@@ -15,14 +35,8 @@ impl TestCgroup {
     /// A new directory under a writable cgroup v2 mount; none on a machine
     /// without one.
     fn new(test: &str) -> Option<TestCgroup> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let mount = mountinfo.lines().find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
-        })?;
-        let dir = Path::new(mount).join(format!("pmtr-test-{}-{test}", std::process::id()));
-        std::fs::create_dir(&dir).ok()?;
-        Some(TestCgroup(dir))
+        let mount = mount_point(|kind, _| kind == "cgroup2")?;
+        test_dir(&mount, test).map(TestCgroup)
     }
 
     fn job(&self, name: &str) -> PathBuf {
@@ -225,18 +239,10 @@ struct MemoryCgroupV1(PathBuf);
 
 impl MemoryCgroupV1 {
     fn new(test: &str) -> Option<MemoryCgroupV1> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let mount = mountinfo.lines().find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut fields = right.split(' ');
-            let v1_memory = fields.next() == Some("cgroup")
-                && fields
-                    .nth(1)
-                    .is_some_and(|o| o.split(',').any(|o| o == "memory"));
-            v1_memory.then(|| left.split(' ').nth(4))?
-        })?;
-        let dir = Path::new(mount).join(format!("pmtr-test-{}-{test}", std::process::id()));
-        std::fs::create_dir(&dir).ok()?;
+        let memory = |kind: &str, options: &str| {
+            kind == "cgroup" && options.split(',').any(|o| o == "memory")
+        };
+        let dir = test_dir(&mount_point(memory)?, test)?;
         std::fs::write(dir.join("memory.limit_in_bytes"), "32M").ok()?;
         Some(MemoryCgroupV1(dir))
     }
