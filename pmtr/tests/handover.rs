@@ -381,3 +381,22 @@ fn a_reexec_while_one_is_in_progress_is_refused() {
     let said = text(&first.stdout) + &text(&first.stderr);
     assert!(said.contains("not today"), "{said}");
 }
+
+/// A state file another user could have written (another owner, or
+/// writable by others) is not read: it could name any process for pmtr to
+/// signal.
+#[test]
+fn a_state_file_pmtr_did_not_write_is_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let good =
+        "{\"format\":\"pmtr-state\",\"version\":1,\"owner\":999999,\"owner_start\":1,\"jobs\":[]}";
+    let state = sandbox.write("pmtr.state", good);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let pmtr = Pmtr::start(&sandbox, "job {\n name a\n cmd /bin/sleep 86401.10\n}\n");
+    pmtr.expect_started("a", 1, SHORT);
+    pmtr.expect("is not pmtr's: it belongs to uid", SHORT);
+    assert!(!pmtr
+        .transcript()
+        .contains("ended without stopping its jobs"));
+}

@@ -334,8 +334,15 @@ impl Containment {
                 | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .map_err(|errno| format!("unable to open {}: {errno}", job.dir.display()))?;
-        Ok((dir, warnings))
+        .map_err(|errno| format!("unable to open {}: {errno}", job.dir.display()));
+        match dir {
+            Ok(dir) => Ok((dir, warnings)),
+            Err(why) => {
+                // Removed behind pmtr's back, perhaps: made again next time.
+                self.forget(name);
+                Err(why)
+            }
+        }
     }
 
     /// Job `name`'s process `pid`, which a pmtr before this one started
@@ -444,13 +451,18 @@ impl Containment {
             if fs::remove_dir(&job.dir).is_err() {
                 continue;
             }
-            if let Some(job) = self.jobs.remove(&name) {
-                if let Some(leader) = job.leader {
-                    self.leaders.remove(&leader);
-                }
-            }
-            self.watches.retain(|_, n| *n != name);
+            self.forget(&name);
         }
+    }
+
+    /// Drops what pmtr knows of job `name`'s cgroup.
+    fn forget(&mut self, name: &str) {
+        if let Some(job) = self.jobs.remove(name) {
+            if let Some(leader) = job.leader {
+                self.leaders.remove(&leader);
+            }
+        }
+        self.watches.retain(|_, n| n != name);
     }
 
     /// The memory (bytes) and CPU time (microseconds) of the job led by

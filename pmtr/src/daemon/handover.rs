@@ -111,6 +111,18 @@ impl StateFile {
         let bytes = match pmtr_common::files::open_regular(path) {
             Ok((file, metadata)) => {
                 use std::io::Read;
+                use std::os::unix::fs::MetadataExt;
+                // A file someone else could have written would have pmtr
+                // signal any process it names: only pmtr's own is read.
+                let euid = nix::unistd::geteuid().as_raw();
+                if (metadata.uid() != euid && metadata.uid() != 0) || metadata.mode() & 0o022 != 0 {
+                    return Err(format!(
+                        "{} is not pmtr's: it belongs to uid {} (mode {:o}); pmtr reads only its own, writable by no one else",
+                        path.display(),
+                        metadata.uid(),
+                        metadata.mode() & 0o7777
+                    ));
+                }
                 let most = pmtr_core::proto::state::MAX_BYTES as u64 + 1;
                 let mut bytes = Vec::with_capacity(metadata.len().min(most) as usize);
                 file.take(most)
