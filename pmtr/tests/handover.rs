@@ -210,7 +210,10 @@ fn after_kill_9_the_next_pmtr_adopts_instead_of_starting_duplicates() {
     let mut first = Pmtr::start(&sandbox, config);
     let quiet = first.expect_started("quiet", 1, SHORT);
     let chatty = first.expect_started("chatty", 1, SHORT);
-    assert!(wait_until(SHORT, || sandbox.path("pmtr.state").exists()));
+    // The state file follows the jobs a moment later (SPEC 11.8).
+    let state = sandbox.path("pmtr.state");
+    let written = || std::fs::read_to_string(&state).unwrap_or_default();
+    assert!(wait_until(SHORT, || written().contains(&format!("\"pid\":{chatty},"))));
     first.signal(Signal::SIGKILL);
     assert!(first.wait_exit(SHORT).is_some());
     assert!(alive(quiet) && alive(chatty));

@@ -8,6 +8,8 @@
 //! Times are `Mono` values, which the shell reads from the system's
 //! monotonic clock: they mean the same in the next pmtr.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::event::{Action, ExitStatus, Level, Pid};
@@ -66,12 +68,20 @@ pub struct SavedJob {
 /// A job definition's fingerprint: FNV-1a of its full description. Equal
 /// fingerprints from the same pmtr version mean the same definition.
 pub fn fingerprint(job: &Job) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in format!("{job:?}").bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    /// FNV-1a over what is written to it: the description is hashed as it
+    /// is made, never held.
+    struct Fnv(u64);
+    impl std::fmt::Write for Fnv {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            for byte in text.bytes() {
+                self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+            Ok(())
+        }
     }
-    format!("{hash:016x}")
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    let _ = std::fmt::Write::write_fmt(&mut hash, format_args!("{job:?}"));
+    format!("{:016x}", hash.0)
 }
 
 /// What the next pmtr is told of a saved running job.
@@ -87,8 +97,10 @@ pub enum Liveness {
 }
 
 impl Supervisor {
-    /// The state of every job, for the next pmtr.
-    pub fn saved_jobs(&self) -> Vec<SavedJob> {
+    /// The state of every job, for the next pmtr. `fingerprint_of` gives a
+    /// definition's [`fingerprint`] (the shell keeps them: each takes a few
+    /// microseconds, and a state of 10 000 jobs is written again and again).
+    pub fn saved_jobs(&self, fingerprint_of: &mut dyn FnMut(&Arc<Job>) -> String) -> Vec<SavedJob> {
         self.jobs
             .iter()
             .map(|job| {
@@ -103,7 +115,7 @@ impl Supervisor {
                 };
                 SavedJob {
                     name: job.def.name.clone(),
-                    fingerprint: fingerprint(&job.def),
+                    fingerprint: fingerprint_of(&job.def),
                     run,
                     start_at,
                     ended: matches!(job.phase, Phase::Done(_)),

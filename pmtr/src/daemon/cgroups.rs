@@ -465,15 +465,10 @@ impl Containment {
         self.watches.retain(|_, n| n != name);
     }
 
-    /// The memory (bytes) and CPU time (microseconds) of the job led by
-    /// `pgid`, as its cgroup counts them; `None` where pmtr does not
-    /// contain it. Memory is `None` without the memory controller.
-    pub fn usage(&self, pgid: Pid) -> Option<(Option<u64>, Option<u64>)> {
-        let job = self.of_leader(pgid)?;
-        let read = |file: &str| fs::read_to_string(job.dir.join(file)).ok();
-        let memory = read("memory.current").and_then(|t| t.trim().parse().ok());
-        let cpu = read("cpu.stat").and_then(|t| resources::cpu_usage_micros(&t));
-        Some((memory, cpu))
+    /// The cgroup of the job led by `pgid`, if pmtr contains it: where
+    /// its usage is read (daemon/usage.rs).
+    pub fn dir_of(&self, pgid: Pid) -> Option<PathBuf> {
+        Some(self.of_leader(pgid)?.dir.clone())
     }
 
     /// Whether the cgroup of the job led by `pgid` counted an OOM kill

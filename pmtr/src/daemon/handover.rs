@@ -8,11 +8,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use pmtr_core::config::Job;
 use pmtr_core::proto::state::{State, StateJob};
 use pmtr_core::resources;
 use pmtr_core::supervise::event::Pid;
-use pmtr_core::supervise::handover::Liveness;
+use pmtr_core::supervise::handover::{self as handover_core, Liveness};
 use pmtr_core::supervise::Supervisor;
+use pmtr_core::time::Mono;
+use std::sync::Arc;
 
 use super::spawner::pipe_sinks;
 use crate::sys::process;
@@ -40,6 +43,32 @@ fn identity(pid: Pid) -> Option<(u64, Pid)> {
     resources::proc_stat(&text).map(|stat| (stat.start_ticks, stat.pgid))
 }
 
+/// How far before pmtr's own reading of the clock (`now_ticks`, taken
+/// when the start returned) the kernel may have stamped a process's start:
+/// under load, a second.
+const START_SLACK_TICKS: u64 = 100;
+
+/// Whether the kernel's start time of a process (`kernel`) is the one the
+/// state file gives (`saved`): equal, or — for a start pmtr stamped itself
+/// right after making the process — up to a second before it. Another
+/// process would have to get the same pid within that second: after four
+/// million others.
+fn same_start(kernel: u64, saved: u64) -> bool {
+    kernel <= saved && saved - kernel <= START_SLACK_TICKS
+}
+
+/// Now, as the kernel stamps a process's start: clock ticks since boot
+/// (`CLOCK_BOOTTIME`, which counts suspended time as the kernel does).
+pub fn now_ticks() -> Option<u64> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let ticks = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as u64,
+        _ => 100,
+    };
+    let nanos = (now.tv_sec() as u64).saturating_mul(1_000_000_000) + now.tv_nsec() as u64;
+    Some(nanos / (1_000_000_000 / ticks))
+}
+
 /// pmtr's own start time.
 pub fn own_start() -> u64 {
     identity(std::process::id() as Pid).map_or(0, |(start, _)| start)
@@ -59,7 +88,7 @@ pub fn liveness(job: &StateJob, crashed: bool) -> Liveness {
         return Liveness::Alive;
     }
     match (identity(run.pid), job.process_start) {
-        (Some((start, pgid)), Some(saved)) if start == saved && pgid == run.pid => {}
+        (Some((start, pgid)), Some(saved)) if same_start(start, saved) && pgid == run.pid => {}
         _ => return Liveness::Gone,
     }
     if crashed && job.captured {
@@ -85,6 +114,10 @@ pub struct StateFile {
     written: Option<u64>,
     /// Start times of running jobs' processes, read once per process.
     starts: HashMap<Pid, u64>,
+    /// When it was written last, and when it may be again.
+    written_at: Option<Mono>,
+    /// Each job's definition and its fingerprint, made once per definition.
+    fingerprints: HashMap<String, (Arc<Job>, String)>,
     own_start: u64,
 }
 
@@ -98,12 +131,24 @@ impl StateFile {
             temporary,
             written: None,
             starts: HashMap::new(),
+            fingerprints: HashMap::new(),
+            written_at: None,
             own_start: own_start(),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// When the file of `jobs` jobs may be written again: writes are
+    /// apart by 0.1 ms per job, 10 ms to 1 s (one of 10 000 jobs is 2 MB
+    /// and takes about 15 ms), so a burst of changes is one write at its
+    /// end. None: now.
+    pub fn next_write(&self, now: Mono, jobs: usize) -> Option<Mono> {
+        let interval = (jobs as u64 / 10).clamp(10, 1_000);
+        let next = self.written_at?.plus_millis(interval);
+        (next > now).then_some(next)
     }
 
     /// The file a pmtr before left; none if there is none.
@@ -147,6 +192,14 @@ impl StateFile {
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Process `pid` was just started: its start time is stamped now, not
+    /// read from `/proc` later (10 000 reads are 150 ms).
+    pub fn started(&mut self, pid: Pid) {
+        if let Some(ticks) = now_ticks() {
+            self.starts.insert(pid, ticks);
+        }
+    }
+
     /// Knows the start times `state` gives, of processes taken over: they
     /// are not read again.
     pub fn remember_starts(&mut self, state: &State) {
@@ -159,7 +212,17 @@ impl StateFile {
 
     /// The state of `supervisor`'s jobs now.
     pub fn snapshot(&mut self, supervisor: &Supervisor) -> State {
-        let saved = supervisor.saved_jobs();
+        let known = std::mem::take(&mut self.fingerprints);
+        let mut fingerprints = HashMap::with_capacity(known.len());
+        let saved = supervisor.saved_jobs(&mut |def: &Arc<Job>| {
+            let fingerprint = match known.get(&def.name) {
+                Some((kept, fingerprint)) if Arc::ptr_eq(kept, def) => fingerprint.clone(),
+                _ => handover_core::fingerprint(def),
+            };
+            fingerprints.insert(def.name.clone(), (def.clone(), fingerprint.clone()));
+            fingerprint
+        });
+        self.fingerprints = fingerprints;
         let mut starts = HashMap::with_capacity(self.starts.len());
         let jobs = saved
             .into_iter()
@@ -184,7 +247,7 @@ impl StateFile {
     }
 
     /// Writes `state` if it differs from what was written last.
-    pub fn write(&mut self, state: &State) -> Result<(), String> {
+    pub fn write(&mut self, state: &State, now: Mono) -> Result<(), String> {
         let bytes = state.encode();
         let hash = fnv(&bytes);
         if self.written == Some(hash) {
@@ -197,6 +260,7 @@ impl StateFile {
             )
         })?;
         self.written = Some(hash);
+        self.written_at = Some(now);
         Ok(())
     }
 
@@ -245,4 +309,27 @@ pub fn next_args(state: &Path) -> Vec<std::ffi::OsString> {
     args.push("--handover".into());
     args.push(state.as_os_str().to_owned());
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_matches_exactly_or_up_to_a_second_before_pmtr_stamped_it() {
+        assert!(same_start(5_000, 5_000));
+        assert!(same_start(4_990, 5_000), "stamped 100 ms after the fork");
+        assert!(same_start(4_900, 5_000));
+        assert!(!same_start(4_899, 5_000), "more than a second before");
+        assert!(
+            !same_start(5_001, 5_000),
+            "a later process with the same pid"
+        );
+    }
+
+    #[test]
+    fn now_in_ticks_is_past_pmtrs_own_start() {
+        let now = now_ticks().expect("CLOCK_BOOTTIME");
+        assert!(now >= own_start() && own_start() > 0);
+    }
 }

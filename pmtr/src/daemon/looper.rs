@@ -39,7 +39,7 @@ use super::requests::{self, Outcome};
 use super::spawner::Spawner;
 use super::test_times;
 use super::udp::{ControlBudget, Udp};
-use super::usage::{self, OomWatch};
+use super::usage::{self, Measurer, OomWatch, Purpose};
 use super::watch::{self, Touched, Watcher};
 use crate::config_file;
 use crate::sys::plan::PlanContext;
@@ -111,12 +111,15 @@ pub struct Daemon {
     /// for metrics; and when to read them again (metrics only).
     usage: std::collections::HashMap<Pid, (Option<u64>, Option<u64>)>,
     usage_due: Option<Mono>,
+    measurer: Measurer,
     /// What the pmtr before this one left, until taken over at the start.
     inherited: Option<Inherited>,
     /// The state file (SPEC 11.8), and whether the jobs changed since it
     /// was written.
     state_file: Option<StateFile>,
     state_dirty: bool,
+    /// When the state file, changed meanwhile, may be written again.
+    state_due: Option<Mono>,
     /// A `pmtr-ctl reexec` whose new binary is checking the state.
     reexec: Option<takeover::PendingReexec>,
     /// Jobs adopted from a pmtr that died, followed through a pidfd each
@@ -264,9 +267,11 @@ impl Daemon {
             oom: OomWatch::new(),
             usage: std::collections::HashMap::new(),
             usage_due: None,
+            measurer: Measurer::default(),
             inherited: Some(inherited),
             state_file: socket.map(StateFile::beside),
             state_dirty: true,
+            state_due: None,
             reexec: None,
             adopted: std::collections::HashMap::new(),
         })
@@ -303,6 +308,11 @@ impl Daemon {
                     continue;
                 }
             };
+            // A turn of its own: what is ready stays ready for the next.
+            if self.state_due.is_some_and(|t| t <= self.clock.now()) {
+                self.write_state();
+                continue;
+            }
             self.spawner.new_wakeup();
             let sources: Vec<(Source, Token)> = ready[..count]
                 .iter()
@@ -442,6 +452,11 @@ impl Daemon {
         if pass(&[Source::Cgroups]).next().is_some() {
             self.cgroups_emptied();
         }
+        for (_, token) in pass(&[Source::Usage]) {
+            if let Some((purpose, measured)) = self.measurer.finished(&mut self.registry, token) {
+                self.measured(purpose, measured);
+            }
+        }
         let ended: Vec<Token> = pass(&[Source::Adopted]).map(|(_, token)| token).collect();
         if !ended.is_empty() {
             self.adopted_ended(&ended);
@@ -481,6 +496,7 @@ impl Daemon {
             clients,
             self.udp_budget.deadline(),
             self.usage_due,
+            self.state_due,
         ]
         .into_iter()
         .flatten()
@@ -655,11 +671,16 @@ impl Daemon {
     /// Sends a request's response, built from the core's replies.
     fn respond(&mut self, client: Token, request: Request, replies: Vec<Option<Reply>>) {
         let responses = match requests::outcome(request, replies) {
-            Outcome::Respond(mut responses) => {
-                for response in &mut responses {
-                    if let Response::Status { jobs } = response {
-                        usage::fill(jobs, self.containment.as_ref());
-                    }
+            Outcome::Respond(responses) => {
+                let statuses = responses.iter().find_map(|r| match r {
+                    Response::Status { jobs } => Some(jobs.as_slice()),
+                    _ => None,
+                });
+                if let Some(jobs) = statuses {
+                    // Sent once their usage is read, off the loop.
+                    let query = usage::query(jobs, self.containment.as_ref());
+                    let purpose = Purpose::Status { client, responses };
+                    return self.measure(query, purpose);
                 }
                 responses
             }
@@ -805,13 +826,20 @@ impl Daemon {
                         pmtr_common::memory::release_free_memory();
                     }
                     self.answer_waiting();
-                    self.write_state();
+                    self.state_changed();
                     if report_pending {
                         self.send_report();
                     }
                     self.update_metrics();
                     return;
                 };
+                if let Some(state_file) = &mut self.state_file {
+                    for event in &started {
+                        if let Event::Spawned { pid, .. } = event {
+                            state_file.started(*pid);
+                        }
+                    }
+                }
                 queue.extend(started);
                 for warning in self.spawner.take_warnings() {
                     self.logger.log(Level::Error, &warning);
@@ -978,13 +1006,42 @@ impl Daemon {
             .metrics
             .is_some()
             .then(|| now.plus_millis(USAGE_EVERY_MILLIS));
-        let mut statuses = self.supervisor.statuses(now);
-        usage::fill(&mut statuses, self.containment.as_ref());
-        self.usage = statuses
-            .iter()
-            .filter_map(|s| Some((s.pid?, (s.memory_bytes, s.cpu_millis))))
-            .collect();
-        self.update_metrics();
+        let statuses = self.supervisor.statuses(now);
+        let query = usage::query(&statuses, self.containment.as_ref());
+        self.measure(query, Purpose::Metrics);
+    }
+
+    /// Measures what jobs use on a thread; what it is for follows when it
+    /// is in (`measured`), at once if no thread could be had.
+    fn measure(&mut self, query: usage::Query, purpose: Purpose) {
+        if let Some((purpose, measured)) = self.measurer.start(&mut self.registry, query, purpose) {
+            self.measured(purpose, measured);
+        }
+    }
+
+    /// A measurement is in: the status answer it was for goes out, or the
+    /// metrics file is brought up to date.
+    fn measured(&mut self, purpose: Purpose, measured: usage::Measured) {
+        match purpose {
+            Purpose::Status {
+                client,
+                mut responses,
+            } => {
+                for response in &mut responses {
+                    if let Response::Status { jobs } = response {
+                        usage::apply(jobs, &measured);
+                    }
+                }
+                let now = self.clock.now();
+                if let Some(control) = &mut self.control {
+                    control.respond(&mut self.registry, client, &responses, now);
+                }
+            }
+            Purpose::Metrics => {
+                self.usage = measured;
+                self.update_metrics();
+            }
+        }
     }
 
     /// Rewrites the metrics file if its text changed. Usage is the last

@@ -29,6 +29,8 @@ pub enum Source {
     Cgroups,
     /// The pidfd of a job adopted from a pmtr that died (SPEC 11.8).
     Adopted,
+    /// A usage measurement's thread is done (daemon/usage.rs).
+    Usage,
 }
 
 /// Names one registration for as long as it lasts.

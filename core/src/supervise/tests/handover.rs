@@ -4,10 +4,14 @@
 //! overrides and counters carried over.
 
 use super::*;
-use crate::supervise::handover::{Liveness, SavedJob};
+use crate::supervise::handover::{fingerprint, Liveness, SavedJob};
 
 fn name_of(_: i32) -> &'static str {
     "SIGX"
+}
+
+fn saved(run: &Run) -> Vec<SavedJob> {
+    run.sup.saved_jobs(&mut |def| fingerprint(def))
 }
 
 /// A pmtr that ran `text` from 0 s to `secs`, and the jobs it saved.
@@ -15,7 +19,7 @@ fn ran(text: &str, secs: u64) -> (Run, Vec<SavedJob>) {
     let mut run = Run::new(config(text));
     run.event(Event::Start, at(0));
     let _ = run.event(Event::Timer, at(secs));
-    let saved = run.sup.saved_jobs();
+    let saved = saved(&run);
     (run, saved)
 }
 
@@ -90,7 +94,7 @@ fn pending_restarts_overrides_and_counters_carry_over() {
         at(2),
     );
     before.exit("off", TERMINATED, at(2));
-    let saved = before.sup.saved_jobs();
+    let saved = saved(&before);
     let (mut after, actions) = next(&text, saved, Liveness::Alive, 3);
     assert!(spawned_names(&actions).is_empty());
     assert_eq!(after.phase("off"), Phase::Disabled, "the override holds");

@@ -176,18 +176,38 @@ impl Daemon {
         }
     }
 
-    /// Rewrites the state file if the jobs changed — once the starts of a
-    /// round are all made, not after each batch.
+    /// After a turn that changed jobs: when to rewrite the state file
+    /// (`state_due`) — in a turn of its own (at 10 000 jobs it takes
+    /// 20 ms), once the starts of a round are all made, not sooner after
+    /// the last write than its size allows; never while pmtr shuts down
+    /// (the file goes at the exit).
+    pub(super) fn state_changed(&mut self) {
+        let busy = self.spawner.has_queued() || self.supervisor.is_shutting_down();
+        if !self.state_dirty || busy || self.exit.is_some() || self.state_due.is_some() {
+            return;
+        }
+        let Some(state_file) = &self.state_file else {
+            return;
+        };
+        let now = self.clock.now();
+        let jobs = self.supervisor.jobs().len();
+        self.state_due = Some(state_file.next_write(now, jobs).unwrap_or(now));
+    }
+
+    /// Rewrites the state file (`state_due` has come).
     pub(super) fn write_state(&mut self) {
-        if !self.state_dirty || self.spawner.has_queued() || self.exit.is_some() {
+        self.state_due = None;
+        let busy = self.spawner.has_queued() || self.supervisor.is_shutting_down();
+        if !self.state_dirty || busy || self.exit.is_some() {
             return;
         }
         let Some(state_file) = &mut self.state_file else {
             return;
         };
+        let now = self.clock.now();
         self.state_dirty = false;
         let state = state_file.snapshot(&self.supervisor);
-        if let Err(message) = state_file.write(&state) {
+        if let Err(message) = state_file.write(&state, now) {
             self.logger.log(Level::Warning, &message);
         }
     }
@@ -310,7 +330,7 @@ impl Daemon {
         };
         let mut state: State = state_file.snapshot(&self.supervisor);
         state.handed = Some(handed.clone());
-        if let Err(message) = state_file.write(&state) {
+        if let Err(message) = state_file.write(&state, self.clock.now()) {
             return self.refuse_reexec(pending.reply, message);
         }
         let path = state_file.path().to_path_buf();
