@@ -55,9 +55,10 @@ pub fn spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
         report: Report::default(),
     };
     // SAFETY: `child_main` runs on its own stack (`stack` is the top of a
-    // private mapping no one else uses: CLONE_VFORK keeps pmtr, the only
-    // thread, suspended until the child has exec'd or exited, so starts
-    // never overlap). It reads `start` and the plan, which outlive this
+    // private mapping no one else uses: CLONE_VFORK keeps the loop's
+    // thread, the only one that starts children, suspended until the
+    // child has exec'd or exited, so starts never overlap; pmtr's helper
+    // threads — name lookups, usage — never touch the stack or the plan). It reads `start` and the plan, which outlive this
     // call, writes only its own stack and `start.report`, and ends in
     // execve or _exit. It makes its descriptor table its own before it
     // changes any descriptor (child.rs). Signal dispositions are not
@@ -193,9 +194,10 @@ fn clone3_in_cgroup(plan: &ExecPlan<'_>) -> Result<Result<Spawned, Errno>, Errno
     // arguments give (its top, 16-byte aligned as the ABI wants at a call),
     // with the parent's registers: r12 holds the start and r13 the entry,
     // which the child calls and which never returns (it ends in execve or
-    // _exit); `ud2` stops it if it ever did. CLONE_VFORK suspends pmtr, the
-    // only thread, until the child has exec'd or exited, so the stack and
-    // `start` are the child's alone meanwhile. The parent gets the pid or
+    // _exit); `ud2` stops it if it ever did. CLONE_VFORK suspends the
+    // loop's thread, the only one that starts children, until the child
+    // has exec'd or exited, so the stack and `start` are the child's alone
+    // meanwhile (helper threads never touch them). The parent gets the pid or
     // -errno in rax; the syscall clobbers rcx and r11. Memory is not
     // declared untouched: the child writes `start.report`.
     unsafe {
