@@ -319,3 +319,52 @@ fn a_forked_start_enters_its_cgroup_too() {
     pmtr.signal(Signal::SIGTERM);
     assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
 }
+
+/// `--cgroup auto` takes pmtr's own cgroup when systemd marked it
+/// delegated (`trusted.delegate`, as `Delegate=yes` does), and leaves an
+/// unmarked one alone, which root could write as well.
+#[test]
+fn auto_takes_a_delegated_cgroup_and_only_that() {
+    let test = "auto_takes_a_delegated_cgroup_and_only_that";
+    let Some(cgroup) = TestCgroup::new("auto") else {
+        skip_if(true, test, "no writable cgroup v2 mount");
+        return;
+    };
+    for marked in [false, true] {
+        if marked {
+            // As systemd marks a delegated cgroup (Python has setxattr).
+            let set = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import os, sys; os.setxattr(sys.argv[1], 'trusted.delegate', b'1')",
+                ])
+                .arg(&cgroup.0)
+                .status();
+            if skip_if(
+                !set.is_ok_and(|s| s.success()),
+                test,
+                "unable to set trusted.delegate",
+            ) {
+                return;
+            }
+        }
+        let sandbox = Sandbox::new();
+        // Started inside the test's cgroup, as systemd starts a service.
+        let enter = format!(
+            "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+            cgroup.0.display()
+        );
+        let command = ["/bin/sh", "-c", &enter, crate::harness::PMTR];
+        let config = "job {\n name a\n cmd /bin/sleep 86405\n}\n";
+        let mut pmtr = Pmtr::start_program(&sandbox, config, &["-v"], &command, &[]);
+        pmtr.expect_started("a", 1, SHORT);
+        let expected = match marked {
+            true => format!("jobs are contained in cgroups under {}", cgroup.0.display()),
+            false => "is not delegated to pmtr (Delegate=yes)".to_string(),
+        };
+        pmtr.expect(&expected, SHORT);
+        assert_eq!(cgroup.job("a").exists(), marked);
+        pmtr.signal(Signal::SIGTERM);
+        assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+    }
+}

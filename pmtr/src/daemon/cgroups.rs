@@ -143,9 +143,19 @@ fn own_cgroup() -> Result<PathBuf, String> {
     Ok(Path::new(mount).join(own.trim_start_matches('/')))
 }
 
-/// systemd marks a cgroup it delegates (`Delegate=yes`) with this
-/// attribute.
+/// Whether `dir` was delegated to pmtr: systemd (251 and later) marks a
+/// cgroup it delegates (`Delegate=yes`) with the `trusted.delegate`
+/// attribute (`user.delegate` in a user's manager), and hands a service
+/// that runs as an ordinary user its cgroup by owner. Root may write any
+/// cgroup: for root, only the mark says.
 fn delegated(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid().as_raw();
+    let owned = fs::metadata(dir).is_ok_and(|m| m.uid() == euid);
+    marked(dir) || (euid != 0 && owned && writable(dir))
+}
+
+fn marked(dir: &Path) -> bool {
     let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
