@@ -403,3 +403,27 @@ fn a_state_file_pmtr_did_not_write_is_not_read() {
         .transcript()
         .contains("ended without stopping its jobs"));
 }
+
+/// A new binary that never finishes checking the state is killed at the
+/// check's deadline: the reexec is refused, and a later one is not kept
+/// out by it.
+#[test]
+fn a_check_that_hangs_is_killed_and_the_reexec_refused() {
+    let sandbox = Sandbox::new();
+    let binary = own_binary(&sandbox);
+    let config = "job {\n name a\n cmd /bin/sleep 86401.11\n}\n";
+    let times = format!("{},reexec_check=500", crate::harness::TEST_TIMES);
+    let env = [(crate::harness::TEST_TIMES_VARIABLE, times.as_str())];
+    let pmtr = Pmtr::start_program(&sandbox, config, &[], &[&binary], &env);
+    let pid = pmtr.expect_started("a", 1, SHORT);
+    replace_with_script(&binary, "exec sleep 86406");
+    let out = sandbox.ctl(&["reexec"]);
+    assert!(!out.status.success());
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains("the new pmtr refused the state (signal 9 (SIGKILL))"),
+        "{said}"
+    );
+    pmtr.expect("did not check the state within 0.5 sec: killing it", SHORT);
+    assert_eq!(pids(&sandbox), [("a".to_string(), Some(pid as i64))]);
+}

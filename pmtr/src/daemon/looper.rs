@@ -120,6 +120,8 @@ pub struct Daemon {
     state_dirty: bool,
     /// When the state file, changed meanwhile, may be written again.
     state_due: Option<Mono>,
+    /// How long a reexec's new binary may take to check the state.
+    reexec_check_millis: u64,
     /// A `pmtr-ctl reexec` whose new binary is checking the state.
     reexec: Option<takeover::PendingReexec>,
     /// Jobs adopted from a pmtr that died, followed through a pidfd each
@@ -272,6 +274,7 @@ impl Daemon {
             state_file: socket.map(StateFile::beside),
             state_dirty: true,
             state_due: None,
+            reexec_check_millis: times.reexec_check_millis,
             reexec: None,
             adopted: std::collections::HashMap::new(),
         })
@@ -497,6 +500,7 @@ impl Daemon {
             self.udp_budget.deadline(),
             self.usage_due,
             self.state_due,
+            self.reexec.as_ref().and_then(|r| r.deadline()),
         ]
         .into_iter()
         .flatten()

@@ -13,6 +13,8 @@ pub struct Times {
     /// How long a control client may take to send its request and to read
     /// the answer.
     pub client_deadline_millis: u64,
+    /// How long a reexec's new binary may take to check the state.
+    pub reexec_check_millis: u64,
 }
 
 impl Default for Times {
@@ -20,6 +22,7 @@ impl Default for Times {
         Times {
             policy: Policy::default(),
             client_deadline_millis: 5_000,
+            reexec_check_millis: 10_000,
         }
     }
 }
@@ -60,6 +63,7 @@ fn parse(text: &str) -> (Times, Vec<String>) {
             "report_every" => &mut policy.report_every_millis,
             "report_soon" => &mut policy.report_soon_millis,
             "client_deadline" => &mut times.client_deadline_millis,
+            "reexec_check" => &mut times.reexec_check_millis,
             _ => {
                 unknown.push(item.to_string());
                 continue;

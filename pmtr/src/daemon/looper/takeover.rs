@@ -12,6 +12,7 @@ use nix::sys::epoll::EpollFlags;
 use pmtr_core::proto::state::{Handed, State};
 use pmtr_core::supervise::event::{Action, Event, ExitStatus, Level, Pid, Reply, ReplyToken};
 use pmtr_core::supervise::handover::Liveness;
+use pmtr_core::time::Mono;
 
 use super::Daemon;
 use crate::daemon::handover::{self, Inherited};
@@ -28,11 +29,19 @@ pub struct PendingReexec {
     binary: PathBuf,
     /// How the check ended, once it has.
     outcome: Option<ExitStatus>,
+    /// When a check that has not ended is killed: a new binary that hangs
+    /// must not keep every later reexec refused.
+    deadline: Mono,
 }
 
 impl PendingReexec {
     pub fn checker(&self) -> Pid {
         self.checker.id() as Pid
+    }
+
+    /// When the check must have ended, while it has not.
+    pub fn deadline(&self) -> Option<Mono> {
+        self.outcome.is_none().then_some(self.deadline)
     }
 }
 
@@ -245,6 +254,7 @@ impl Daemon {
                 reply,
                 binary,
                 outcome: None,
+                deadline: self.clock.now().plus_millis(self.reexec_check_millis),
             })
         });
         match started {
@@ -275,8 +285,22 @@ impl Daemon {
     }
 
     /// Execs the new binary if its check accepted the state; says why not
-    /// otherwise, and goes on.
+    /// otherwise, and goes on. A check past its deadline is killed (its
+    /// end comes with its reaping).
     pub(super) fn finish_reexec(&mut self) {
+        let now = self.clock.now();
+        if let Some(pending) = &mut self.reexec {
+            if pending.deadline().is_some_and(|t| t <= now) {
+                let message = format!(
+                    "reexec: {} did not check the state within {:.1} sec: killing it",
+                    pending.binary.display(),
+                    self.reexec_check_millis as f64 / 1000.0
+                );
+                let _ = pending.checker.kill();
+                pending.deadline = now.plus_millis(self.reexec_check_millis);
+                self.logger.log(Level::Warning, &message);
+            }
+        }
         if self.reexec.as_ref().is_none_or(|p| p.outcome.is_none()) {
             return;
         }
