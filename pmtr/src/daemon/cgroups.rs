@@ -6,7 +6,7 @@
 //! ends what left the job's process group. What the files mean is decided
 //! in `pmtr_core::resources`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -227,6 +227,8 @@ pub struct Containment {
     jobs: HashMap<String, JobCgroup>,
     leaders: HashMap<Pid, String>,
     watches: HashMap<WatchDescriptor, String>,
+    /// The limits said not to be applied, by job: said once.
+    warned: HashSet<(String, &'static str)>,
 }
 
 /// The controllers enabled for every job's cgroup, for its usage in
@@ -256,6 +258,7 @@ impl Containment {
             jobs: HashMap::new(),
             leaders: HashMap::new(),
             watches: HashMap::new(),
+            warned: HashSet::new(),
         };
         for controller in ALWAYS_ENABLED {
             let _ = containment.enable(controller);
@@ -298,7 +301,10 @@ impl Containment {
         let mut warnings = Vec::new();
         for (controller, option) in resources::controllers_needed(limits) {
             if let Err(why) = self.enable(controller) {
-                if self.available.iter().any(|c| c == controller) {
+                // An unavailable one was warned about at start; one that
+                // would not be enabled is said once per job and limit.
+                let available = self.available.iter().any(|c| c == controller);
+                if available && self.warned.insert((name.to_string(), option)) {
                     warnings.push(format!("job {name}: {option} is not applied: {why}"));
                 }
             }
