@@ -14,7 +14,6 @@ use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use pmtr_core::config::StopSignal;
 use pmtr_core::config::{Config, Globals};
 use pmtr_core::proto::local::{Request, Response};
 use pmtr_core::supervise::event::{
@@ -23,6 +22,7 @@ use pmtr_core::supervise::event::{
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
+mod resources;
 mod takeover;
 
 use super::cgroups::Containment;
@@ -359,66 +359,6 @@ impl Daemon {
         self.exit.unwrap_or(0)
     }
 
-    /// After every job is gone: ends each process still re-parented to
-    /// pmtr — what a job left behind outside its process group and its
-    /// cgroup, or every such process where pmtr has no cgroup — with
-    /// SIGTERM, then SIGKILL after the kill grace (or at once on a second
-    /// TERM or INT); then removes the jobs' cgroups. Nothing a job started
-    /// outlives pmtr (SPEC 11.7).
-    fn end_leftovers(&mut self) {
-        let left = process::children();
-        if !left.is_empty() {
-            let message = format!("ending {} processes the jobs left behind", left.len());
-            self.logger.log(Level::Info, &message);
-            for &pid in &left {
-                process::signal_process(pid, Signal::SIGTERM);
-            }
-            let grace = self.supervisor.policy().kill_after_millis;
-            if !self.wait_for_children(self.clock.now().plus_millis(grace)) {
-                let left = process::children();
-                let message = format!("sending SIGKILL to {} processes left behind", left.len());
-                self.logger.log(Level::Info, &message);
-                for pid in left {
-                    process::signal_process(pid, Signal::SIGKILL);
-                }
-                self.wait_for_children(self.clock.now().plus_millis(grace));
-            }
-        }
-        if let Some(containment) = &mut self.containment {
-            containment.remove_unless(|_| false);
-        }
-    }
-
-    /// Reaps until pmtr has no children or `deadline` passes (false), or
-    /// a second TERM or INT asks for the end now (false).
-    fn wait_for_children(&mut self, deadline: Mono) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        loop {
-            process::reap_some(usize::MAX);
-            if process::children().is_empty() {
-                return true;
-            }
-            let now = self.clock.now();
-            if deadline <= now {
-                return false;
-            }
-            let millis = deadline.millis_since(now).min(i32::MAX as u64) as i32;
-            let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-            if let Err(errno) = poll(&mut fds, timeout) {
-                if errno != Errno::EINTR {
-                    return false;
-                }
-            }
-            while let Ok(Some(info)) = self.signals.read_signal() {
-                let signo = info.ssi_signo as i32;
-                if signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32 {
-                    return false;
-                }
-            }
-        }
-    }
-
     /// One batch of readiness, in the loop's order. A registration that
     /// ends while the batch is handled leaves a token its owner no longer
     /// holds: the events after find nobody, even if the fd is reused.
@@ -578,18 +518,6 @@ impl Daemon {
             events.push(Event::Reaped { pid, status });
         }
         self.apply_all(events);
-    }
-
-    /// Says so if the OOM killer ended the job led by `pid` (SIGKILL).
-    fn log_oom_kill(&mut self, pid: Pid) {
-        let jobs = self.supervisor.jobs();
-        let Some(job) = jobs.iter().find(|j| j.phase.leader() == Some(pid)) else {
-            return;
-        };
-        if self.oom.killed(pid, self.containment.as_mut()) {
-            let message = format!("job {} killed by the OOM killer", job.def.name);
-            self.logger.log(Level::Warning, &message);
-        }
     }
 
     /// Job output: logged (or written to its file), kept in the job's
@@ -752,21 +680,6 @@ impl Daemon {
         self.apply_all(events);
     }
 
-    /// Jobs whose cgroup emptied: gone, if they were draining.
-    fn cgroups_emptied(&mut self) {
-        let Some(containment) = &mut self.containment else {
-            return;
-        };
-        let events = containment
-            .emptied()
-            .into_iter()
-            .map(|pgid| Event::Probed { pgid, alive: false })
-            .collect();
-        self.apply_all(events);
-        // A deleted job's cgroup goes once it is empty.
-        self.forget_deleted_jobs();
-    }
-
     /// Control datagrams: each passing request becomes an event.
     fn receive_control(&mut self) {
         let now = self.clock.now();
@@ -914,21 +827,6 @@ impl Daemon {
         }
     }
 
-    /// Sends `signal` to a job's process group; a kill also ends what left
-    /// the group, through the job's cgroup.
-    fn signal(&mut self, pgid: Pid, signal: StopSignal) {
-        if let Err(errno) = process::signal_group(pgid, signal) {
-            let message = format!("unable to signal process group {pgid}: {}", Text(errno));
-            self.logger.log(Level::Error, &message);
-        }
-        if signal != StopSignal::Kill {
-            return;
-        }
-        if let Some(Err(message)) = self.containment.as_ref().map(|c| c.kill(pgid)) {
-            self.logger.log(Level::Error, &message);
-        }
-    }
-
     /// Reads and checks the configuration file (with its includes) for a
     /// reload, and watches what it now includes.
     fn read_config(&mut self, forced: bool) -> Event {
@@ -1001,50 +899,6 @@ impl Daemon {
             .send_report(|report_id| pmtr_core::proto::report::encode(report_id, &jobs))
         {
             self.logger.log(Level::Warning, &line);
-        }
-    }
-
-    /// Reads what running jobs use, for the metrics file, and rewrites it.
-    fn refresh_usage(&mut self, now: Mono) {
-        self.usage_due = self
-            .metrics
-            .is_some()
-            .then(|| now.plus_millis(USAGE_EVERY_MILLIS));
-        let statuses = self.supervisor.statuses(now);
-        let query = usage::query(&statuses, self.containment.as_ref());
-        self.measure(query, Purpose::Metrics);
-    }
-
-    /// Measures what jobs use on a thread; what it is for follows when it
-    /// is in (`measured`), at once if no thread could be had.
-    fn measure(&mut self, query: usage::Query, purpose: Purpose) {
-        if let Some((purpose, measured)) = self.measurer.start(&mut self.registry, query, purpose) {
-            self.measured(purpose, measured);
-        }
-    }
-
-    /// A measurement is in: the status answer it was for goes out, or the
-    /// metrics file is brought up to date.
-    fn measured(&mut self, purpose: Purpose, measured: usage::Measured) {
-        match purpose {
-            Purpose::Status {
-                client,
-                mut responses,
-            } => {
-                for response in &mut responses {
-                    if let Response::Status { jobs } = response {
-                        usage::apply(jobs, &measured);
-                    }
-                }
-                let now = self.clock.now();
-                if let Some(control) = &mut self.control {
-                    control.respond(&mut self.registry, client, &responses, now);
-                }
-            }
-            Purpose::Metrics => {
-                self.usage = measured;
-                self.update_metrics();
-            }
         }
     }
 
