@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use nix::sys::epoll::EpollFlags;
+use pmtr_core::config::StopSignal;
 use pmtr_core::proto::state::{Handed, State};
 use pmtr_core::supervise::event::{Action, Event, ExitStatus, Level, Pid, Reply, ReplyToken};
 use pmtr_core::supervise::handover::Liveness;
@@ -135,10 +136,15 @@ impl Daemon {
                 self.adopted.insert(token, (pid, pidfd));
             }
             Err(why) => {
+                // Its end would never be seen: ended now, and started again
+                // once its group is gone, as after any exit.
                 let message = format!(
-                    "job {name} [{pid}]: unable to follow the adopted process ({why}); its end will be seen when pmtr probes its group"
+                    "job {name} [{pid}]: unable to follow the adopted process ({why}): ending it"
                 );
                 self.logger.log(Level::Warning, &message);
+                self.signal(pid, StopSignal::Kill);
+                let status = ExitStatus::Unknown;
+                self.apply(Event::Reaped { pid, status });
             }
         }
     }
