@@ -209,7 +209,7 @@ pub fn load(path: &Path) -> Reading {
 
 /// A hash of the parts, each with its length so that moving bytes from
 /// one part to the next changes it.
-fn content_hash(parts: &[&[u8]]) -> u64 {
+pub(crate) fn content_hash(parts: &[&[u8]]) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     for part in parts {
         hasher.write_usize(part.len());

@@ -249,7 +249,7 @@ impl StateFile {
     /// Writes `state` if it differs from what was written last.
     pub fn write(&mut self, state: &State, now: Mono) -> Result<(), String> {
         let bytes = state.encode();
-        let hash = fnv(&bytes);
+        let hash = crate::config_file::content_hash(&[&bytes]);
         if self.written == Some(hash) {
             return Ok(());
         }
@@ -270,11 +270,6 @@ impl StateFile {
     }
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// The path of the binary now at pmtr's path: `/proc/self/exe` names the
 /// file pmtr was started from, "(deleted)" once a package replaced it.
