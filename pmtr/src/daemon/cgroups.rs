@@ -20,7 +20,7 @@ use pmtr_core::config::{CgroupLimits, Job};
 use pmtr_core::resources::{self, limit_files};
 use pmtr_core::supervise::event::Pid;
 
-use crate::sys::process;
+use crate::sys::{mounts, process};
 
 /// What `--cgroup` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,21 +126,14 @@ fn is_cgroup2(path: &Path) -> bool {
 /// pmtr's own cgroup v2 directory: the mount of cgroup2 joined with the
 /// `0::` line of `/proc/self/cgroup`.
 fn own_cgroup() -> Result<PathBuf, String> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("unable to read /proc/self/mountinfo: {e}"))?;
-    // Fields: id parent major:minor root mount-point options... - type ...
-    let mount = mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
-    });
-    let mount = mount.ok_or("no cgroup v2 filesystem is mounted")?;
+    let mount = mounts::first_of_type("cgroup2").ok_or("no cgroup v2 filesystem is mounted")?;
     let cgroups = fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| format!("unable to read /proc/self/cgroup: {e}"))?;
     let own = cgroups
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
         .ok_or("pmtr is in no cgroup v2")?;
-    Ok(Path::new(mount).join(own.trim_start_matches('/')))
+    Ok(Path::new(&mount).join(own.trim_start_matches('/')))
 }
 
 /// Whether `dir` was delegated to pmtr: systemd (251 and later) marks a

@@ -270,7 +270,6 @@ impl StateFile {
     }
 }
 
-
 /// The path of the binary now at pmtr's path: `/proc/self/exe` names the
 /// file pmtr was started from, "(deleted)" once a package replaced it.
 pub fn binary_path() -> Result<PathBuf, String> {

@@ -99,6 +99,24 @@ impl MountTable {
     }
 }
 
+/// Each mount of mountinfo (proc(5)): its mount point (the fifth field,
+/// unescaped) and its filesystem type (the first field after ` - `).
+fn entries(mountinfo: &str) -> impl Iterator<Item = (String, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        let point = unescape(mount.split(' ').nth(4)?);
+        Some((point, filesystem.split(' ').next()?))
+    })
+}
+
+/// The mount point of the first mount of type `fstype` in this process's
+/// mount table (`cgroup2`: where the cgroup v2 hierarchy is).
+pub fn first_of_type(fstype: &str) -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let found = entries(&mountinfo).find_map(|(point, kind)| (kind == fstype).then_some(point));
+    found
+}
+
 /// The mount table, reduced to what a start needs: each mount point and
 /// whether its filesystem is remote.
 #[derive(Debug, Default)]
@@ -110,16 +128,12 @@ impl Mounts {
     /// Parses mountinfo (proc(5)): the mount point is the fifth field, the
     /// filesystem type the first after the ` - ` separator.
     pub fn parse(mountinfo: &str, extra_types: &[String]) -> Mounts {
-        let points = mountinfo
-            .lines()
-            .filter_map(|line| {
-                let (mount, filesystem) = line.split_once(" - ")?;
-                let point = unescape(mount.split(' ').nth(4)?);
-                let fstype = filesystem.split(' ').next()?;
+        let points = entries(mountinfo)
+            .map(|(point, fstype)| {
                 let remote = REMOTE_TYPES.contains(&fstype)
                     || fstype.starts_with("fuse.")
                     || extra_types.iter().any(|extra| extra == fstype);
-                Some((point, remote))
+                (point, remote)
             })
             .collect();
         Mounts { points }
