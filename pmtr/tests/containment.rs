@@ -368,3 +368,36 @@ fn auto_takes_a_delegated_cgroup_and_only_that() {
         assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
     }
 }
+
+/// A job deleted from the file loses its cgroup once it is empty — also
+/// when what it left (an escapee) keeps it occupied until the kill.
+#[test]
+fn a_deleted_jobs_cgroup_goes_once_it_is_empty() {
+    let Some(cgroup) = TestCgroup::new("deleted") else {
+        skip_if(
+            true,
+            "a_deleted_jobs_cgroup_goes_once_it_is_empty",
+            "no writable cgroup v2 mount",
+        );
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let keep = "job {\n name keep\n cmd /bin/sleep 86407\n}\n";
+    let config = format!("{keep}{}", escaping_jobs(&sandbox));
+    let pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", &cgroup.arg()], None);
+    pmtr.expect_started("esc", 1, SHORT);
+    let esc = pid_in(&sandbox.path("esc.pid"));
+    assert!(cgroup.job("esc").exists());
+    sandbox.write("pmtr.conf", keep);
+    pmtr.signal(Signal::SIGHUP);
+    assert!(
+        wait_until(SHORT, || !alive(esc)),
+        "the escapee outlived its job"
+    );
+    assert!(
+        wait_until(SHORT, || !cgroup.job("esc").exists()
+            && !cgroup.job("daemon").exists()),
+        "a deleted job's cgroup stayed"
+    );
+    assert!(cgroup.job("keep").exists());
+}

@@ -386,15 +386,11 @@ impl Containment {
     /// watched from then on, and read again: it may have emptied before
     /// the watch began.
     pub fn populated(&mut self, pgid: Pid) -> Option<bool> {
-        let read = |dir: &Path| {
-            let events = fs::read_to_string(dir.join("cgroup.events")).ok()?;
-            resources::populated(&events)
-        };
         let name = self.leaders.get(&pgid)?.clone();
         let job = self.jobs.get_mut(&name)?;
-        let populated = read(&job.dir)?;
-        if !populated || job.watched {
-            return Some(populated);
+        let occupied = populated(&job.dir)?;
+        if !occupied || job.watched {
+            return Some(occupied);
         }
         let flags = AddWatchFlags::IN_MODIFY;
         if let Ok(watch) = self
@@ -404,13 +400,7 @@ impl Containment {
             self.watches.insert(watch, name);
             job.watched = true;
         }
-        read(&job.dir)
-    }
-
-    fn read_populated(&self, pgid: Pid) -> Option<bool> {
-        let job = self.of_leader(pgid)?;
-        let events = fs::read_to_string(job.dir.join("cgroup.events")).ok()?;
-        resources::populated(&events)
+        populated(&job.dir)
     }
 
     /// Kills every process in the cgroup of the job led by `pgid`. False:
@@ -441,7 +431,7 @@ impl Containment {
                     continue;
                 };
                 let Some(leader) = job.leader else { continue };
-                if !emptied.contains(&leader) && self.read_populated(leader) == Some(false) {
+                if !emptied.contains(&leader) && populated(&job.dir) == Some(false) {
                     emptied.push(leader);
                 }
             }
@@ -491,6 +481,13 @@ impl Containment {
         let before = std::mem::replace(&mut job.oom_kills, kills);
         Some(kills > before)
     }
+}
+
+/// What the `cgroup.events` of the cgroup `dir` says: does it hold a
+/// process?
+fn populated(dir: &Path) -> Option<bool> {
+    let events = fs::read_to_string(dir.join("cgroup.events")).ok()?;
+    resources::populated(&events)
 }
 
 /// The cgroup directory name of job `name`: `job.` and the name, with
