@@ -34,11 +34,13 @@ fn test_dir(mount: &Path, test: &str) -> Option<PathBuf> {
 struct TestCgroup(PathBuf);
 
 impl TestCgroup {
-    /// A new directory under a writable cgroup v2 mount; none on a machine
-    /// without one.
+    /// A new directory for `test` under a writable cgroup v2 mount; none,
+    /// and the test said skipped, on a machine without one.
     fn new(test: &str) -> Option<TestCgroup> {
-        let mount = mount_point(|kind, _| kind == "cgroup2")?;
-        test_dir(&mount, test).map(TestCgroup)
+        let mount = mount_point(|kind, _| kind == "cgroup2");
+        let made = mount.and_then(|mount| test_dir(&mount, test));
+        skip_if(made.is_none(), test, "no writable cgroup v2 mount");
+        made.map(TestCgroup)
     }
 
     fn job(&self, name: &str) -> PathBuf {
@@ -108,12 +110,8 @@ fn pgid_of(pid: i32) -> i32 {
 
 #[test]
 fn escapees_end_with_their_job_and_with_pmtr_in_cgroups() {
-    let Some(cgroup) = TestCgroup::new("escapees") else {
-        skip_if(
-            true,
-            "escapees_end_with_their_job_and_with_pmtr_in_cgroups",
-            "no writable cgroup v2 mount",
-        );
+    let Some(cgroup) = TestCgroup::new("escapees_end_with_their_job_and_with_pmtr_in_cgroups")
+    else {
         return;
     };
     let sandbox = Sandbox::new();
@@ -182,12 +180,7 @@ fn escapees_end_at_shutdown_without_cgroups() {
 /// where it is not, pmtr says so and runs the job anyway.
 #[test]
 fn limits_are_written_or_warned_about() {
-    let Some(cgroup) = TestCgroup::new("limits") else {
-        skip_if(
-            true,
-            "limits_are_written_or_warned_about",
-            "no writable cgroup v2 mount",
-        );
+    let Some(cgroup) = TestCgroup::new("limits_are_written_or_warned_about") else {
         return;
     };
     let available =
@@ -292,12 +285,7 @@ fn an_oom_kill_is_logged_as_such() {
 /// it still waits for a writer.
 #[test]
 fn a_forked_start_enters_its_cgroup_too() {
-    let Some(cgroup) = TestCgroup::new("forked") else {
-        skip_if(
-            true,
-            "a_forked_start_enters_its_cgroup_too",
-            "no writable cgroup v2 mount",
-        );
+    let Some(cgroup) = TestCgroup::new("a_forked_start_enters_its_cgroup_too") else {
         return;
     };
     let sandbox = Sandbox::new();
@@ -326,8 +314,7 @@ fn a_forked_start_enters_its_cgroup_too() {
 #[test]
 fn auto_takes_a_delegated_cgroup_and_only_that() {
     let test = "auto_takes_a_delegated_cgroup_and_only_that";
-    let Some(cgroup) = TestCgroup::new("auto") else {
-        skip_if(true, test, "no writable cgroup v2 mount");
+    let Some(cgroup) = TestCgroup::new(test) else {
         return;
     };
     for marked in [false, true] {
@@ -373,12 +360,7 @@ fn auto_takes_a_delegated_cgroup_and_only_that() {
 /// when what it left (an escapee) keeps it occupied until the kill.
 #[test]
 fn a_deleted_jobs_cgroup_goes_once_it_is_empty() {
-    let Some(cgroup) = TestCgroup::new("deleted") else {
-        skip_if(
-            true,
-            "a_deleted_jobs_cgroup_goes_once_it_is_empty",
-            "no writable cgroup v2 mount",
-        );
+    let Some(cgroup) = TestCgroup::new("a_deleted_jobs_cgroup_goes_once_it_is_empty") else {
         return;
     };
     let sandbox = Sandbox::new();
