@@ -502,13 +502,17 @@ impl Daemon {
         let mut events = Vec::new();
         let reaped = process::reap_some(REAP_BATCH);
         self.reaping = reaped.len() == REAP_BATCH;
+        let killed: Vec<Pid> = (reaped.iter())
+            .filter(|(_, status)| matches!(status, ExitStatus::Signal { number: 9, .. }))
+            .map(|&(pid, _)| pid)
+            .collect();
+        if !killed.is_empty() {
+            self.log_oom_kills(&killed);
+        }
         for (pid, status) in reaped {
             if let Some(event) = self.checks.reaped(&mut self.registry, pid, status) {
                 events.push(event);
                 continue;
-            }
-            if matches!(status, ExitStatus::Signal { number: 9, .. }) {
-                self.log_oom_kill(pid);
             }
             if self.reexec.as_ref().is_some_and(|r| r.checker() == pid) {
                 self.reexec_checked(status);

@@ -244,15 +244,42 @@ impl OomWatch {
         }
     }
 
-    /// Whether the OOM killer killed the job led by `pgid`, which SIGKILL
-    /// just ended: its cgroup counted a kill since the last look, or,
-    /// without one, the machine did (the kernel does not say whom).
-    pub fn killed(&mut self, pgid: Pid, containment: Option<&mut Containment>) -> bool {
+    /// OOM kills the machine counted since the last look (none when it
+    /// cannot tell): when there are none, no SIGKILL was the OOM killer's
+    /// and nothing needs looking at — a shutdown's thousands of SIGKILLs
+    /// cost one read of `/proc/vmstat`.
+    pub fn counted_since(&mut self) -> u64 {
         let machine = machine_oom_kills();
         let before = std::mem::replace(&mut self.machine, machine);
-        if let Some(new) = containment.and_then(|c| c.new_oom_kills(pgid)) {
-            return new;
+        match (before, machine) {
+            (Some(before), Some(now)) => now.saturating_sub(before),
+            _ => 0,
         }
-        matches!((before, machine), (Some(before), Some(now)) if now > before)
     }
+}
+
+/// Which of the jobs led by `leaders`, which SIGKILL just ended, the OOM
+/// killer killed, given the `counted` kills of the machine: one whose cgroup
+/// counted a kill since the last look, or, without a cgroup, one of as many
+/// as the machine counted (the kernel does not say whom).
+pub fn oom_killed(
+    leaders: &[Pid],
+    mut counted: u64,
+    mut containment: Option<&mut Containment>,
+) -> Vec<Pid> {
+    let mut oom = Vec::new();
+    for &pid in leaders {
+        let by_cgroup = containment
+            .as_deref_mut()
+            .and_then(|c| c.new_oom_kills(pid));
+        let was = by_cgroup.unwrap_or_else(|| {
+            let one = counted > 0;
+            counted = counted.saturating_sub(1);
+            one
+        });
+        if was {
+            oom.push(pid);
+        }
+    }
+    oom
 }

@@ -78,15 +78,29 @@ impl Daemon {
         }
     }
 
-    /// Says so if the OOM killer ended the job led by `pid` (SIGKILL).
-    pub(super) fn log_oom_kill(&mut self, pid: Pid) {
-        let jobs = self.supervisor.jobs();
-        let Some(job) = jobs.iter().find(|j| j.phase.leader() == Some(pid)) else {
+    /// Says which of the jobs whose leaders SIGKILL ended (`killed`, reaped
+    /// together) the OOM killer ended.
+    pub(super) fn log_oom_kills(&mut self, killed: &[Pid]) {
+        let counted = self.oom.counted_since();
+        if counted == 0 {
             return;
-        };
-        if self.oom.killed(pid, self.containment.as_mut()) {
-            let message = format!("job {} killed by the OOM killer", job.def.name);
-            self.logger.log(Level::Warning, &message);
+        }
+        let leaders: Vec<Pid> = killed
+            .iter()
+            .copied()
+            .filter(|&pid| {
+                self.supervisor
+                    .jobs()
+                    .iter()
+                    .any(|j| j.phase.leader() == Some(pid))
+            })
+            .collect();
+        for pid in usage::oom_killed(&leaders, counted, self.containment.as_mut()) {
+            let jobs = self.supervisor.jobs();
+            if let Some(job) = jobs.iter().find(|j| j.phase.leader() == Some(pid)) {
+                let message = format!("job {} killed by the OOM killer", job.def.name);
+                self.logger.log(Level::Warning, &message);
+            }
         }
     }
 
