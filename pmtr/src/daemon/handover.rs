@@ -124,7 +124,7 @@ pub struct StateFile {
 impl StateFile {
     /// The state file beside the control socket `socket`.
     pub fn beside(socket: &Path) -> StateFile {
-        let path = socket.with_file_name("pmtr.state");
+        let path = StateFile::path_beside(socket);
         let temporary = socket.with_file_name(".pmtr.state.tmp");
         StateFile {
             path,
@@ -139,6 +139,11 @@ impl StateFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the state file of a pmtr with control socket `socket` is.
+    pub fn path_beside(socket: &Path) -> PathBuf {
+        socket.with_file_name("pmtr.state")
     }
 
     /// When the file of `jobs` jobs may be written again: writes are

@@ -191,13 +191,13 @@ fn inherit(args: &Args, logger: &mut Logger) -> Inherited {
             }
         };
     }
-    let beside = StateFile::beside(&args.socket);
-    match StateFile::read(beside.path()) {
+    let path = StateFile::path_beside(&args.socket);
+    match StateFile::read(&path) {
         Ok(None) => Inherited::Nothing,
         Ok(Some(state)) if handover::owner_runs(&state) => {
             let message = format!(
                 "the state file {} belongs to pmtr [{}], which runs: not taking its jobs over",
-                beside.path().display(),
+                path.display(),
                 state.owner
             );
             logger.log(Level::Warning, &message);
