@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build_ours, tmpfs_dir  # noqa: E402
 from engine import Fifo, build_helpers, kill_jobs, become_subreaper  # noqa: E402
+from reload import config  # noqa: E402
 
 
 def ask(sock_path, line):
@@ -55,8 +56,7 @@ def start(binary, work, helpers, jobs, cgroup):
     fifo = Fifo(os.path.join(run, "ready.fifo"))
     conf = os.path.join(run, "pmtr.conf")
     with open(conf, "w") as f:
-        for i in range(jobs):
-            f.write(f"job {{\n  name job{i}\n  cmd {helpers['ready']}\n}}\n")
+        f.write(config(helpers["ready"], jobs))
     sock = os.path.join(run, "pmtr.sock")
     env = dict(os.environ, READY_FIFO=fifo.path)
     started = time.perf_counter()
@@ -126,11 +126,21 @@ def floor(helpers, work, jobs, cgroups):
 
 
 def remove_cgroups(directory):
-    for entry in os.listdir(directory):
-        path = os.path.join(directory, entry)
-        if os.path.isdir(path):
-            os.rmdir(path)
-    os.rmdir(directory)
+    """Removes a benchmark's cgroups, waiting for processes killed a moment
+    ago to have left them (rmdir says EBUSY until then)."""
+    deadline = time.monotonic() + 10
+    for entry in os.listdir(directory) + [""]:
+        path = os.path.join(directory, entry) if entry else directory
+        if not os.path.isdir(path):
+            continue
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except OSError as error:
+                if error.errno != 16 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
 
 def cgroup_case(binary, work, helpers, jobs, runs):
