@@ -61,6 +61,15 @@ pub struct Handed {
     pub captures: Vec<HandedCapture>,
 }
 
+impl Handed {
+    /// Every descriptor number it names.
+    pub fn fds(&self) -> impl Iterator<Item = i32> + '_ {
+        let notify = self.notify.iter().map(|(fd, _)| *fd);
+        let captures = self.captures.iter().map(|capture| capture.fd);
+        self.control.into_iter().chain(notify).chain(captures)
+    }
+}
+
 /// The read end of a job's output pipe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandedCapture {

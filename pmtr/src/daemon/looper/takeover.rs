@@ -55,13 +55,7 @@ fn signal_name(number: i32) -> &'static str {
 /// would have pmtr close it twice.
 fn distinct(handed: &Handed) -> bool {
     let mut seen = HashSet::new();
-    let control = handed.control.into_iter();
-    let notify = handed.notify.iter().map(|(fd, _)| *fd);
-    let captures = handed.captures.iter().map(|c| c.fd);
-    control
-        .chain(notify)
-        .chain(captures)
-        .all(|fd| seen.insert(fd))
+    handed.fds().all(|fd| seen.insert(fd))
 }
 
 impl Daemon {
@@ -364,12 +358,7 @@ impl Daemon {
             return self.refuse_reexec(pending.reply, message);
         }
         let path = state_file.path().to_path_buf();
-        let fds: Vec<i32> = handed
-            .control
-            .into_iter()
-            .chain(handed.notify.iter().map(|(fd, _)| *fd))
-            .chain(handed.captures.iter().map(|c| c.fd))
-            .collect();
+        let fds: Vec<i32> = handed.fds().collect();
         let message = format!(
             "reexec: handing {} jobs to {}",
             self.supervisor.jobs().len(),
