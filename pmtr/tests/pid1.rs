@@ -4,6 +4,11 @@
 use crate::harness::{alive, children_of, wait_until, Pmtr, Sandbox, Signal, GUARD, SHORT};
 use crate::start::is_root;
 
+/// `unshare` makes no cgroup namespace: as PID 1 with `--cgroup auto`,
+/// pmtr would take this machine's root cgroup, shared by every test
+/// (containment is tested in containment.rs, in cgroups of its own).
+const PID1_FLAGS: &[&str] = &["-v", "--cgroup", "off"];
+
 #[test]
 fn as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly() {
     if crate::harness::skip_if(
@@ -19,7 +24,7 @@ fn as_pid_1_pmtr_reaps_orphans_and_shuts_down_cleanly() {
         &sandbox,
         "job {\n name orphaner\n cmd /bin/sh -c \"(sleep 0.2 &); (sleep 0.3 &); exec sleep 1000\"\n}\n\
          job {\n name tree\n cmd /bin/sh -c \"sleep 1000 & sleep 1000 & wait\"\n}\n",
-        &["-v"],
+        PID1_FLAGS,
         Some(&wrapper),
     );
     pmtr.expect("pmtr[1]: pmtr: starting", SHORT);
@@ -63,7 +68,7 @@ fn the_container_example_runs_as_pid_1() {
     ))
     .unwrap();
     let wrapper = ["unshare", "--fork", "--pid", "--mount-proc"];
-    let mut pmtr = Pmtr::start_with(&sandbox, &text, &["-v"], Some(&wrapper));
+    let mut pmtr = Pmtr::start_with(&sandbox, &text, PID1_FLAGS, Some(&wrapper));
     pmtr.expect("pmtr[1]: pmtr: starting", SHORT);
     pmtr.expect("job setup will not be restarted (once)", SHORT);
     pmtr.expect_started("app", 1, SHORT);
