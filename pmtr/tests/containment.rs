@@ -176,6 +176,60 @@ fn escapees_end_at_shutdown_without_cgroups() {
     assert!(!alive(esc) && !alive(daemon), "escapees outlived pmtr");
 }
 
+#[test]
+fn escapees_of_a_removed_job_end_without_cgroups() {
+    let sandbox = Sandbox::new();
+    // `keep` leaves a process re-parented to pmtr too, which stays.
+    let keep = format!(
+        "job {{\n name keep\n cmd /bin/sh -c \"setsid sh -c 'sleep 303 & echo $! > {}'; exec sleep 1000\"\n}}\n",
+        sandbox.path("keep.pid").display()
+    );
+    // `stubborn` leaves one that ignores SIGTERM.
+    let stubborn = format!(
+        "job {{\n name stubborn\n stop timeout 1s\n cmd /bin/sh -c \"setsid sh -c 'trap : TERM; echo $$ > {}; while :; do sleep 1; done' & exec sleep 1000\"\n}}\n",
+        sandbox.path("stubborn.pid").display()
+    );
+    let config = format!("{}{keep}{stubborn}", escaping_jobs(&sandbox));
+    let mut pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", "off", "-v"], None);
+    let esc_job = pmtr.expect_started("esc", 1, SHORT);
+    let daemon_job = pmtr.expect_started("daemon", 1, SHORT);
+    let keep_job = pmtr.expect_started("keep", 1, SHORT);
+    pmtr.expect_started("stubborn", 1, SHORT);
+    let (esc, daemon, kept, stubborn) = (
+        pid_in(&sandbox.path("esc.pid")),
+        pid_in(&sandbox.path("daemon.pid")),
+        pid_in(&sandbox.path("keep.pid")),
+        pid_in(&sandbox.path("stubborn.pid")),
+    );
+    assert_ne!(pgid_of(esc), esc_job);
+    assert_ne!(pgid_of(daemon), daemon_job);
+
+    // Both escaping jobs leave the file: what they left outside their
+    // groups ends with them, and nothing of the job that stays.
+    sandbox.write("pmtr.conf", &keep);
+    for name in ["esc", "daemon", "stubborn"] {
+        let line =
+            format!("job {name} left 1 processes outside its group: sending SIGTERM to them");
+        pmtr.expect(&line, SHORT);
+    }
+    // SIGKILL for the one that ignored SIGTERM, at its job's stop timeout.
+    let line = "job stubborn left 1 processes outside its group: sending SIGKILL to them";
+    pmtr.expect(line, SHORT);
+    assert!(
+        wait_until(SHORT, || !alive(esc) && !alive(daemon) && !alive(stubborn)),
+        "escapees {esc}, {daemon} and {stubborn} outlived their removed jobs"
+    );
+    assert!(!alive(esc_job) && !alive(daemon_job));
+    assert!(
+        alive(keep_job) && alive(kept),
+        "the job that stays was touched"
+    );
+
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+    assert!(!alive(kept), "escapee {kept} outlived pmtr");
+}
+
 /// A limit reaches the job's cgroup file where its controller is there;
 /// where it is not, pmtr says so and runs the job anyway.
 #[test]

@@ -202,7 +202,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         syntax: Syntax::UpTo(2),
         usage: "env VAR=VALUE | env file [-]PATH",
         default: "",
-        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus these. `env file PATH` (relative: under `dir`) reads `KEY=VALUE` lines from PATH at every start of the job, in the syntax of systemd's `EnvironmentFile=` (`#` comments, blank lines, optional quotes, no expansion); a job whose file is missing or malformed fails to start, saying why, unless the path starts with `-` (a missing file is then skipped). `env VAR=VALUE` lines win over the files, later files over earlier ones.",
+        doc: "Sets an environment variable for the job; repeatable. The job's environment is pmtr's own plus `PMTR_JOB=NAME` (the job's name: how pmtr knows, without a cgroup, what a removed job left behind) plus these. `env file PATH` (relative: under `dir`) reads `KEY=VALUE` lines from PATH at every start of the job, in the syntax of systemd's `EnvironmentFile=` (`#` comments, blank lines, optional quotes, no expansion); a job whose file is missing or malformed fails to start, saying why, unless the path starts with `-` (a missing file is then skipped). `env VAR=VALUE` lines win over the files, later files over earlier ones.",
         repeatable: true,
         apply: |job, words, errors| {
             let word = words[0];

@@ -305,6 +305,15 @@ pub enum Action {
     Reexec {
         reply: ReplyToken,
     },
+    /// Job `name` was removed from the file and has stopped: send `signal`
+    /// to each process it left re-parented to pmtr — marked by
+    /// `PMTR_JOB=name` in its environment, outside the job's process group
+    /// (`setsid`, a double fork) — and to that process's own group if it
+    /// leads one (SPEC 11.7).
+    EndEscapees {
+        name: String,
+        signal: StopSignal,
+    },
 }
 
 #[cfg(test)]

@@ -202,6 +202,8 @@ impl Supervisor {
                     out.log(Level::Info, messages::job_removed(&name));
                     if job.phase.is_active() {
                         leaving.push(job);
+                    } else {
+                        self.end_escapees(&job.def, now, out);
                     }
                 }
             }

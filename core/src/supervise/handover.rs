@@ -141,7 +141,12 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return Some("pmtr is shutting down".into());
         }
-        if self.reload_due.is_some() || !self.rolls.is_empty() || !self.to_stop.is_empty() {
+        let removing = !self.escapee_kills.is_empty();
+        if self.reload_due.is_some()
+            || !self.rolls.is_empty()
+            || !self.to_stop.is_empty()
+            || removing
+        {
             return Some("a reload is under way".into());
         }
         let busy = |p: &Phase| {

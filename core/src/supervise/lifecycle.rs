@@ -225,6 +225,7 @@ impl Supervisor {
 
     pub(super) fn on_timer(&mut self, now: Mono, out: &mut Actions) {
         self.stop_some(now, out);
+        self.kill_escapees(now, out);
         let policy = self.policy;
         for index in 0..self.jobs.len() {
             if let Phase::Running(run) = self.jobs[index].phase {
@@ -403,6 +404,42 @@ impl Supervisor {
         }
     }
 
+    /// Job `def`, removed from the file, has no process left in its
+    /// group: what it left outside gets its stop signal now, and SIGKILL
+    /// after its stop timeout.
+    pub(super) fn end_escapees(&mut self, def: &Job, now: Mono, out: &mut Actions) {
+        let (name, signal) = (def.name.clone(), def.stop_signal);
+        out.push(Action::EndEscapees {
+            name: name.clone(),
+            signal,
+        });
+        if signal != StopSignal::Kill {
+            let kill_at = now.plus_millis(stop_timeout(&self.policy, def));
+            self.escapee_kills.push((kill_at, name));
+        }
+    }
+
+    /// SIGKILL for what removed jobs left behind, once their stop timeout
+    /// has passed; not for a name a job has again (its processes carry
+    /// the same mark).
+    fn kill_escapees(&mut self, now: Mono, out: &mut Actions) {
+        if !self.escapee_kills.iter().any(|(due, _)| *due <= now) {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.escapee_kills)
+            .into_iter()
+            .partition(|(due, _)| *due <= now);
+        self.escapee_kills = later;
+        for (_, name) in due {
+            if !self.jobs.iter().any(|j| j.def.name == name) {
+                out.push(Action::EndEscapees {
+                    name,
+                    signal: StopSignal::Kill,
+                });
+            }
+        }
+    }
+
     /// Job `index`'s group is empty: what its phase said follows.
     fn on_gone(&mut self, index: usize, now: Mono, out: &mut Actions) {
         let job = &mut self.jobs[index];
@@ -422,8 +459,9 @@ impl Supervisor {
         let job = &mut self.jobs[index];
         match reason {
             StopReason::Remove => {
-                self.jobs.remove(index);
+                let removed = self.jobs.remove(index);
                 self.reindex();
+                self.end_escapees(&removed.def, now, out);
             }
             StopReason::Restart | StopReason::Disable => {
                 if let Some(def) = job.pending.take() {

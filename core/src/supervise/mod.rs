@@ -79,6 +79,9 @@ pub struct Supervisor {
     /// (`SHUTDOWN_BATCH`), so that 10 000 jobs' signals and log lines do
     /// not hold the loop in one turn.
     to_stop: std::collections::VecDeque<JobId>,
+    /// Jobs removed from the file whose escapees get SIGKILL at the time
+    /// if they outlived the stop signal (`Action::EndEscapees`).
+    escapee_kills: Vec<(Mono, String)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +130,7 @@ impl Supervisor {
             names: HashMap::new(),
             unknown_logged: None,
             to_stop: std::collections::VecDeque::new(),
+            escapee_kills: Vec::new(),
         };
         supervisor.set_reporting(!config.globals.report_to.is_empty(), Mono::ZERO);
         for index in config.start_order() {
@@ -261,6 +265,7 @@ impl Supervisor {
             }
         }
         consider(self.waiters_due());
+        consider(self.escapee_kills.iter().map(|(due, _)| *due).min());
         earliest
     }
 

@@ -724,6 +724,7 @@ impl Daemon {
         let mut queue = VecDeque::from(events);
         let mut reloaded = false;
         let mut report_pending = false;
+        let mut escapees = Vec::new();
         loop {
             if queue.is_empty() {
                 if self.spawner.has_queued() {
@@ -745,6 +746,9 @@ impl Daemon {
                         pmtr_common::memory::release_free_memory();
                     } else if self.spawner.take_settled() {
                         pmtr_common::memory::release_free_memory();
+                    }
+                    if !escapees.is_empty() {
+                        self.end_escapees(&escapees);
                     }
                     self.answer_waiting();
                     self.state_changed();
@@ -826,6 +830,7 @@ impl Daemon {
                     Action::Reply { token, reply } => self.replies.push((token, reply)),
                     Action::Exit { status } => self.exit = Some(status),
                     Action::Reexec { reply } => self.begin_reexec(reply),
+                    Action::EndEscapees { name, signal } => escapees.push((name, signal)),
                 }
             }
         }

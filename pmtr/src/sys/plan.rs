@@ -12,6 +12,7 @@ use nix::unistd::{getgrouplist, User};
 use pmtr_core::config::{CpuSet, EnvVar, Job, Limit, Output, Resource};
 
 use crate::config_file;
+use crate::sys::process;
 
 /// Where the child points one of its standard streams.
 pub enum Stream {
@@ -316,10 +317,11 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// pmtr's environment, then `HOME`, `USER`, `LOGNAME` of the job's user,
-/// then the job's `env`: later entries replace earlier ones. Entries of
-/// the base environment are pointed at, not copied: most jobs add nothing,
-/// and every allocation between two forks costs a copy-on-write fault.
+/// pmtr's environment, then the job's mark (`PMTR_JOB=NAME`: how pmtr
+/// knows what a job left behind, process::job_mark), then `HOME`, `USER`,
+/// `LOGNAME` of the job's user, then the job's `env`: later entries
+/// replace earlier ones. Entries of the base environment are pointed at,
+/// not copied.
 fn environment_of(
     job: &Job,
     base: &[CString],
@@ -335,6 +337,7 @@ fn environment_of(
         overrides.push(c_string(entry)?);
         Ok(())
     };
+    set(process::JOB_MARK.as_bytes(), job.name.as_bytes())?;
     if let Some(user) = user {
         set(b"HOME", user.dir.as_os_str().as_bytes())?;
         set(b"USER", user.name.as_bytes())?;
@@ -497,7 +500,13 @@ mod tests {
         let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
         assert_eq!(
             env_of(&plan),
-            ["PATH=/bin", "B=b b", "A=from-second", "C=line"]
+            [
+                "PATH=/bin",
+                "PMTR_JOB=t",
+                "B=b b",
+                "A=from-second",
+                "C=line"
+            ]
         );
         drop(plan);
         // Read again at the next start.
@@ -543,9 +552,27 @@ mod tests {
             unsafe { CStr::from_ptr(plan.argv[1]) }.to_str().unwrap(),
             "a b"
         );
-        assert_eq!(env_of(&plan), ["PATH=/bin", "MODE=b", "NEW=1"]);
+        assert_eq!(
+            env_of(&plan),
+            ["PATH=/bin", "PMTR_JOB=t", "MODE=b", "NEW=1"]
+        );
         assert_eq!(plan.dir.to_str().unwrap(), "/tmp");
         assert!(plan.identity.is_none());
+    }
+
+    #[test]
+    fn every_job_is_marked_with_its_name_unless_its_env_says_otherwise() {
+        let context = context(vec![("PMTR_JOB", "pmtr's own")]);
+        let plan = ExecPlan::build(
+            &job("job {\n name web.2\n cmd /bin/true\n}"),
+            &context,
+            Captured::default(),
+        )
+        .unwrap();
+        assert_eq!(env_of(&plan), ["PMTR_JOB=web.2"]);
+        let job = job("job {\n name t\n cmd /bin/true\n env PMTR_JOB=mine\n}");
+        let plan = ExecPlan::build(&job, &context, Captured::default()).unwrap();
+        assert_eq!(env_of(&plan), ["PMTR_JOB=mine"]);
     }
 
     #[test]

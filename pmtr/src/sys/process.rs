@@ -43,7 +43,49 @@ pub fn reap_some(most: usize) -> Vec<(libc::pid_t, ExitStatus)> {
 /// Sends `signal` to process group `pgid`. A group already gone is not an
 /// error.
 pub fn signal_group(pgid: libc::pid_t, signal: StopSignal) -> Result<(), Errno> {
-    let signal = match signal {
+    match killpg(Pid::from_raw(pgid), signal_of(signal)) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Sends `signal` to process `pid`, and to its process group if it leads
+/// one (what it started in its own session goes too). One already gone
+/// is not an error.
+pub fn signal_process_and_group(pid: libc::pid_t, signal: StopSignal) {
+    let (pid, signal) = (Pid::from_raw(pid), signal_of(signal));
+    if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+        let _ = killpg(pid, signal);
+    } else {
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+}
+
+/// The name of the variable that marks each job's processes with the
+/// job's name (`PMTR_JOB=NAME`), set in every job's environment.
+pub const JOB_MARK: &str = "PMTR_JOB";
+
+/// Most bytes of a process's environment read for its mark.
+const ENVIRONMENT_READ_BYTES: u64 = 1 << 20;
+
+/// The value of [`JOB_MARK`] in the environment process `pid` started
+/// with, if it has one and pmtr may read it.
+pub fn job_mark(pid: libc::pid_t) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(format!("/proc/{pid}/environ")).ok()?;
+    let mut environment = Vec::new();
+    file.take(ENVIRONMENT_READ_BYTES)
+        .read_to_end(&mut environment)
+        .ok()?;
+    let prefix = [JOB_MARK.as_bytes(), b"="].concat();
+    environment
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_slice()))
+        .map(<[u8]>::to_vec)
+}
+
+fn signal_of(signal: StopSignal) -> Signal {
+    match signal {
         StopSignal::Term => Signal::SIGTERM,
         StopSignal::Int => Signal::SIGINT,
         StopSignal::Quit => Signal::SIGQUIT,
@@ -52,10 +94,6 @@ pub fn signal_group(pgid: libc::pid_t, signal: StopSignal) -> Result<(), Errno> 
         StopSignal::Usr2 => Signal::SIGUSR2,
         StopSignal::Kill => Signal::SIGKILL,
         StopSignal::Winch => Signal::SIGWINCH,
-    };
-    match killpg(Pid::from_raw(pgid), signal) {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(error) => Err(error),
     }
 }
 

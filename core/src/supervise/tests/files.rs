@@ -384,3 +384,96 @@ fn nothing_is_reloaded_during_shutdown() {
         .event(read(&job("b", "/bin/b", ""), 5), at(2))
         .is_empty());
 }
+
+fn escapee_ends(actions: &[Action]) -> Vec<(String, StopSignal)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::EndEscapees { name, signal } => Some((name.clone(), *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_removed_job_ends_what_it_left_behind_with_its_stop_signal_then_sigkill() {
+    let before = format!(
+        "{}{}",
+        job("keep", "/bin/a", ""),
+        job("drop", "/bin/c", "stop signal INT\n stop timeout 4s")
+    );
+    let mut run = Run::new(config(&before));
+    started(&mut run, &before);
+    let dropped = run.pid("drop").unwrap();
+    let actions = run.event(read(&job("keep", "/bin/a", ""), 2), at(60));
+    assert!(escapee_ends(&actions).is_empty(), "not while it still runs");
+    assert_eq!(
+        run.sup.handover_blocked().as_deref(),
+        Some("1 jobs are starting or stopping; try again")
+    );
+
+    let status = TERMINATED;
+    let actions = run.event(
+        Event::Reaped {
+            pid: dropped,
+            status,
+        },
+        at(61),
+    );
+    assert_eq!(
+        escapee_ends(&actions),
+        [("drop".to_string(), StopSignal::Int)]
+    );
+    // Its stop timeout later, SIGKILL for whatever is still there; a
+    // reexec waits for that.
+    assert_eq!(run.sup.next_deadline(), Some(at(65)));
+    assert!(run.sup.handover_blocked().is_some());
+    assert!(escapee_ends(&run.event(Event::Timer, at(64))).is_empty());
+    let actions = run.event(Event::Timer, at(65));
+    assert_eq!(
+        escapee_ends(&actions),
+        [("drop".to_string(), StopSignal::Kill)]
+    );
+    assert_eq!(run.sup.next_deadline(), None);
+    assert_eq!(run.sup.handover_blocked(), None);
+}
+
+#[test]
+fn no_sigkill_for_escapees_once_a_job_has_the_removed_name_again() {
+    let before = format!("{}{}", job("keep", "/bin/a", ""), job("drop", "/bin/c", ""));
+    let mut run = Run::new(config(&before));
+    started(&mut run, &before);
+    let dropped = run.pid("drop").unwrap();
+    run.event(read(&job("keep", "/bin/a", ""), 2), at(60));
+    let status = TERMINATED;
+    run.event(
+        Event::Reaped {
+            pid: dropped,
+            status,
+        },
+        at(61),
+    );
+    // Back in the file before the kill timeout: its new processes carry
+    // the same mark.
+    run.event(read(&before, 3), at(62));
+    assert!(run.pid("drop").is_some());
+    let actions = run.event(Event::Timer, at(71));
+    assert!(escapee_ends(&actions).is_empty(), "{actions:?}");
+}
+
+#[test]
+fn a_job_removed_while_not_running_ends_what_it_left_behind_too() {
+    let before = format!(
+        "{}{}",
+        job("keep", "/bin/a", ""),
+        job("setup", "/bin/c", "once")
+    );
+    let mut run = Run::new(config(&before));
+    started(&mut run, &before);
+    run.exit("setup", ExitStatus::Code(0), at(1));
+    let actions = run.event(read(&job("keep", "/bin/a", ""), 2), at(60));
+    assert_eq!(
+        escapee_ends(&actions),
+        [("setup".to_string(), StopSignal::Term)]
+    );
+}

@@ -3,6 +3,7 @@
 //! use (measured on a helper thread for a status or the metrics), and the
 //! end of whatever the jobs left re-parented to pmtr once they are gone.
 
+use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
 
 use nix::errno::Errno;
@@ -74,6 +75,41 @@ impl Daemon {
                 if signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32 {
                     return false;
                 }
+            }
+        }
+    }
+
+    /// Sends each removed job's signal to the processes it left behind
+    /// re-parented to pmtr (`Action::EndEscapees`): pmtr's children that
+    /// lead no job and carry the removed job's mark. One look at pmtr's
+    /// children serves every job removed in the turn.
+    pub(super) fn end_escapees(&mut self, removed: &[(String, StopSignal)]) {
+        let leaders: HashSet<Pid> = self
+            .supervisor
+            .jobs()
+            .iter()
+            .filter_map(|j| j.phase.leader())
+            .collect();
+        let mut ended: HashMap<&str, usize> = HashMap::new();
+        for pid in process::children() {
+            if leaders.contains(&pid) {
+                continue;
+            }
+            let Some(mark) = process::job_mark(pid) else {
+                continue;
+            };
+            if let Some((name, signal)) = removed.iter().find(|(n, _)| n.as_bytes() == mark) {
+                process::signal_process_and_group(pid, *signal);
+                *ended.entry(name).or_default() += 1;
+            }
+        }
+        for (name, signal) in removed {
+            if let Some(count) = ended.get(name.as_str()) {
+                let signal = signal.name();
+                let message = format!(
+                    "job {name} left {count} processes outside its group: sending {signal} to them"
+                );
+                self.logger.log(Level::Info, &message);
             }
         }
     }
