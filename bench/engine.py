@@ -94,6 +94,7 @@ def build_helpers(work):
         ("ready", "ready.c", []),
         ("ready-stubborn", "ready.c", ["-DSTUBBORN"]),
         ("floor", "floor.c", []),
+        ("clone_latency", "clone_latency.c", []),
     ):
         path = os.path.join(work, name)
         subprocess.run(["cc", "-O2", *flags, "-o", path, os.path.join(HERE, "helpers", src)], check=True)

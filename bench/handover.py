@@ -2,7 +2,7 @@
 """Benchmark of containment and the handover (issue 14, SPEC 11.7-11.8),
 release build, on tmpfs, median of --runs.
 
-    python3 bench/handover.py [--runs 5] [--jobs 1000] [--only reexec,cgroup]
+    python3 bench/handover.py [--runs 5] [--jobs 1000] [--only reexec,cgroup,clone]
 
 Cases:
   reexec   pmtr with N running jobs: from sending `reexec` on the control
@@ -14,6 +14,10 @@ Cases:
            to a FIFO when it runs): with a cgroup per job (--cgroup DIR on this
            machine's cgroup v2 mount) beside process groups only
            (--cgroup off), alternated, in one run.
+  clone    the kernel's part (helpers/clone_latency.c): how long one start
+           holds the parent — clone3 with and without a new cgroup per
+           child, returning at once (fork) or once the child has exec'd
+           (vfork, as pmtr starts jobs) — N starts each, --runs times.
 """
 import argparse
 import json
@@ -175,11 +179,31 @@ def cgroup_case(binary, work, helpers, jobs, runs):
         print(f"  {kind}: {[round(x) for x in times]}")
 
 
+def clone_case(helpers, jobs, runs):
+    mount = cgroup_mount()
+    if mount is None:
+        print("clone: SKIPPED (no cgroup v2 mount)")
+        return
+    for run in range(runs):
+        for vfork in (False, True):
+            for in_cgroup in (False, True):
+                argv = [helpers["clone_latency"], str(jobs)]
+                directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-clone-{run}")
+                if in_cgroup:
+                    os.makedirs(directory)
+                    argv.append(directory)
+                env = dict(os.environ, **({"VFORK": "1"} if vfork else {}))
+                out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+                print("  " + out.stdout.strip())
+                if in_cgroup:
+                    remove_cgroups(directory)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--only", default="reexec,cgroup")
+    parser.add_argument("--only", default="reexec,cgroup,clone")
     args = parser.parse_args()
     become_subreaper()
     binary = build_ours()
@@ -191,6 +215,8 @@ def main():
             reexec_case(binary, work, helpers, args.jobs, args.runs)
         if "cgroup" in cases:
             cgroup_case(binary, work, helpers, args.jobs, args.runs)
+        if "clone" in cases:
+            clone_case(helpers, args.jobs, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
