@@ -311,9 +311,17 @@ impl Daemon {
                     continue;
                 }
             };
-            // A turn of its own: what is ready stays ready for the next.
+            // Turns of their own: what is ready stays ready for the next.
             if self.state_due.is_some_and(|t| t <= self.clock.now()) {
                 self.write_state();
+                continue;
+            }
+            if !self.read_configs.is_empty() {
+                // Read in the turn before (10 000 jobs take tens of
+                // milliseconds to read, and as many to apply).
+                let read = std::mem::take(&mut self.read_configs);
+                self.apply_all(read);
+                deadline = self.supervisor.next_deadline();
                 continue;
             }
             self.spawner.new_wakeup();
@@ -336,11 +344,6 @@ impl Daemon {
             deadline = self.supervisor.next_deadline();
             if deadline.is_some_and(|t| t <= now) {
                 self.apply(Event::Timer);
-                deadline = self.supervisor.next_deadline();
-            }
-            if !self.read_configs.is_empty() {
-                let read = std::mem::take(&mut self.read_configs);
-                self.apply_all(read);
                 deadline = self.supervisor.next_deadline();
             }
             if self.reaping && !sources.iter().any(|(source, _)| *source == Source::Signals) {

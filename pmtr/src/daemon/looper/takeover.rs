@@ -200,7 +200,7 @@ impl Daemon {
         };
         let now = self.clock.now();
         let jobs = self.supervisor.jobs().len();
-        self.state_due = Some(state_file.next_write(now, jobs).unwrap_or(now));
+        self.state_due = Some(state_file.next_write(now, jobs));
     }
 
     /// Rewrites the state file (`state_due` has come).
