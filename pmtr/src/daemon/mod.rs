@@ -49,8 +49,13 @@ pub fn run(args: &Args) -> ExitCode {
     let foreground = args.foreground || is_init;
     let reading = config_file::load(&args.config);
     let (config_hash, includes) = (reading.hash, reading.includes);
+    // By value: a `_` in the pattern would leave the file's text in
+    // `reading`, held for as long as pmtr runs.
     let config = match reading.result {
-        Ok((config, _)) => config,
+        Ok((config, sources)) => {
+            drop(sources);
+            config
+        }
         Err(error) => {
             if let config_file::LoadError::Invalid { .. } = error {
                 eprint!("{}", error.render(SHOWN_ERRORS));
