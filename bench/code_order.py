@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-from common import TOP, build_ours, free_port
+from common import TOP, argv_has, build_ours, free_port
 
 ORDER_FILE = os.path.join(TOP, "pmtr", "code-order.txt")
 CGROUP2 = "/sys/fs/cgroup/unified"
@@ -117,12 +117,7 @@ class Profiled:
 
     def runs(self, name, word):
         """Whether job `name` runs a process with `word` in its argv."""
-        pid = self.jobs().get(name, {}).get("pid")
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return word.encode() in f.read()
-        except OSError:
-            return False
+        return argv_has(self.jobs().get(name, {}).get("pid"), word)
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)

@@ -41,6 +41,15 @@ def proc_status(pid, field):
     return 0
 
 
+def argv_has(pid, word):
+    """Whether process `pid` runs with `word` in its argv (False when gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return word.encode() in f.read()
+    except OSError:
+        return False
+
+
 def free_port(kind):
     """A port free on 127.0.0.1 for `kind` (socket.SOCK_DGRAM or _STREAM)."""
     with socket.socket(socket.AF_INET, kind) as s:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from common import TOP, build_original, build_ours
+from common import TOP, argv_has, build_original, build_ours
 
 UNORDERED_DIR = os.path.join(TOP, "target", "memory-unordered")
 
@@ -96,12 +96,7 @@ class Pmtr:
             return {}
 
     def runs(self, word):
-        pid = self.job().get("pid")
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return word.encode() in f.read()
-        except OSError:
-            return False
+        return argv_has(self.job().get("pid"), word)
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
