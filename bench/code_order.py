@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-from common import TOP, argv_has, build_ours, free_port
+from common import TOP, argv_has, build_ours, child_runs, free_port
 
 ORDER_FILE = os.path.join(TOP, "pmtr", "code-order.txt")
 CGROUP2 = "/sys/fs/cgroup/unified"
@@ -69,7 +69,7 @@ def wait_for(condition, what, timeout=60):
 class Profiled:
     """pmtr under callgrind in a scratch directory, its jobs fed by a FIFO."""
 
-    def __init__(self, pmtr, work, name, extra_args=()):
+    def __init__(self, pmtr, work, name, extra_args=(), valgrind_args=()):
         self.pmtr, self.work = pmtr, work
         self.ctl_path = os.path.join(os.path.dirname(pmtr), "pmtr-ctl")
         self.socket = os.path.join(work, "sock")
@@ -84,6 +84,7 @@ class Profiled:
         # Held open read-write, so a job opening the FIFO never waits.
         self.fifo_fd = os.open(self.fifo, os.O_RDWR)
         self.extra_args = list(extra_args)
+        self.valgrind_args = list(valgrind_args)
         self.process = None
 
     def write_config(self, text, rename=False):
@@ -96,7 +97,7 @@ class Profiled:
                 f.write(text)
 
     def start(self):
-        argv = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={self.out}",
+        argv = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={self.out}", *self.valgrind_args,
                 self.pmtr, "-F", "-c", self.config, "--socket", self.socket, *self.extra_args]
         self.log = open(os.path.join(self.work, "pmtr.log"), "w")
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
@@ -119,6 +120,18 @@ class Profiled:
         """Whether job `name` runs a process with `word` in its argv."""
         return argv_has(self.jobs().get(name, {}).get("pid"), word)
 
+    def dump(self, phase):
+        """Ends a part of the profile, the one before `phase`: callgrind
+        writes what ran since the last part to a file of its own (OUT.1,
+        OUT.2, ...)."""
+        subprocess.run(["callgrind_control", f"--dump={phase}", str(self.process.pid)], capture_output=True, check=True)
+        wait_for(lambda: any(trigger(part) == f"dump {phase}" for part in self.parts()), "callgrind's dump")
+
+    def parts(self):
+        base = os.path.basename(self.out.replace("%p", str(self.process.pid)))
+        found = [name for name in os.listdir(self.work) if name.startswith(base + ".")]
+        return sorted((os.path.join(self.work, name) for name in found), key=lambda path: int(path.rsplit(".", 1)[1]))
+
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=120)
@@ -133,16 +146,52 @@ def job(name, cmd, fifo, *lines):
 
 
 def common_case(pmtr, work):
-    p = Profiled(pmtr, work, "common")
+    """The parts of a profile of the common case, by phase (COMMON_PARTS).
+    pmtr drops its code pages (sys/code.rs) once start-up and once the
+    saved change are over: callgrind ends a part there too, so what runs
+    after the drop until pmtr idles — what comes back — is a part of its
+    own."""
+    p = Profiled(pmtr, work, "common", valgrind_args=["--dump-before=*release_code_pages*"])
     p.write_config(job("one", "/bin/sleep 86400", p.fifo))
     p.start()
-    p.wait_jobs(lambda jobs: jobs.get("one", {}).get("pid"), "job one running")
+    wait_for(lambda: child_runs(p.process.pid, "86400"), "job one running")
+    time.sleep(2.5)  # pmtr drops its pages a second after the work
+    p.dump("control")
     p.ctl("status")
     p.ctl("restart", "one")
     p.wait_jobs(lambda jobs: jobs["one"]["restarts"] == 1 and jobs["one"]["pid"], "job one restarted")
+    p.dump("reload")
     p.write_config(job("one", "/bin/sleep 86401", p.fifo))
-    wait_for(lambda: p.runs("one", "86401"), "the saved change applied")
-    return p.stop()
+    wait_for(lambda: child_runs(p.process.pid, "86401"), "the saved change applied")
+    time.sleep(2.5)  # pmtr drops its pages a second after the work
+    p.dump("shutdown")
+    final = p.stop()
+    phases = {name: [] for name in COMMON_PARTS}
+    phase, dropped = "start-up", False
+    for part in p.parts() + [final]:
+        phases["idle, after a drop" if dropped else phase].append(part)
+        why = trigger(part)
+        dropped = why.startswith("--dump-before")
+        if why.startswith("dump "):
+            phase = why[len("dump "):]
+    return [phases[name] for name in COMMON_PARTS]
+
+
+# The parts of the common case in the order their functions are laid out:
+# what runs after pmtr drops its code pages first, start-up's own last.
+COMMON_PARTS = ["idle, after a drop", "control", "reload", "start-up", "shutdown"]
+
+
+def trigger(part):
+    """Why callgrind wrote this part: `dump PHASE`, `--dump-before=...`,
+    `Program termination`."""
+    with open(part, errors="replace") as f:
+        for line in f:
+            if line.startswith("desc: Trigger: "):
+                return line[len("desc: Trigger: "):].strip()
+            if line.startswith(("fn=", "ob=")):
+                break
+    return ""
 
 
 def the_rest(pmtr, work, cgroup):
@@ -276,7 +325,12 @@ def main():
     cgroup = writable_cgroup()
     try:
         os.makedirs(os.path.join(work, "common"), mode=0o755)
-        add(functions_run(common_case(pmtr, os.path.join(work, "common")), binary))
+        parts = []
+        for name, files in zip(COMMON_PARTS, common_case(pmtr, os.path.join(work, "common"))):
+            before = len(ordered)
+            for part in files:
+                add(functions_run(part, binary))
+            parts.append((name, ordered[before:]))
         common = len(ordered)
         runs = [None]
         if cgroup:
@@ -297,6 +351,8 @@ def main():
     ran = sum(size.get(name, 0) for name in ordered)
     print(f"{len(ordered)} functions ran ({common} in the common case): {ran // 1024} KiB "
           f"of {sum(size.values()) // 1024} KiB of code")
+    for name, names in parts:
+        print(f"  {name:<28} {len(names):>4} functions first run there, {sum(size.get(n, 0) for n in names) // 1024} KiB")
     if args.check:
         listed = set(line.strip() for line in open(ORDER_FILE) if line.strip() and not line.startswith("#"))
         missing = [name for name in ordered if name not in listed]

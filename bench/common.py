@@ -50,6 +50,16 @@ def argv_has(pid, word):
         return False
 
 
+def child_runs(parent, word):
+    """Whether a child of `parent` runs with `word` in its argv: asks
+    /proc, not the supervisor, so that asking runs none of its code."""
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            return any(argv_has(child, word) for child in f.read().split())
+    except OSError:
+        return False
+
+
 def free_port(kind):
     """A port free on 127.0.0.1 for `kind` (socket.SOCK_DGRAM or _STREAM)."""
     with socket.socket(socket.AF_INET, kind) as s:

@@ -242,6 +242,11 @@ class Subject:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# Seconds from the last job's start to a supervisor at rest: pmtr gives
+# memory back a second after start-up (docs/PERFORMANCE.md, "Fixed memory").
+SETTLE = 2.5
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -313,7 +318,7 @@ def main():
                 s = subject(kind, n)
                 try:
                     s.wait_started()
-                    time.sleep(1.0)
+                    time.sleep(SETTLE)
                     return s.pss_kib()
                 finally:
                     s.stop()
@@ -327,7 +332,7 @@ def main():
             s = subject(kind, 100)
             try:
                 s.wait_started()
-                time.sleep(1.0)
+                time.sleep(SETTLE)
                 ticks0, switches0 = s.cpu_and_switches()
                 time.sleep(args.idle_seconds)
                 ticks1, switches1 = s.cpu_and_switches()

@@ -7,9 +7,10 @@ with its code laid out in the order of pmtr/code-order.txt and without
 
 Builds the release pmtr as shipped, and again with PMTR_CODE_ORDER=off
 into target/memory-unordered. Each run starts pmtr (`-F`, `--cgroup off`)
-with one job `/bin/sleep`, measures PSS one second after the job is
-running, then again after `pmtr-ctl status`, `status --json`, a restart
-and a saved change have each been served. The original's three processes
+with one job `/bin/sleep`, measures PSS once pmtr is idle (2.5 s after
+the job runs: pmtr gives memory back a second after start-up), then
+right after `pmtr-ctl status`, `status --json`, a restart and a saved
+change have each been served, then idle again. The original's three processes
 are measured beside it, idle.
 """
 import argparse
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from common import TOP, argv_has, build_original, build_ours
+from common import TOP, argv_has, build_original, build_ours, child_runs
 
 UNORDERED_DIR = os.path.join(TOP, "target", "memory-unordered")
 
@@ -104,12 +105,12 @@ class Pmtr:
 
 
 def measure(pmtr):
-    """(idle, after work) mappings of one pmtr with one job."""
+    """(idle, after work, idle again) mappings of one pmtr with one job."""
     work = tempfile.mkdtemp(prefix="pmtr-memory-")
     p = Pmtr(pmtr, work)
     try:
-        wait_for(lambda: p.runs("86400"), "the job running")
-        time.sleep(1.0)
+        wait_for(lambda: child_runs(p.process.pid, "86400"), "the job running")
+        time.sleep(QUIET)
         idle = mappings(p.process.pid, p.binary)
         p.ctl("status")
         restarts = p.job()["restarts"]
@@ -117,11 +118,17 @@ def measure(pmtr):
         wait_for(lambda: p.job().get("restarts") == restarts + 1 and p.runs("86400"), "the restart")
         p.write_config("86401")
         wait_for(lambda: p.runs("86401"), "the saved change")
-        time.sleep(1.0)
-        return idle, mappings(p.process.pid, p.binary)
+        busy = mappings(p.process.pid, p.binary)
+        time.sleep(QUIET)
+        return idle, busy, mappings(p.process.pid, p.binary)
     finally:
         p.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Seconds to wait for pmtr to go idle: it gives memory back a second
+# after start-up and after a reload.
+QUIET = 2.5
 
 
 def original_idle(program):
@@ -157,17 +164,16 @@ def main():
     args = parser.parse_args()
     builds = {"ordered": build_ours(), "unordered": build_unordered()}
     kinds = ["code", "data", "libc", "ld.so", "libgcc_s", "other libs", "anonymous"]
-    print(f"PSS in KiB of pmtr with one job, median of {args.runs} runs: idle / after status, restart, reload")
-    print(f"  {'mapping':<12}" + "".join(f"{name:>22}" for name in builds))
+    print(f"PSS in KiB of pmtr with one job, median of {args.runs} runs: "
+          "idle / after status, restart, reload / idle again")
+    print(f"  {'mapping':<12}" + "".join(f"{name:>24}" for name in builds))
     results = {name: [measure(binary) for _ in range(args.runs)] for name, binary in builds.items()}
     for kind in kinds + ["total"]:
         row = f"  {kind:<12}"
         for name in builds:
             def value(m):
                 return sum(m.values()) if kind == "total" else m.get(kind, 0)
-            idle = median([value(i) for i, _ in results[name]])
-            busy = median([value(b) for _, b in results[name]])
-            row += f"{idle:>13} / {busy:>6}"
+            row += "      " + " / ".join(f"{median([value(run[i]) for run in results[name]]):>4}" for i in range(3))
         print(row)
     try:
         original = build_original()

@@ -90,6 +90,11 @@ pub struct Daemon {
     notifier: Notifier,
     /// pmtr's own `READY=1` went out: later reloads end with one too.
     ready_sent: bool,
+    /// When to give memory back: a quiet second (`release_after_millis`)
+    /// after start-up, a reload or a large round of starts (sooner, what a
+    /// reload sets off — the changed jobs' stops and starts — would fault
+    /// it all back in, and cost it time).
+    release_due: Option<Mono>,
     /// `pmtr-ctl wait` clients, by the token their answer will carry.
     waiting: std::collections::HashMap<ReplyToken, Token>,
     /// The core's answers to control requests, taken right after the
@@ -122,6 +127,7 @@ pub struct Daemon {
     state_due: Option<Mono>,
     /// How long a reexec's new binary may take to check the state.
     reexec_check_millis: u64,
+    release_after_millis: u64,
     /// A `pmtr-ctl reexec` whose new binary is checking the state.
     reexec: Option<takeover::PendingReexec>,
     /// Jobs adopted from a pmtr that died, followed through a pidfd each
@@ -259,6 +265,7 @@ impl Daemon {
                 .map_or(0.0, |d| d.as_secs_f64()),
             notifier: Notifier::from_env(),
             ready_sent: false,
+            release_due: None,
             waiting: std::collections::HashMap::new(),
             replies: Vec::new(),
             last_token: 0,
@@ -275,6 +282,7 @@ impl Daemon {
             state_dirty: true,
             state_due: None,
             reexec_check_millis: times.reexec_check_millis,
+            release_after_millis: times.release_after_millis,
             reexec: None,
             adopted: std::collections::HashMap::new(),
         })
@@ -291,14 +299,22 @@ impl Daemon {
             self.take_over(inherited);
         }
         self.apply(Event::Start);
-        pmtr_common::memory::release_free_memory();
+        self.release_soon();
         let mut ready = vec![EpollEvent::empty(); 64];
         // The supervisor's next deadline, computed once per turn: it reads
         // every job.
         let mut deadline = self.supervisor.next_deadline();
         while self.exit.is_none() {
             let more = !self.read_configs.is_empty();
-            let timeout = match self.spawner.has_queued() || self.reaping || more {
+            let busy = self.spawner.has_queued() || self.reaping || more;
+            if !busy && self.release_due.is_some_and(|t| t <= self.clock.now()) {
+                // At a wait, not where the work ended: the code that ran
+                // up to here is dropped too, and only what the next
+                // wake-up runs comes back.
+                self.release_due = None;
+                release_memory();
+            }
+            let timeout = match busy {
                 true => EpollTimeout::ZERO,
                 false => self.timeout(deadline),
             };
@@ -435,6 +451,11 @@ impl Daemon {
     /// Milliseconds until the next deadline (the supervisor's, given, a
     /// control client's, or the end of a pause of the control port),
     /// rounded up; none: wait for events only.
+    /// Gives memory back after a quiet moment (`release_due`).
+    fn release_soon(&mut self) {
+        self.release_due = Some(self.clock.now().plus_millis(self.release_after_millis));
+    }
+
     fn timeout(&self, supervisor: Option<Mono>) -> EpollTimeout {
         let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
         let deadline = [
@@ -443,6 +464,7 @@ impl Daemon {
             self.udp_budget.deadline(),
             self.usage_due,
             self.state_due,
+            self.release_due,
             self.reexec.as_ref().and_then(|r| r.deadline()),
         ]
         .into_iter()
@@ -746,9 +768,9 @@ impl Daemon {
                         if self.ready_sent {
                             self.notifier.ready();
                         }
-                        pmtr_common::memory::release_free_memory();
+                        self.release_soon();
                     } else if self.spawner.take_settled() {
-                        pmtr_common::memory::release_free_memory();
+                        self.release_soon();
                     }
                     if !escapees.is_empty() {
                         self.end_escapees(&escapees);
@@ -983,6 +1005,14 @@ fn hash_files(paths: Vec<String>) -> Event {
     Event::FilesHashed {
         hashes: hashes.collect(),
     }
+}
+
+/// Gives back what a spell of work left resident and idle pmtr does not
+/// use: freed heap, and the pages of code it ran (start-up's and a
+/// reload's parsing are most of them).
+fn release_memory() {
+    pmtr_common::memory::release_free_memory();
+    crate::sys::code::release_code_pages();
 }
 
 #[cfg(test)]

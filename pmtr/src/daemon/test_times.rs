@@ -15,6 +15,8 @@ pub struct Times {
     pub client_deadline_millis: u64,
     /// How long a reexec's new binary may take to check the state.
     pub reexec_check_millis: u64,
+    /// How long after a spell of work its memory is given back.
+    pub release_after_millis: u64,
 }
 
 impl Default for Times {
@@ -23,6 +25,7 @@ impl Default for Times {
             policy: Policy::default(),
             client_deadline_millis: 5_000,
             reexec_check_millis: 10_000,
+            release_after_millis: 1_000,
         }
     }
 }
@@ -64,6 +67,7 @@ fn parse(text: &str) -> (Times, Vec<String>) {
             "report_soon" => &mut policy.report_soon_millis,
             "client_deadline" => &mut times.client_deadline_millis,
             "reexec_check" => &mut times.reexec_check_millis,
+            "release_after" => &mut times.release_after_millis,
             _ => {
                 unknown.push(item.to_string());
                 continue;

@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 pub mod child;
+pub mod code;
 pub mod daemonize;
 pub mod mounts;
 pub mod net;

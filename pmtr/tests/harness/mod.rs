@@ -443,7 +443,8 @@ pub const GUARD: Duration = Duration::from_secs(10);
 /// them; docs/ARCHITECTURE.md, "Fast deterministic tests"): the 10 s rules
 /// of the original shortened so that a test of one takes well under 1 s.
 pub const TEST_TIMES: &str = "rapid_restart=500,kill_after=400,spawn_retry=200,\
-                              reprobe=100,report_every=1000,client_deadline=2000";
+                              reprobe=100,report_every=1000,client_deadline=2000,\
+                              release_after=50";
 /// The rapid-restart guard of `TEST_TIMES`, and its text in log lines.
 pub const RAPID_RESTART: Duration = Duration::from_millis(500);
 pub const RAPID_RESTART_TEXT: &str = "0.5";
