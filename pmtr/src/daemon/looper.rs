@@ -448,14 +448,14 @@ impl Daemon {
         }
     }
 
-    /// Milliseconds until the next deadline (the supervisor's, given, a
-    /// control client's, or the end of a pause of the control port),
-    /// rounded up; none: wait for events only.
     /// Gives memory back after a quiet moment (`release_due`).
     fn release_soon(&mut self) {
         self.release_due = Some(self.clock.now().plus_millis(self.release_after_millis));
     }
 
+    /// Milliseconds until the next deadline (the supervisor's, given, a
+    /// control client's, the end of a pause of the control port, pmtr's
+    /// own timers), rounded up; none: wait for events only.
     fn timeout(&self, supervisor: Option<Mono>) -> EpollTimeout {
         let clients = self.control.as_ref().and_then(ControlServer::next_deadline);
         let deadline = [
