@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-from common import TOP, argv_has, build_ours, child_runs, free_port
+from common import SETTLE, TOP, argv_has, build_ours, child_runs, free_port, wait_for
 
 ORDER_FILE = os.path.join(TOP, "pmtr", "code-order.txt")
 CGROUP2 = "/sys/fs/cgroup/unified"
@@ -56,14 +56,6 @@ HEADER = """\
 # runs, then the child's code before exec. Written by
 # `python3 bench/code_order.py`; see docs/PERFORMANCE.md, "Fixed memory".
 """
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            sys.exit(f"code_order: timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Profiled:
@@ -155,7 +147,7 @@ def common_case(pmtr, work):
     p.write_config(job("one", "/bin/sleep 86400", p.fifo))
     p.start()
     wait_for(lambda: child_runs(p.process.pid, "86400"), "job one running")
-    time.sleep(2.5)  # pmtr drops its pages a second after the work
+    time.sleep(SETTLE)  # pmtr drops its pages a second after the work
     p.dump("control")
     p.ctl("status")
     p.ctl("restart", "one")
@@ -163,7 +155,7 @@ def common_case(pmtr, work):
     p.dump("reload")
     p.write_config(job("one", "/bin/sleep 86401", p.fifo))
     wait_for(lambda: child_runs(p.process.pid, "86401"), "the saved change applied")
-    time.sleep(2.5)  # pmtr drops its pages a second after the work
+    time.sleep(SETTLE)  # pmtr drops its pages a second after the work
     p.dump("shutdown")
     final = p.stop()
     phases = {name: [] for name in COMMON_PARTS}

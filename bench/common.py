@@ -3,10 +3,17 @@ scratch directory on tmpfs."""
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# Seconds from the end of some work to a pmtr at rest: it gives memory
+# back a second after start-up and after a reload (docs/PERFORMANCE.md,
+# "Fixed memory").
+SETTLE = 2.5
 
 
 def build_ours():
@@ -39,6 +46,17 @@ def proc_status(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def wait_for(condition, what, timeout=60):
+    """`condition()`'s first true value, polled until `timeout` seconds;
+    the benchmark exits saying `what` it waited for if none comes."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            sys.exit(f"{os.path.basename(sys.argv[0])}: timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
 
 
 def argv_has(pid, word):

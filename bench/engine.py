@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_ours, build_original, proc_status, proc_ticks, tmpfs_dir  # noqa: E402
+from common import SETTLE, build_ours, build_original, proc_status, proc_ticks, tmpfs_dir  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PR_SET_CHILD_SUBREAPER = 36
@@ -240,11 +240,6 @@ class Subject:
         reap()
         self.fifo.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# Seconds from the last job's start to a supervisor at rest: pmtr gives
-# memory back a second after start-up (docs/PERFORMANCE.md, "Fixed memory").
-SETTLE = 2.5
 
 
 def median(values):

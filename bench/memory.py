@@ -19,11 +19,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-from common import TOP, argv_has, build_original, build_ours, child_runs
+from common import SETTLE, TOP, argv_has, build_original, build_ours, child_runs, wait_for
+from engine import median
 
 UNORDERED_DIR = os.path.join(TOP, "target", "memory-unordered")
 
@@ -33,15 +33,6 @@ def build_unordered():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "pmtr", "--bins", "--target-dir", UNORDERED_DIR],
                    cwd=TOP, env=env, check=True)
     return os.path.join(UNORDERED_DIR, "release", "pmtr")
-
-
-def wait_for(condition, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            sys.exit(f"memory: timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def mappings(pid, binary):
@@ -110,7 +101,7 @@ def measure(pmtr):
     p = Pmtr(pmtr, work)
     try:
         wait_for(lambda: child_runs(p.process.pid, "86400"), "the job running")
-        time.sleep(QUIET)
+        time.sleep(SETTLE)
         idle = mappings(p.process.pid, p.binary)
         p.ctl("status")
         restarts = p.job()["restarts"]
@@ -119,16 +110,11 @@ def measure(pmtr):
         p.write_config("86401")
         wait_for(lambda: p.runs("86401"), "the saved change")
         busy = mappings(p.process.pid, p.binary)
-        time.sleep(QUIET)
+        time.sleep(SETTLE)
         return idle, busy, mappings(p.process.pid, p.binary)
     finally:
         p.stop()
         shutil.rmtree(work, ignore_errors=True)
-
-
-# Seconds to wait for pmtr to go idle: it gives memory back a second
-# after start-up and after a reload.
-QUIET = 2.5
 
 
 def original_idle(program):
@@ -151,11 +137,6 @@ def original_idle(program):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def median(values):
-    values = sorted(values)
-    return values[len(values) // 2]
 
 
 def main():
