@@ -19,8 +19,10 @@ function of pmtr's binary that ran:
      instances, enable/disable, UDP reports and control, metrics, SIGHUP,
      SIGUSR1, a reload by rename, a cgroup per job where one can be made.
 
-Functions of (1) come first, then those only (2) ran, then the code that
-runs in a new child before exec (callgrind follows no child). Valgrind
+Functions of (1) come first — within it, what runs after pmtr drops its
+code pages (sys/code.rs), then control requests, the saved change,
+start-up's own code, shutdown — then those only (2) ran, then the code
+that runs in a new child before exec (callgrind follows no child). Valgrind
 cannot run the `clone(CLONE_VM|CLONE_VFORK)` start, so every job reads a
 FIFO, which makes pmtr start it with `fork`.
 
