@@ -189,7 +189,7 @@ pub fn job_status(job: &JobState, now: Mono) -> JobStatus {
         // `backoff` only for jobs that set one: the default rule keeps
         // its original name.
         Phase::Waiting { until, .. }
-            if until > now && job.def.backoff_millis.is_some() && job.rapid_exits > 0 =>
+            if until > now && job.def.extras.backoff_millis.is_some() && job.rapid_exits > 0 =>
         {
             (State::Backoff, Some(until))
         }

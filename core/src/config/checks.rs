@@ -21,14 +21,14 @@ pub fn apply_ready(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnost
         return;
     }
     if what.is("timeout") {
-        if job.ready_timeout_millis.is_some() {
+        if job.extras.ready_timeout_millis.is_some() {
             errors.push(error(what, "`ready timeout` is given twice"));
         } else if let Some(millis) = duration(values, what, "ready timeout", errors) {
-            job.ready_timeout_millis = Some(millis);
+            job.extras.ready_timeout_millis = Some(millis);
         }
         return;
     }
-    if job.ready != Readiness::Started {
+    if job.extras.ready != Readiness::Started {
         errors.push(error(what, "`ready` is given twice"));
         return;
     }
@@ -45,7 +45,7 @@ pub fn apply_ready(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnost
         _ => one(values, what, "ready file", errors).map(|w| Readiness::File(w.text.to_string())),
     };
     if let Some(readiness) = readiness {
-        job.ready = readiness;
+        job.extras.ready = readiness;
     }
 }
 
@@ -58,7 +58,7 @@ pub fn apply_health(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnos
         errors.push(error(what, format!("{usage}{}", hint(&what.text, kinds))));
         return;
     }
-    let health = &mut job.health;
+    let health = &mut job.extras.health;
     let twice = match what.text.as_ref() {
         "cmd" | "tcp" => health.check.is_some(),
         "every" => health.every_millis.is_some(),
@@ -106,14 +106,14 @@ pub fn apply_log(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic
     let what = words[0];
     let values = &words[1..];
     match what.text.as_ref() {
-        "timestamps" if job.log.timestamps => {
+        "timestamps" if job.extras.log.timestamps => {
             errors.push(error(what, "`log timestamps` is given twice"))
         }
         "timestamps" => match values.first() {
             Some(extra) => errors.push(error(extra, "`log timestamps` takes no value")),
-            None => job.log.timestamps = true,
+            None => job.extras.log.timestamps = true,
         },
-        "rotate" if job.log.rotate.is_some() => {
+        "rotate" if job.extras.log.rotate.is_some() => {
             errors.push(error(what, "`log rotate` is given twice"))
         }
         "rotate" => {
@@ -139,7 +139,7 @@ pub fn apply_log(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic
                 }
             };
             if let (Ok(size), Ok(keep)) = (size, keep) {
-                job.log.rotate = Some(Rotate { size, keep });
+                job.extras.log.rotate = Some(Rotate { size, keep });
             }
         }
         other => errors.push(error(

@@ -17,9 +17,9 @@ pub use diagnostic::{render_all, Diagnostic, Location, Severity, Source};
 pub use docs::reference_markdown;
 pub use include::{load, Files, IncludePattern, Loaded, MAX_INCLUDE_DEPTH};
 pub use model::{
-    CgroupLimits, Config, CpuSet, EnvFile, EnvVar, Globals, Health, HealthCheck, Instance, Job,
-    Limit, LogFiles, Origin, Output, Readiness, Resource, RestartPolicy, Rotate, StopSignal,
-    UdpEndpoint, Ulimit,
+    CgroupLimits, Config, CpuSet, EnvFile, EnvVar, Extras, Globals, Health, HealthCheck, Instance,
+    Job, JobExtras, Limit, LogFiles, Origin, Output, Readiness, Resource, RestartPolicy, Rotate,
+    StopSignal, UdpEndpoint, Ulimit,
 };
 pub use options::{OptionDef, StatementDef, Syntax, JOB_OPTIONS, STATEMENTS};
 pub use values::duration_millis;
@@ -285,13 +285,14 @@ report to udp://239.0.0.1:9999@eth2
         assert_eq!(env, ["A=1", "PMTR_INSTANCE=2"]);
         assert_eq!(
             second
+                .extras
                 .instance
                 .as_ref()
                 .map(|i| (i.group.as_str(), i.index)),
             Some(("web", 2))
         );
         assert_eq!(second.instances, 0);
-        assert_eq!(config.jobs[3].after, ["web.1", "web.2", "web.3"]);
+        assert_eq!(config.jobs[3].extras.after, ["web.1", "web.2", "web.3"]);
     }
 
     #[test]

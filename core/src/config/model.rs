@@ -71,8 +71,6 @@ pub struct Job {
     pub stderr: Output,
     pub user: Option<String>,
     pub env: Vec<EnvVar>,
-    /// `env file [-]PATH`: read at every start, before `env`.
-    pub env_files: Vec<EnvFile>,
     pub disabled: bool,
     pub wait: bool,
     pub once: bool,
@@ -82,9 +80,6 @@ pub struct Job {
     pub nice: Option<i32>,
     pub cpu: Option<CpuSet>,
     pub ulimits: Vec<Ulimit>,
-    /// `limit ...` (SPEC 11.7): written to the job's cgroup, when pmtr has
-    /// one to manage.
-    pub limits: CgroupLimits,
     /// `bounce every`: restart after the job has run this many seconds.
     pub bounce_every_secs: Option<u64>,
     /// Files whose content the job depends on, as written (relative ones
@@ -92,6 +87,25 @@ pub struct Job {
     pub depends: Vec<String>,
     /// `restart`: which exits are followed by a restart.
     pub restart: RestartPolicy,
+    /// `stop signal`: sent to stop the job (SIGTERM by default).
+    pub stop_signal: StopSignal,
+    /// `instances N` as written; 0 without it. The parser turns such a
+    /// job into its N copies, which have 0 here.
+    pub instances: u32,
+    /// The options that take room and that most jobs leave unset.
+    pub extras: Extras,
+}
+
+/// The options of a job that take room and that most jobs leave unset:
+/// kept out of line, and not at all while every one is unset, so that a
+/// file of a thousand plain jobs costs a thousand small definitions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobExtras {
+    /// `env file [-]PATH`: read at every start, before `env`.
+    pub env_files: Vec<EnvFile>,
+    /// `limit ...` (SPEC 11.7): written to the job's cgroup, when pmtr has
+    /// one to manage.
+    pub limits: CgroupLimits,
     /// `backoff INITIAL MAX`, milliseconds; `None`: both are the
     /// rapid-restart guard (10 s), as SPEC 4.2.
     pub backoff_millis: Option<(u64, u64)>,
@@ -100,8 +114,6 @@ pub struct Job {
     pub stable_millis: Option<u64>,
     /// `give up after N`: after N rapid exits in a row the job is failed.
     pub give_up_after: Option<u32>,
-    /// `stop signal`: sent to stop the job (SIGTERM by default).
-    pub stop_signal: StopSignal,
     /// `stop timeout`, milliseconds: SIGKILL follows the stop signal after
     /// this. `None`: the kill grace (10 s).
     pub stop_timeout_millis: Option<u64>,
@@ -116,11 +128,73 @@ pub struct Job {
     /// `log rotate`, `log timestamps` (SPEC 11.6): pmtr writes the job's
     /// `out`/`err` files itself.
     pub log: LogFiles,
-    /// `instances N` as written; 0 without it. The parser turns such a
-    /// job into its N copies, which have 0 here.
-    pub instances: u32,
     /// Which copy of an `instances` job this is.
     pub instance: Option<Instance>,
+}
+
+/// Every extra option unset, for the jobs that hold none.
+static NO_EXTRAS: JobExtras = JobExtras {
+    env_files: Vec::new(),
+    limits: CgroupLimits {
+        memory_max: None,
+        memory_high: None,
+        cpu_percent: None,
+        cpu_weight: None,
+        tasks: None,
+    },
+    backoff_millis: None,
+    stable_millis: None,
+    give_up_after: None,
+    stop_timeout_millis: None,
+    after: Vec::new(),
+    ready: Readiness::Started,
+    ready_timeout_millis: None,
+    health: Health {
+        check: None,
+        every_millis: None,
+        timeout_millis: None,
+        retries: None,
+        watchdog_millis: None,
+    },
+    log: LogFiles {
+        rotate: None,
+        timestamps: false,
+    },
+    instance: None,
+};
+
+/// A job's [`JobExtras`]: read through it as through a `Box`; nothing is
+/// allocated until one is set. Equal when the options are, whether held
+/// or not.
+#[derive(Clone, Default)]
+pub struct Extras(Option<Box<JobExtras>>);
+
+impl std::ops::Deref for Extras {
+    type Target = JobExtras;
+
+    fn deref(&self) -> &JobExtras {
+        self.0.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+}
+
+impl std::ops::DerefMut for Extras {
+    fn deref_mut(&mut self) -> &mut JobExtras {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Extras {
+    fn eq(&self, other: &Extras) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Extras {}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
 }
 
 /// One copy of a job defined with `instances N` (SPEC 11.10): named
@@ -170,13 +244,13 @@ impl Job {
     /// reload applies to a running job without restarting it (SPEC 11.3,
     /// 11.4): two jobs equal here differ only in how they are watched.
     pub fn without_checks(&self) -> Job {
-        Job {
-            after: Vec::new(),
-            ready: Readiness::Started,
-            ready_timeout_millis: None,
-            health: Health::default(),
-            ..self.clone()
-        }
+        let mut job = self.clone();
+        let extras = &mut *job.extras;
+        extras.after = Vec::new();
+        extras.ready = Readiness::Started;
+        extras.ready_timeout_millis = None;
+        extras.health = Health::default();
+        job
     }
 
     /// Copy `index` of this `instances` job: named `NAME.index`, with
@@ -194,7 +268,7 @@ impl Job {
             name: "PMTR_INSTANCE".into(),
             value: number.clone(),
         });
-        Job {
+        let mut copy = Job {
             name: format!("{}.{index}", self.name),
             cmd: self.cmd.iter().map(|arg| expand(arg)).collect(),
             dir: self.dir.as_deref().map(expand),
@@ -202,12 +276,13 @@ impl Job {
             stderr: output(&self.stderr),
             env,
             instances: 0,
-            instance: Some(Instance {
-                group: self.name.clone(),
-                index,
-            }),
             ..self.clone()
-        }
+        };
+        copy.extras.instance = Some(Instance {
+            group: self.name.clone(),
+            index,
+        });
+        copy
     }
 
     /// True when `%i` appears where a copy would expand it: meant for a
@@ -223,7 +298,7 @@ impl Job {
     /// True when the job talks to pmtr by the sd_notify protocol and so
     /// gets `NOTIFY_SOCKET`.
     pub fn uses_notify(&self) -> bool {
-        self.ready == Readiness::Notify || self.health.watchdog_millis.is_some()
+        self.extras.ready == Readiness::Notify || self.extras.health.watchdog_millis.is_some()
     }
 }
 
@@ -589,6 +664,20 @@ mod tests {
         assert_eq!(job.resolve("out.log"), "/srv/app/out.log");
         assert_eq!(job.resolve("/var/log/x"), "/var/log/x");
         assert_eq!(job.stdin_path(), "/dev/null");
+    }
+
+    #[test]
+    fn extras_are_held_only_once_one_is_set_and_compare_by_content() {
+        assert_eq!(NO_EXTRAS, JobExtras::default());
+        let parsed = crate::config::parse(b"job {\n name a\n cmd /bin/true\n}\n").unwrap();
+        assert!(parsed.jobs[0].extras.0.is_none());
+        let mut held = Job::default();
+        held.extras.stable_millis = Some(1);
+        assert!(held.extras.0.is_some());
+        assert_ne!(held, Job::default());
+        held.extras.stable_millis = None;
+        assert_eq!(held, Job::default());
+        assert_eq!(format!("{held:?}"), format!("{:?}", Job::default()));
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
                     errors.push(error(path, "`env file` needs a path: env file [-]PATH"));
                     return;
                 }
-                job.env_files.push(EnvFile {
+                job.extras.env_files.push(EnvFile {
                     path: file.to_string(),
                     optional,
                 });
@@ -411,7 +411,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
                 errors.push(error(max, message));
                 return;
             }
-            job.backoff_millis = Some((a, b));
+            job.extras.backoff_millis = Some((a, b));
         },
     },
     OptionDef {
@@ -422,7 +422,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "A run shorter than this is a rapid exit (restarted after the backoff); a longer one resets the count and is restarted at once.",
         repeatable: false,
         apply: |job, words, errors| match values::duration_millis(&words[0].text) {
-            Ok(millis) => job.stable_millis = Some(millis),
+            Ok(millis) => job.extras.stable_millis = Some(millis),
             Err(message) => errors.push(error(words[0], format!("stable: {message}"))),
         },
     },
@@ -434,7 +434,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "After N rapid exits in a row the job is `failed`: not restarted until `pmtr-ctl restart` or `enable`, or a reload that changes it.",
         repeatable: false,
         apply: |job, words, errors| match words[0].text.parse::<u32>() {
-            Ok(n) if (1..=1_000_000).contains(&n) => job.give_up_after = Some(n),
+            Ok(n) if (1..=1_000_000).contains(&n) => job.extras.give_up_after = Some(n),
             _ => errors.push(error(
                 words[0],
                 format!("give up after: `{}` is not a count from 1 to 1000000", words[0].text),
@@ -460,10 +460,10 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         apply: |job, words, errors| {
             for word in words {
                 let name = word.text.to_string();
-                if job.after.contains(&name) {
+                if job.extras.after.contains(&name) {
                     errors.push(error(word, format!("after: `{name}` is named twice")));
                 } else {
-                    job.after.push(name);
+                    job.extras.after.push(name);
                 }
             }
         },
@@ -638,10 +638,10 @@ fn apply_stop(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>) 
             }
         },
         "timeout" => match values::duration_millis(&value.text) {
-            Ok(_) if job.stop_timeout_millis.is_some() => {
+            Ok(_) if job.extras.stop_timeout_millis.is_some() => {
                 errors.push(error(what, "`stop timeout` is given twice"))
             }
-            Ok(millis) => job.stop_timeout_millis = Some(millis),
+            Ok(millis) => job.extras.stop_timeout_millis = Some(millis),
             Err(message) => errors.push(error(value, format!("stop timeout: {message}"))),
         },
         _ => errors.push(error(what, usage)),
@@ -667,7 +667,7 @@ fn apply_limits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic>
                 value.text
             )),
         };
-        let limits = &mut job.limits;
+        let limits = &mut job.extras.limits;
         let text = &*value.text;
         let (slot, checked) = match &*kind.text {
             "memory" => (&mut limits.memory_max, values::size(text)),
@@ -869,7 +869,7 @@ mod tests {
     fn env_file() {
         let job = job_with("env file /etc/app.env\n env file -/etc/local.env\n env A=1");
         assert_eq!(
-            job.env_files,
+            job.extras.env_files,
             [
                 EnvFile {
                     path: "/etc/app.env".into(),
@@ -885,13 +885,16 @@ mod tests {
         // A variable named `file` is still a variable.
         assert_eq!(job_with("env file=x").env[0].name, "file");
         assert!(job_error("env file").contains("`env file` needs a path"));
-        assert_eq!(job_with("env file app.env").env_files[0].path, "app.env");
+        assert_eq!(
+            job_with("env file app.env").extras.env_files[0].path,
+            "app.env"
+        );
         assert!(job_error("env file -").contains("`env file` needs a path"));
         assert!(job_error("env A=1 B=2").contains("unexpected `B=2` after `env`"));
         assert!(job_error("env file /a /b").contains("unexpected `/b` after `env`"));
         // Free layout: a `}` after the value ends the job.
         let config = parse(b"job { name t\n cmd /bin/true\n env file /x }").unwrap();
-        assert_eq!(config.jobs[0].env_files.len(), 1);
+        assert_eq!(config.jobs[0].extras.env_files.len(), 1);
     }
 
     #[test]
@@ -980,9 +983,9 @@ mod tests {
             cpu_weight: Some(50),
             tasks: Some(64),
         };
-        assert_eq!(job.limits, expected);
-        assert_eq!(job_with("limit cpu 50").limits.cpu_percent, Some(50));
-        assert!(job_with("once").limits.is_empty());
+        assert_eq!(job.extras.limits, expected);
+        assert_eq!(job_with("limit cpu 50").extras.limits.cpu_percent, Some(50));
+        assert!(job_with("once").extras.limits.is_empty());
     }
 
     #[test]
@@ -1002,16 +1005,16 @@ mod tests {
     fn restart_policy_options() {
         let job = job_with("restart on-failure\n backoff 500ms 1m\n stable 30s\n give up after 5");
         assert_eq!(job.restart, RestartPolicy::OnFailure);
-        assert_eq!(job.backoff_millis, Some((500, 60_000)));
-        assert_eq!(job.stable_millis, Some(30_000));
-        assert_eq!(job.give_up_after, Some(5));
+        assert_eq!(job.extras.backoff_millis, Some((500, 60_000)));
+        assert_eq!(job.extras.stable_millis, Some(30_000));
+        assert_eq!(job.extras.give_up_after, Some(5));
         let default = job_with("");
         assert_eq!(default.restart, RestartPolicy::Always);
         assert_eq!(
             (
-                default.backoff_millis,
-                default.stable_millis,
-                default.give_up_after
+                default.extras.backoff_millis,
+                default.extras.stable_millis,
+                default.extras.give_up_after
             ),
             (None, None, None)
         );
@@ -1031,7 +1034,7 @@ mod tests {
     fn stop_options() {
         let job = job_with("stop signal QUIT\n stop timeout 30s");
         assert_eq!(job.stop_signal, StopSignal::Quit);
-        assert_eq!(job.stop_timeout_millis, Some(30_000));
+        assert_eq!(job.extras.stop_timeout_millis, Some(30_000));
         assert_eq!(job_with("stop signal SIGINT").stop_signal, StopSignal::Int);
         assert_eq!(job_with("").stop_signal, StopSignal::Term);
         assert!(job_error("stop signal TREM").contains("did you mean `TERM`?"));
@@ -1047,7 +1050,7 @@ mod tests {
             format!("job {{\n name a\n cmd /bin/true\n after b\n}}\njob {{\n name b\n cmd /bin/true\n {text}\n}}\njob {{\n name c\n cmd /bin/true\n after a\n}}\n")
         };
         let config = parse(jobs("").as_bytes()).unwrap();
-        assert_eq!(config.jobs[0].after, ["b"]);
+        assert_eq!(config.jobs[0].extras.after, ["b"]);
         let cycle = first_error(&jobs("after c"));
         assert!(cycle.contains("after: a cycle: "), "{cycle}");
         for name in ["a", "b", "c"] {
@@ -1063,11 +1066,11 @@ mod tests {
     #[test]
     fn ready_options() {
         let job = job_with("ready file run/ready\n ready timeout 5s");
-        assert_eq!(job.ready, Readiness::File("run/ready".into()));
-        assert_eq!(job.ready_timeout_millis, Some(5_000));
-        assert_eq!(job_with("").ready, Readiness::Started);
+        assert_eq!(job.extras.ready, Readiness::File("run/ready".into()));
+        assert_eq!(job.extras.ready_timeout_millis, Some(5_000));
+        assert_eq!(job_with("").extras.ready, Readiness::Started);
         assert!(job_error("ready fiel x").contains("did you mean `file`?"));
-        let tcp = |text: &str| job_with(&format!("ready tcp {text}")).ready;
+        let tcp = |text: &str| job_with(&format!("ready tcp {text}")).extras.ready.clone();
         assert_eq!(
             tcp("5432"),
             Readiness::Tcp("127.0.0.1:5432".parse().unwrap())
@@ -1081,9 +1084,9 @@ mod tests {
         assert!(job_error("ready tcp 70000").contains("port"));
         assert!(job_error("ready file a\n ready file b").contains("given twice"));
         assert!(job_error("ready timeout 0s").contains("more than 0"));
-        assert_eq!(job_with("ready notify").ready, Readiness::Notify);
+        assert_eq!(job_with("ready notify").extras.ready, Readiness::Notify);
         assert_eq!(
-            job_with("ready cmd /bin/pg_isready -q").ready,
+            job_with("ready cmd /bin/pg_isready -q").extras.ready,
             Readiness::Cmd(vec!["/bin/pg_isready".into(), "-q".into()])
         );
         assert!(job_error("ready cmd pg_isready").contains("absolute path"));
@@ -1096,11 +1099,12 @@ mod tests {
     #[test]
     fn log_options() {
         let job = job_with("out app.log\n log rotate 100M 5\n log timestamps");
-        let rotate = job.log.rotate.unwrap();
+        let rotate = job.extras.log.rotate.unwrap();
         assert_eq!((rotate.size, rotate.keep), (100 << 20, 5));
-        assert!(job.log.timestamps);
+        assert!(job.extras.log.timestamps);
         assert_eq!(
             job_with("err e.log\n log rotate 512 1")
+                .extras
                 .log
                 .rotate
                 .unwrap()
@@ -1108,10 +1112,15 @@ mod tests {
             512
         );
         assert_eq!(
-            job_with("out o\n log rotate 2k 1").log.rotate.unwrap().size,
+            job_with("out o\n log rotate 2k 1")
+                .extras
+                .log
+                .rotate
+                .unwrap()
+                .size,
             2048
         );
-        assert!(!job_with("").log.written_by_pmtr());
+        assert!(!job_with("").extras.log.written_by_pmtr());
         assert!(job_error("out o\n log rotate 0 5").contains("more than 0"));
         assert!(job_error("out o\n log rotate 10M 0").contains("KEEP `0` is not a count"));
         assert!(job_error("out o\n log rotate 99999999999G 1").contains("too large"));
@@ -1135,7 +1144,7 @@ mod tests {
         let job = job_with(
             "health cmd /usr/bin/curl -sf http://127.0.0.1/\n health every 5s\n health timeout 2s\n health retries 5\n health watchdog 1m",
         );
-        let health = &job.health;
+        let health = &job.extras.health;
         assert_eq!(
             health.check,
             Some(HealthCheck::Cmd(vec![
@@ -1147,7 +1156,7 @@ mod tests {
         assert_eq!((health.every(), health.timeout()), (5_000, 2_000));
         assert_eq!(health.retries(), 5);
         assert_eq!(health.watchdog_millis, Some(60_000));
-        let default = job_with("health tcp 8080").health;
+        let default = job_with("health tcp 8080").extras.health.clone();
         assert_eq!(
             default.check,
             Some(HealthCheck::Tcp("127.0.0.1:8080".parse().unwrap()))

@@ -133,8 +133,13 @@ impl Builder {
         if after_errors.is_empty() {
             // `after web` of a job with instances: after every copy.
             for job in &mut self.config.jobs {
-                if job.after.iter().any(|name| self.groups.contains_key(name)) {
-                    job.after = expand_groups(&job.after, &self.groups);
+                if job
+                    .extras
+                    .after
+                    .iter()
+                    .any(|name| self.groups.contains_key(name))
+                {
+                    job.extras.after = expand_groups(&job.extras.after, &self.groups);
                 }
             }
             check_after_cycles(&self.config, &self.after_words, &mut after_errors);
@@ -167,7 +172,7 @@ fn check_after_names(
     let names: HashSet<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
     for (job, name, at, width) in after_words {
         let job = &config.jobs[*job];
-        let own = job.instance.as_ref().map_or(&job.name, |i| &i.group);
+        let own = job.extras.instance.as_ref().map_or(&job.name, |i| &i.group);
         let message = if name == own {
             format!("after: job `{own}` cannot come after itself")
         } else if !names.contains(name.as_str()) && !groups.contains_key(name) {
@@ -194,6 +199,7 @@ fn check_after_cycles(
     // The words of a job's `after`: copies share those of the first.
     let words_of = |job: usize| {
         let first = config.jobs[job]
+            .extras
             .instance
             .as_ref()
             .map_or(job, |i| (job + 1).saturating_sub(i.index as usize));
@@ -214,7 +220,7 @@ fn check_after_cycles(
         let mut path: Vec<(usize, usize)> = vec![(start, 0)];
         marks[start] = Mark::OnPath;
         while let Some(&mut (node, ref mut next)) = path.last_mut() {
-            let after = &config.jobs[node].after;
+            let after = &config.jobs[node].extras.after;
             if *next == after.len() {
                 marks[node] = Mark::Done;
                 path.pop();
@@ -240,7 +246,7 @@ fn check_after_cycles(
                     let Some(named) = index.get(cycle[1]).map(|&i| &config.jobs[i]) else {
                         return;
                     };
-                    let group = named.instance.as_ref().map(|i| i.group.as_str());
+                    let group = named.extras.instance.as_ref().map(|i| i.group.as_str());
                     let written = |w: &&(usize, String, Location, usize)| {
                         w.1 == named.name || Some(w.1.as_str()) == group
                     };
@@ -315,7 +321,7 @@ fn validate_job(raw: &RawJob<'_>, errors: &mut Vec<Diagnostic>) -> (Job, Origin)
 /// one (`out stdout`, `syslog`), there is nothing to act on.
 fn check_log(job: &Job, origin: &Origin, errors: &mut Vec<Diagnostic>) {
     let is_file = |output: &Output| matches!(output, Output::File(_));
-    if !job.log.written_by_pmtr() || is_file(&job.stdout) || is_file(&job.stderr) {
+    if !job.extras.log.written_by_pmtr() || is_file(&job.stdout) || is_file(&job.stderr) {
         return;
     }
     let Some((at, width)) = origin.value_of("log") else {

@@ -47,7 +47,10 @@ impl Supervisor {
         let def = Arc::clone(&job.def);
         if run.ready_due(&def).is_some_and(|t| t <= now) {
             // The timeout, not the time measured: the log reads as the file.
-            let waited = def.ready_timeout_millis.unwrap_or(READY_TIMEOUT_MILLIS);
+            let waited = def
+                .extras
+                .ready_timeout_millis
+                .unwrap_or(READY_TIMEOUT_MILLIS);
             out.log(
                 Level::Warning,
                 messages::not_ready(&def.name, run.pid, waited),
@@ -55,7 +58,7 @@ impl Supervisor {
             self.stop(index, StopReason::NotReady, now, out);
             return true;
         }
-        let watchdog = def.health.watchdog_millis.unwrap_or(0);
+        let watchdog = def.extras.health.watchdog_millis.unwrap_or(0);
         if run.watchdog_due.is_some_and(|t| t <= now) {
             out.log(
                 Level::Warning,
@@ -68,7 +71,7 @@ impl Supervisor {
             out.push(Action::CancelCheck { job: id });
             run.check = CheckState::Idle;
             job.phase = Phase::Running(run);
-            job.check_output = Some(messages::check_timed_out(def.health.timeout()));
+            job.check_output = Some(messages::check_timed_out(def.extras.health.timeout()));
             return self.health_failed(index, now, out);
         }
         if run.check.due().is_some_and(|t| t <= now) {
@@ -134,7 +137,7 @@ impl Supervisor {
             }
             run.checked = true;
             run.failures = 0;
-            run.check = CheckState::Due(now.plus_millis(job.def.health.every()));
+            run.check = CheckState::Due(now.plus_millis(job.def.extras.health.every()));
             job.phase = Phase::Running(run);
         } else {
             self.health_failed(index, now, out);
@@ -150,7 +153,7 @@ impl Supervisor {
         };
         run.checked = true;
         run.failures += 1;
-        let (failures, retries) = (run.failures, job.def.health.retries());
+        let (failures, retries) = (run.failures, job.def.extras.health.retries());
         let last = job.check_output.as_deref();
         if failures >= retries {
             out.log(
@@ -162,7 +165,7 @@ impl Supervisor {
         }
         let message = messages::health_check_failed(&job.def.name, failures, retries, last);
         out.log(Level::Warning, message);
-        run.check = CheckState::Due(now.plus_millis(job.def.health.every()));
+        run.check = CheckState::Due(now.plus_millis(job.def.extras.health.every()));
         false
     }
 
@@ -194,12 +197,12 @@ impl Supervisor {
         if run.stopping_announced {
             return;
         }
-        if notice.ready && !run.ready && job.def.ready == Readiness::Notify {
+        if notice.ready && !run.ready && job.def.extras.ready == Readiness::Notify {
             run.become_ready(now, &job.def);
             out.log(Level::Info, messages::ready(&job.def.name, pgid));
         }
         if notice.watchdog && run.ready {
-            if let Some(millis) = job.def.health.watchdog_millis {
+            if let Some(millis) = job.def.extras.health.watchdog_millis {
                 run.watchdog_due = Some(now.plus_millis(millis));
             }
         }
@@ -364,7 +367,7 @@ impl Supervisor {
     fn awaited(&self, name: &str) -> bool {
         self.jobs
             .iter()
-            .any(|j| j.enabled() && j.def.after.iter().any(|a| a == name))
+            .any(|j| j.enabled() && j.def.extras.after.iter().any(|a| a == name))
     }
 }
 
@@ -391,13 +394,13 @@ fn check_of(def: &Arc<Job>, ready: bool) -> Option<Check> {
         argv: argv.clone().into(),
     };
     if ready {
-        return match &def.health.check {
+        return match &def.extras.health.check {
             Some(HealthCheck::Cmd(argv)) => Some(command(argv)),
             Some(HealthCheck::Tcp(address)) => Some(Check::Tcp(*address)),
             None => None,
         };
     }
-    match &def.ready {
+    match &def.extras.ready {
         Readiness::File(path) => Some(Check::File(def.resolve(path))),
         Readiness::Tcp(address) => Some(Check::Tcp(*address)),
         Readiness::Cmd(argv) => Some(command(argv)),

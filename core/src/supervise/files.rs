@@ -167,7 +167,7 @@ impl Supervisor {
                         continue;
                     };
                     out.log(Level::Info, messages::job_changed(&def.name));
-                    let group = def.instance.as_ref().map(|i| i.group.clone());
+                    let group = def.extras.instance.as_ref().map(|i| i.group.clone());
                     match (replace(&mut job, def, now), group) {
                         // Copies of a pool restart one at a time.
                         (Some(StopReason::Restart), Some(group)) => {

@@ -16,7 +16,7 @@ use super::event::{Action, ExitStatus, Level, Pid};
 use super::job::{Phase, Run, StopReason};
 use super::messages;
 use super::{Actions, Supervisor};
-use crate::config::Job;
+use crate::config::{CgroupLimits, Health, Job, JobExtras, LogFiles};
 use crate::time::Mono;
 
 /// A running process of a job.
@@ -65,9 +65,22 @@ pub struct SavedJob {
     pub gate_open: bool,
 }
 
-/// A job definition's fingerprint: FNV-1a of its full description. Equal
-/// fingerprints from the same pmtr version mean the same definition.
-pub fn fingerprint(job: &Job) -> String {
+/// A job definition's fingerprint, written in the state as 16 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint(u64);
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A job definition's fingerprint: FNV-1a over each option it sets, named,
+/// in a fixed order; unset options are left out. A pmtr that learns a new
+/// option, or lays its definitions out anew, so keeps the fingerprints of
+/// definitions that do not use it: an upgrade by `pmtr-ctl reexec`
+/// restarts no job whose definition did not change.
+pub fn fingerprint(job: &Job) -> Fingerprint {
     /// FNV-1a over what is written to it: the description is hashed as it
     /// is made, never held.
     struct Fnv(u64);
@@ -79,9 +92,110 @@ pub fn fingerprint(job: &Job) -> String {
             Ok(())
         }
     }
-    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
-    let _ = std::fmt::Write::write_fmt(&mut hash, format_args!("{job:?}"));
-    format!("{:016x}", hash.0)
+    fn option<T: PartialEq + Default + std::fmt::Debug>(hash: &mut Fnv, name: &str, value: &T) {
+        if *value != T::default() {
+            let _ = std::fmt::Write::write_fmt(hash, format_args!("{name}={value:?};"));
+        }
+    }
+    // Taken apart field by field, without `..`: a new field does not
+    // compile until it is named here.
+    let Job {
+        name,
+        cmd,
+        dir,
+        stdin,
+        stdout,
+        stderr,
+        user,
+        env,
+        disabled,
+        wait,
+        once,
+        critical,
+        order,
+        nice,
+        cpu,
+        ulimits,
+        bounce_every_secs,
+        depends,
+        restart,
+        stop_signal,
+        instances,
+        extras,
+    } = job;
+    let JobExtras {
+        env_files,
+        limits,
+        backoff_millis,
+        stable_millis,
+        give_up_after,
+        stop_timeout_millis,
+        after,
+        ready,
+        ready_timeout_millis,
+        health,
+        log,
+        instance,
+    } = &**extras;
+    let CgroupLimits {
+        memory_max,
+        memory_high,
+        cpu_percent,
+        cpu_weight,
+        tasks,
+    } = limits;
+    let Health {
+        check,
+        every_millis,
+        timeout_millis,
+        retries,
+        watchdog_millis,
+    } = health;
+    let LogFiles { rotate, timestamps } = log;
+    let hash = &mut Fnv(0xcbf2_9ce4_8422_2325);
+    option(hash, "name", name);
+    option(hash, "cmd", cmd);
+    option(hash, "dir", dir);
+    option(hash, "stdin", stdin);
+    option(hash, "stdout", stdout);
+    option(hash, "stderr", stderr);
+    option(hash, "user", user);
+    option(hash, "env", env);
+    option(hash, "disabled", disabled);
+    option(hash, "wait", wait);
+    option(hash, "once", once);
+    option(hash, "critical", critical);
+    option(hash, "order", order);
+    option(hash, "nice", nice);
+    option(hash, "cpu", cpu);
+    option(hash, "ulimits", ulimits);
+    option(hash, "bounce_every_secs", bounce_every_secs);
+    option(hash, "depends", depends);
+    option(hash, "restart", restart);
+    option(hash, "stop_signal", stop_signal);
+    option(hash, "instances", instances);
+    option(hash, "env_files", env_files);
+    option(hash, "limits.memory_max", memory_max);
+    option(hash, "limits.memory_high", memory_high);
+    option(hash, "limits.cpu_percent", cpu_percent);
+    option(hash, "limits.cpu_weight", cpu_weight);
+    option(hash, "limits.tasks", tasks);
+    option(hash, "backoff_millis", backoff_millis);
+    option(hash, "stable_millis", stable_millis);
+    option(hash, "give_up_after", give_up_after);
+    option(hash, "stop_timeout_millis", stop_timeout_millis);
+    option(hash, "after", after);
+    option(hash, "ready", ready);
+    option(hash, "ready_timeout_millis", ready_timeout_millis);
+    option(hash, "health.check", check);
+    option(hash, "health.every_millis", every_millis);
+    option(hash, "health.timeout_millis", timeout_millis);
+    option(hash, "health.retries", retries);
+    option(hash, "health.watchdog_millis", watchdog_millis);
+    option(hash, "log.rotate", rotate);
+    option(hash, "log.timestamps", timestamps);
+    option(hash, "instance", instance);
+    Fingerprint(hash.0)
 }
 
 /// What the next pmtr is told of a saved running job.
@@ -100,7 +214,10 @@ impl Supervisor {
     /// The state of every job, for the next pmtr. `fingerprint_of` gives a
     /// definition's [`fingerprint`] (the shell keeps them: each takes a few
     /// microseconds, and a state of 10 000 jobs is written again and again).
-    pub fn saved_jobs(&self, fingerprint_of: &mut dyn FnMut(&Arc<Job>) -> String) -> Vec<SavedJob> {
+    pub fn saved_jobs(
+        &self,
+        fingerprint_of: &mut dyn FnMut(&Arc<Job>) -> Fingerprint,
+    ) -> Vec<SavedJob> {
         self.jobs
             .iter()
             .map(|job| {
@@ -115,7 +232,7 @@ impl Supervisor {
                 };
                 SavedJob {
                     name: job.def.name.clone(),
-                    fingerprint: fingerprint_of(&job.def),
+                    fingerprint: fingerprint_of(&job.def).to_string(),
                     run,
                     start_at,
                     ended: matches!(job.phase, Phase::Done(_)),
@@ -190,7 +307,7 @@ impl Supervisor {
                 }
                 continue;
             };
-            let unchanged = saved.fingerprint == fingerprint(&self.jobs[index].def);
+            let unchanged = saved.fingerprint == fingerprint(&self.jobs[index].def).to_string();
             let job = &mut self.jobs[index];
             job.enabled_override = saved.enabled_override;
             job.starts = saved.starts;

@@ -144,7 +144,7 @@ impl Run {
             watchdog_due: None,
             stopping_announced: false,
         };
-        match def.ready {
+        match def.extras.ready {
             Readiness::Started => run.become_ready(started, def),
             Readiness::Notify => {}
             Readiness::File(_) | Readiness::Tcp(_) | Readiness::Cmd(_) => {
@@ -165,23 +165,32 @@ impl Run {
     pub fn watch_health(&mut self, now: Mono, def: &Job) {
         self.failures = 0;
         self.checked = false;
-        self.check = match def.health.check {
-            Some(_) => CheckState::Due(now.plus_millis(def.health.every())),
+        self.check = match def.extras.health.check {
+            Some(_) => CheckState::Due(now.plus_millis(def.extras.health.every())),
             None => CheckState::Idle,
         };
-        self.watchdog_due = def.health.watchdog_millis.map(|ms| now.plus_millis(ms));
+        self.watchdog_due = def
+            .extras
+            .health
+            .watchdog_millis
+            .map(|ms| now.plus_millis(ms));
     }
 
     /// When the job must be ready by, while it is not.
     pub fn ready_due(&self, def: &Job) -> Option<Mono> {
-        let timeout = def.ready_timeout_millis.unwrap_or(READY_TIMEOUT_MILLIS);
+        let timeout = def
+            .extras
+            .ready_timeout_millis
+            .unwrap_or(READY_TIMEOUT_MILLIS);
         (!self.ready).then(|| self.started.plus_millis(timeout))
     }
 
     /// When the health check under way times out.
     pub fn check_expires(&self, def: &Job) -> Option<Mono> {
         match self.check {
-            CheckState::Out(since) if self.ready => Some(since.plus_millis(def.health.timeout())),
+            CheckState::Out(since) if self.ready => {
+                Some(since.plus_millis(def.extras.health.timeout()))
+            }
             // A readiness check is bounded by the ready timeout.
             CheckState::Out(_) | CheckState::Idle | CheckState::Due(_) => None,
         }
@@ -392,7 +401,7 @@ impl JobState {
 
     /// For a copy of a job with `instances`, that job's name.
     pub fn group(&self) -> Option<&str> {
-        self.def.instance.as_ref().map(|i| i.group.as_str())
+        self.def.extras.instance.as_ref().map(|i| i.group.as_str())
     }
 
     /// True when `name` names this job: its own name, or the name of the

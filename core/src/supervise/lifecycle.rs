@@ -484,7 +484,11 @@ impl Supervisor {
                 let policy = self.policy;
                 job.phase = after_failed_start(&policy, job, now, out);
                 if let Phase::Waiting { until, .. } = job.phase {
-                    let stable = job.def.stable_millis.unwrap_or(policy.rapid_restart_millis);
+                    let stable = job
+                        .def
+                        .extras
+                        .stable_millis
+                        .unwrap_or(policy.rapid_restart_millis);
                     let delay = until.millis_since(now);
                     out.log(
                         Level::Info,
@@ -501,7 +505,7 @@ impl Supervisor {
     /// what holds it back, if anything.
     pub(super) fn unready_dependency<'a>(&self, job: &'a JobState) -> Option<&'a String> {
         let mut resolved = job.after_indices.iter();
-        job.def.after.iter().find(|name| {
+        job.def.extras.after.iter().find(|name| {
             // An index kept from before a change of the list is checked
             // (by id, which is cheap), and looked up again if it is wrong.
             let dependency = match resolved.next() {
@@ -515,7 +519,7 @@ impl Supervisor {
 
     /// True when every job `job` comes `after` is ready.
     pub(super) fn after_met(&self, job: &JobState) -> bool {
-        job.def.after.is_empty() || self.unready_dependency(job).is_none()
+        job.def.extras.after.is_empty() || self.unready_dependency(job).is_none()
     }
 
     /// Resolves each job's `after` names to indices in `jobs`, after the
@@ -523,7 +527,7 @@ impl Supervisor {
     /// without hashing a name on every event.
     pub(super) fn reindex(&mut self) {
         self.index_positions();
-        if self.jobs.iter().all(|j| j.def.after.is_empty()) {
+        if self.jobs.iter().all(|j| j.def.extras.after.is_empty()) {
             return;
         }
         let by_name: HashMap<String, (usize, JobId)> = self
@@ -537,7 +541,7 @@ impl Supervisor {
             // be looked up by name each time (no job has id 0).
             let nowhere = (usize::MAX, JobId(0));
             let found = |name: &String| by_name.get(name).copied().unwrap_or(nowhere);
-            job.after_indices = job.def.after.iter().map(found).collect();
+            job.after_indices = job.def.extras.after.iter().map(found).collect();
         }
     }
 }
@@ -549,7 +553,9 @@ pub(super) const SHUTDOWN_BATCH: usize = 1000;
 /// How long a stop waits before SIGKILL: the job's `stop timeout`, or the
 /// kill grace.
 pub(super) fn stop_timeout(policy: &Policy, def: &Job) -> u64 {
-    def.stop_timeout_millis.unwrap_or(policy.kill_after_millis)
+    def.extras
+        .stop_timeout_millis
+        .unwrap_or(policy.kill_after_millis)
 }
 
 /// What follows a start that failed (the job could not be forked as
@@ -612,7 +618,11 @@ fn after_exit(
         }
         AfterExit::RestartAt(at) => {
             if at > now {
-                let stable = job.def.stable_millis.unwrap_or(policy.rapid_restart_millis);
+                let stable = job
+                    .def
+                    .extras
+                    .stable_millis
+                    .unwrap_or(policy.rapid_restart_millis);
                 let delay = at.millis_since(now);
                 out.log(Level::Info, messages::restarting_in(name, stable, delay));
             }

@@ -119,7 +119,7 @@ pub fn after_exit(
         _ => {}
     }
     let guard = policy.rapid_restart_millis;
-    let stable = job.stable_millis.unwrap_or(guard);
+    let stable = job.extras.stable_millis.unwrap_or(guard);
     if !setup_failed && exited.millis_since(started) >= stable {
         return Decision {
             after: AfterExit::RestartAt(exited),
@@ -127,13 +127,13 @@ pub fn after_exit(
         };
     }
     let rapid_exits = rapid_exits.saturating_add(1);
-    if job.give_up_after.is_some_and(|n| rapid_exits >= n) {
+    if job.extras.give_up_after.is_some_and(|n| rapid_exits >= n) {
         return Decision {
             after: AfterExit::GiveUp,
             rapid_exits,
         };
     }
-    let (initial, max) = job.backoff_millis.unwrap_or((guard, guard));
+    let (initial, max) = job.extras.backoff_millis.unwrap_or((guard, guard));
     let doublings = (rapid_exits - 1).min(63);
     let delay = initial.saturating_mul(1u64 << doublings).min(max);
     Decision {
@@ -249,12 +249,10 @@ mod tests {
     /// in a row, a stable run resets it, and `give up after` ends it.
     #[test]
     fn backoff_doubles_resets_and_gives_up() {
-        let job = Job {
-            backoff_millis: Some((1_000, 8_000)),
-            stable_millis: Some(5_000),
-            give_up_after: Some(7),
-            ..Job::default()
-        };
+        let mut job = Job::default();
+        job.extras.backoff_millis = Some((1_000, 8_000));
+        job.extras.stable_millis = Some(5_000);
+        job.extras.give_up_after = Some(7);
         let policy = Policy::default();
         let quick = |k| {
             after_exit(

@@ -104,7 +104,7 @@ pub fn limit_warnings<'a>(
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for job in jobs {
-        for (controller, option) in resources::controllers_needed(&job.limits) {
+        for (controller, option) in resources::controllers_needed(&job.extras.limits) {
             let why = match subtree {
                 Err(why) => format!("pmtr manages no cgroup ({why})"),
                 Ok(subtree) if !subtree.available.iter().any(|c| c == controller) => format!(

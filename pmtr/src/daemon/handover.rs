@@ -12,7 +12,7 @@ use pmtr_core::config::Job;
 use pmtr_core::proto::state::{State, StateJob};
 use pmtr_core::resources;
 use pmtr_core::supervise::event::Pid;
-use pmtr_core::supervise::handover::{self as handover_core, Liveness};
+use pmtr_core::supervise::handover::{self as handover_core, Fingerprint, Liveness};
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 use std::sync::Arc;
@@ -116,8 +116,9 @@ pub struct StateFile {
     starts: HashMap<Pid, u64>,
     /// When it was written last, and when it may be again.
     written_at: Option<Mono>,
-    /// Each job's definition and its fingerprint, made once per definition.
-    fingerprints: HashMap<String, (Arc<Job>, String)>,
+    /// Each job's definition and its fingerprint, made once per definition:
+    /// keyed by where the definition is, which the `Arc` kept here holds.
+    fingerprints: HashMap<*const Job, (Arc<Job>, Fingerprint)>,
     own_start: u64,
 }
 
@@ -226,11 +227,11 @@ impl StateFile {
         let known = std::mem::take(&mut self.fingerprints);
         let mut fingerprints = HashMap::with_capacity(known.len());
         let saved = supervisor.saved_jobs(&mut |def: &Arc<Job>| {
-            let fingerprint = match known.get(&def.name) {
-                Some((kept, fingerprint)) if Arc::ptr_eq(kept, def) => fingerprint.clone(),
-                _ => handover_core::fingerprint(def),
+            let fingerprint = match known.get(&Arc::as_ptr(def)) {
+                Some((_, fingerprint)) => *fingerprint,
+                None => handover_core::fingerprint(def),
             };
-            fingerprints.insert(def.name.clone(), (def.clone(), fingerprint.clone()));
+            fingerprints.insert(Arc::as_ptr(def), (def.clone(), fingerprint));
             fingerprint
         });
         self.fingerprints = fingerprints;

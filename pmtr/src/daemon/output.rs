@@ -28,7 +28,9 @@ const MAX_READ_PER_WAKEUP: usize = 256 * 1024;
 /// pmtr writes for jobs.
 #[derive(Default)]
 pub struct Captures {
-    pipes: HashMap<Token, Capture>,
+    /// Boxed: a thousand jobs' pipes take a table of a few pointers' room
+    /// each, and no slot stands empty at a capture's full size.
+    pipes: HashMap<Token, Box<Capture>>,
     rings: Rings,
     files: LogFiles,
 }
@@ -38,13 +40,17 @@ pub struct Captures {
 pub enum Sink {
     /// pmtr's log (`syslog`).
     Log,
-    /// A file pmtr writes (resolved path), with the job's options and the
-    /// owner of a file it creates.
-    File {
-        path: String,
-        options: LogOptions,
-        owner: Owner,
-    },
+    /// A file pmtr writes.
+    File(Box<FileSink>),
+}
+
+/// A file pmtr writes for a job: its resolved path, the job's options and
+/// the owner of a file pmtr creates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSink {
+    pub path: String,
+    pub options: LogOptions,
+    pub owner: Owner,
 }
 
 impl Captures {
@@ -52,15 +58,10 @@ impl Captures {
     /// output is lost, the job runs on).
     pub fn watch(&mut self, registry: &mut Registry, capture: Capture) -> Result<(), Errno> {
         let token = registry.add(capture.fd(), EpollFlags::EPOLLIN, Source::Capture)?;
-        if let Sink::File {
-            path,
-            options,
-            owner,
-        } = &capture.sink
-        {
-            self.files.acquire(path, *options, *owner);
+        if let Sink::File(file) = &capture.sink {
+            self.files.acquire(&file.path, file.options, file.owner);
         }
-        self.pipes.insert(token, capture);
+        self.pipes.insert(token, Box::new(capture));
         Ok(())
     }
 
@@ -86,7 +87,7 @@ impl Captures {
         };
         let (job, pid) = (capture.job.clone(), capture.pid);
         let path = match &capture.sink {
-            Sink::File { path, .. } => Some(path.clone()),
+            Sink::File(file) => Some(file.path.clone()),
             Sink::Log => None,
         };
         let ring = self.rings.of(&job);
@@ -116,8 +117,8 @@ impl Captures {
         if drained == Drained::Closed {
             if let Some(capture) = self.pipes.remove(&token) {
                 registry.remove(capture.fd(), token);
-                if let Sink::File { path, .. } = &capture.sink {
-                    self.files.release(path);
+                if let Sink::File(file) = &capture.sink {
+                    self.files.release(&file.path);
                 }
             }
         }

@@ -17,7 +17,7 @@ use super::notify::VARIABLE as NOTIFY_VARIABLE;
 use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
 use super::cgroups::Containment;
-use super::output::{Capture, Captures, Sink};
+use super::output::{Capture, Captures, FileSink, Sink};
 use super::registry::{Registry, Source, Token};
 use crate::sys::mounts::Mounts;
 use crate::sys::plan::ExecPlan;
@@ -205,7 +205,7 @@ impl Spawner {
     /// made is logged and the job starts in its process group alone:
     /// better uncontained than not running.
     fn contain(&mut self, containment: &mut Containment, start: &mut Prepared<'_>, def: &Job) {
-        match containment.prepare(&def.name, &def.limits) {
+        match containment.prepare(&def.name, &def.extras.limits) {
             Ok((dir, warnings)) => {
                 self.warnings.extend(warnings);
                 start.plan.cgroup_dir = dir.as_raw_fd();
@@ -325,7 +325,7 @@ fn with_notify(def: Arc<Job>, address: Option<&str>) -> Arc<Job> {
         });
     };
     set(NOTIFY_VARIABLE, address.to_string());
-    if let Some(millis) = def.health.watchdog_millis {
+    if let Some(millis) = def.extras.health.watchdog_millis {
         set("WATCHDOG_USEC", (millis * 1000).to_string());
     }
     Arc::new(job)
@@ -345,11 +345,13 @@ fn stream_sinks(job: &Job) -> (Option<Sink>, Option<Sink>) {
     };
     let sink_of = |output: &Output| match output {
         Output::Syslog => Some(Sink::Log),
-        Output::File(path) if job.log.written_by_pmtr() => Some(Sink::File {
-            path: job.resolve(path),
-            options: job.log,
-            owner,
-        }),
+        Output::File(path) if job.extras.log.written_by_pmtr() => {
+            Some(Sink::File(Box::new(FileSink {
+                path: job.resolve(path),
+                options: job.extras.log,
+                owner,
+            })))
+        }
         Output::File(_) | Output::Stdout | Output::Stderr => None,
     };
     (sink_of(&job.stdout), sink_of(&job.stderr))
@@ -395,7 +397,7 @@ fn prepare<'c>(
         let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| short("pipe", errno))?;
         let read = keep_high(read);
         let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        if let Sink::File { .. } = sink {
+        if let Sink::File(_) = sink {
             // A file written in bulk: a larger pipe means fewer, larger
             // reads for pmtr and fewer stalls for the job. Not granted
             // (the user's pipe quota): the default 64 KiB does.

@@ -106,7 +106,7 @@ pub enum PlanError {
 /// optional file (`-PATH`) adds nothing, any other fault fails the start.
 fn env_files_of(job: &Job) -> Result<Vec<EnvVar>, PlanError> {
     let mut vars = Vec::new();
-    for file in &job.env_files {
+    for file in &job.extras.env_files {
         let path = job.resolve(&file.path);
         match config_file::read_env_file(&path, file.optional) {
             Ok(more) => vars.extend(more),

@@ -4,6 +4,7 @@
 //! overrides and counters carried over.
 
 use super::*;
+use crate::config::Job;
 use crate::supervise::handover::{fingerprint, Liveness, SavedJob};
 
 fn name_of(_: i32) -> &'static str {
@@ -129,4 +130,25 @@ fn a_handover_waits_for_stops_and_starts_to_end() {
     );
     run.exit("a", TERMINATED, at(1));
     assert_eq!(run.sup.handover_blocked(), None);
+}
+
+/// The fingerprint hashes the options a definition sets, not how pmtr
+/// lays definitions out: the value of a plain job is pinned, since a new
+/// value would restart every such job at the next upgrade by reexec.
+#[test]
+fn fingerprints_name_only_the_options_set() {
+    let plain = Job {
+        name: "web".into(),
+        cmd: vec!["/bin/sleep".into(), "100".into()],
+        ..Job::default()
+    };
+    assert_eq!(fingerprint(&plain).to_string(), "67ffbcb63cf9e941");
+    let mut cleared = plain.clone();
+    cleared.extras.health.retries = Some(5);
+    assert_ne!(fingerprint(&cleared), fingerprint(&plain));
+    cleared.extras.health.retries = None;
+    assert_eq!(fingerprint(&cleared), fingerprint(&plain));
+    let mut moved = plain.clone();
+    moved.order = 1;
+    assert_ne!(fingerprint(&moved), fingerprint(&plain));
 }

@@ -43,7 +43,7 @@ pub fn warnings(config: &Config, cgroup: &str) -> Vec<Diagnostic> {
                 );
             }
         }
-        if job.instance.is_none() && job.mentions_instance() {
+        if job.extras.instance.is_none() && job.mentions_instance() {
             let message = format!(
                 "job `{}`: `%i` stands for the copy's number only in a job with `instances`; here it stays `%i`",
                 job.name
@@ -97,7 +97,12 @@ pub fn warnings(config: &Config, cgroup: &str) -> Vec<Diagnostic> {
                 ));
             }
         }
-        for (file, (at, width)) in job.env_files.iter().zip(origin.values_of("env file")) {
+        for (file, (at, width)) in job
+            .extras
+            .env_files
+            .iter()
+            .zip(origin.values_of("env file"))
+        {
             let path = job.resolve(&file.path);
             if let Err(problem) = config_file::read_env_file(&path, file.optional) {
                 let message = format!(
