@@ -127,7 +127,10 @@ report to udp://239.0.0.1:9999@eth2
 ";
         let config = parse(text.as_bytes()).unwrap();
         assert_eq!(config.jobs.len(), 4);
-        assert_eq!(config.jobs[1].depends, ["/home/demo/.demo/demo.conf"]);
+        assert_eq!(
+            config.jobs[1].extras.depends,
+            ["/home/demo/.demo/demo.conf"]
+        );
     }
 
     #[test]

@@ -66,7 +66,6 @@ pub struct Job {
     /// shell then sets the directory pmtr was started in
     /// ([`Config::set_default_dir`]), and `/` is the last resort.
     pub dir: Option<String>,
-    pub stdin: Option<String>,
     pub stdout: Output,
     pub stderr: Output,
     pub user: Option<String>,
@@ -78,13 +77,6 @@ pub struct Job {
     pub critical: bool,
     pub order: i32,
     pub nice: Option<i32>,
-    pub cpu: Option<CpuSet>,
-    pub ulimits: Vec<Ulimit>,
-    /// `bounce every`: restart after the job has run this many seconds.
-    pub bounce_every_secs: Option<u64>,
-    /// Files whose content the job depends on, as written (relative ones
-    /// are under `dir`: see [`Job::resolve`]).
-    pub depends: Vec<String>,
     /// `restart`: which exits are followed by a restart.
     pub restart: RestartPolicy,
     /// `stop signal`: sent to stop the job (SIGTERM by default).
@@ -101,6 +93,14 @@ pub struct Job {
 /// file of a thousand plain jobs costs a thousand small definitions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobExtras {
+    pub stdin: Option<String>,
+    pub cpu: Option<CpuSet>,
+    pub ulimits: Vec<Ulimit>,
+    /// `bounce every`: restart after the job has run this many seconds.
+    pub bounce_every_secs: Option<u64>,
+    /// Files whose content the job depends on, as written (relative ones
+    /// are under `dir`: see [`Job::resolve`]).
+    pub depends: Vec<String>,
     /// `env file [-]PATH`: read at every start, before `env`.
     pub env_files: Vec<EnvFile>,
     /// `limit ...` (SPEC 11.7): written to the job's cgroup, when pmtr has
@@ -134,6 +134,11 @@ pub struct JobExtras {
 
 /// Every extra option unset, for the jobs that hold none.
 static NO_EXTRAS: JobExtras = JobExtras {
+    stdin: None,
+    cpu: None,
+    ulimits: Vec::new(),
+    bounce_every_secs: None,
+    depends: Vec::new(),
     env_files: Vec::new(),
     limits: CgroupLimits {
         memory_max: None,
@@ -462,7 +467,7 @@ impl Job {
     }
 
     pub fn stdin_path(&self) -> String {
-        self.resolve(self.stdin.as_deref().unwrap_or("/dev/null"))
+        self.resolve(self.extras.stdin.as_deref().unwrap_or("/dev/null"))
     }
 }
 

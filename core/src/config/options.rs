@@ -138,7 +138,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         repeatable: false,
         apply: |job, words, errors| {
             if let Some(path) = path(words[0], errors) {
-                job.stdin = Some(path);
+                job.extras.stdin = Some(path);
             }
         },
     },
@@ -327,7 +327,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "CPU affinity: numbers and ranges (`0,2-4`) or a hex mask (`0x8f`). CPUs the machine does not have are ignored.",
         repeatable: false,
         apply: |job, words, errors| match values::cpu_set(&words[0].text) {
-            Ok(set) => job.cpu = Some(set),
+            Ok(set) => job.extras.cpu = Some(set),
             Err(message) => errors.push(error(words[0], format!("cpu: {message}"))),
         },
     },
@@ -357,7 +357,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         doc: "Restart the job each time it has run this long: seconds, minutes, hours or days.",
         repeatable: false,
         apply: |job, words, errors| match values::interval(&words[0].text) {
-            Ok(seconds) => job.bounce_every_secs = Some(seconds),
+            Ok(seconds) => job.extras.bounce_every_secs = Some(seconds),
             Err(message) => errors.push(error(words[0], format!("bounce every: {message}"))),
         },
     },
@@ -496,7 +496,7 @@ pub static JOB_OPTIONS: &[OptionDef] = &[
         apply: |job, words, errors| {
             for word in words {
                 if let Some(path) = path(word, errors) {
-                    job.depends.push(path);
+                    job.extras.depends.push(path);
                 }
             }
         },
@@ -737,14 +737,14 @@ fn apply_ulimits(job: &mut Job, words: &[&Word<'_>], errors: &mut Vec<Diagnostic
             ));
             continue;
         }
-        if job.ulimits.iter().any(|u| u.resource == resource) {
+        if job.extras.ulimits.iter().any(|u| u.resource == resource) {
             errors.push(error(
                 resource_word,
                 format!("ulimit {} is given twice in this job", resource.flag()),
             ));
             continue;
         }
-        job.ulimits.push(Ulimit { resource, value });
+        job.extras.ulimits.push(Ulimit { resource, value });
     }
 }
 
@@ -825,7 +825,7 @@ mod tests {
     #[test]
     fn in_out_err() {
         let job = job_with("in input.txt\n out /var/log/o.log\n err syslog");
-        assert_eq!(job.stdin.as_deref(), Some("input.txt"));
+        assert_eq!(job.extras.stdin.as_deref(), Some("input.txt"));
         assert_eq!(job.stdout, Output::File("/var/log/o.log".into()));
         assert_eq!(job.stderr, Output::Syslog);
         assert_eq!(job_with("").stdout, Output::Syslog);
@@ -925,8 +925,8 @@ mod tests {
         let mut set = CpuSet::default();
         set.insert(0);
         set.insert(2);
-        assert_eq!(job_with("cpu 0,2").cpu, Some(set.clone()));
-        assert_eq!(job_with("cpu 0x5").cpu, Some(set));
+        assert_eq!(job_with("cpu 0,2").extras.cpu, Some(set.clone()));
+        assert_eq!(job_with("cpu 0x5").extras.cpu, Some(set));
         assert!(job_error("cpu 3-1").contains("backwards"));
         assert!(job_error("cpu 0xZ").contains("hex digit"));
     }
@@ -936,7 +936,7 @@ mod tests {
         let job =
             job_with("ulimit -n 1024\n ulimit {\n  -c infinity RLIMIT_AS unlimited\n  -t 60 }");
         assert_eq!(
-            job.ulimits,
+            job.extras.ulimits,
             [
                 Ulimit {
                     resource: Resource::Nofile,
@@ -956,7 +956,7 @@ mod tests {
                 },
             ]
         );
-        assert!(job_with("ulimit { }").ulimits.is_empty());
+        assert!(job_with("ulimit { }").extras.ulimits.is_empty());
     }
 
     #[test]
@@ -1178,8 +1178,14 @@ mod tests {
 
     #[test]
     fn bounce_every() {
-        assert_eq!(job_with("bounce every 1d").bounce_every_secs, Some(86_400));
-        assert_eq!(job_with("bounce every 90s").bounce_every_secs, Some(90));
+        assert_eq!(
+            job_with("bounce every 1d").extras.bounce_every_secs,
+            Some(86_400)
+        );
+        assert_eq!(
+            job_with("bounce every 90s").extras.bounce_every_secs,
+            Some(90)
+        );
         assert!(job_error("bounce every 10").contains("no time unit"));
         assert!(job_error("bounce 10s").contains("bounce every"));
         assert!(job_error("bounce every").contains("needs a value"));
@@ -1188,7 +1194,7 @@ mod tests {
     #[test]
     fn depends() {
         let job = job_with("depends {\n  app.conf\n  /etc/hosts\n }\n depends { x }");
-        assert_eq!(job.depends, ["app.conf", "/etc/hosts", "x"]);
+        assert_eq!(job.extras.depends, ["app.conf", "/etc/hosts", "x"]);
         assert!(job_error("depends app.conf").contains("`{`"));
         assert!(
             first_error("job {\n name t\n cmd /bin/true\n depends { a\n")

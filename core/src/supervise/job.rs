@@ -386,7 +386,7 @@ impl JobState {
     /// Dependency files, resolved under `dir`.
     pub fn dependencies(&self) -> impl Iterator<Item = String> + '_ {
         let def = self.effective();
-        def.depends.iter().map(move |path| def.resolve(path))
+        def.extras.depends.iter().map(move |path| def.resolve(path))
     }
 
     /// The leader's pid, while the leader lives.

@@ -21,7 +21,7 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return None;
         }
-        let secs = job.def.bounce_every_secs?;
+        let secs = job.def.extras.bounce_every_secs?;
         Some(run.started.plus_secs(secs))
     }
 
@@ -237,7 +237,7 @@ impl Supervisor {
                     .is_some_and(|t| t <= now)
                 {
                     let job = &self.jobs[index];
-                    let secs = job.def.bounce_every_secs.unwrap_or(0);
+                    let secs = job.def.extras.bounce_every_secs.unwrap_or(0);
                     out.log(
                         Level::Info,
                         messages::bouncing(&job.def.name, run.pid, secs),

@@ -294,7 +294,7 @@ fn start_command(
 ) -> Result<Work, String> {
     let mut probe = def.clone();
     probe.cmd = argv.to_vec();
-    probe.stdin = None;
+    probe.extras.stdin = None;
     probe.stdout = Output::Syslog;
     probe.stderr = Output::Syslog;
     let short = |what: &str, errno: Errno| format!("{what}: {}", Text(errno));

@@ -273,6 +273,7 @@ impl<'context> ExecPlan<'context> {
             ignored_signals: context.ignored_signals.clone(),
             nice: job.nice,
             cpu: job
+                .extras
                 .cpu
                 .as_ref()
                 .and_then(|set| cpu_mask(set, context.available_cpus.as_ref())),
@@ -387,11 +388,16 @@ fn rlimits(
     open_files: Option<(u64, u64)>,
 ) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
     let mut limits: Vec<_> = job
+        .extras
         .ulimits
         .iter()
         .map(|u| (resource(u.resource), limit(u.value)))
         .collect();
-    let sets_open_files = job.ulimits.iter().any(|u| u.resource == Resource::Nofile);
+    let sets_open_files = job
+        .extras
+        .ulimits
+        .iter()
+        .any(|u| u.resource == Resource::Nofile);
     if let (false, Some((soft, hard))) = (sets_open_files, open_files) {
         let inherited = libc::rlimit {
             rlim_cur: soft as libc::rlim_t,

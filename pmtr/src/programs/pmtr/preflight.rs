@@ -84,7 +84,8 @@ pub fn warnings(config: &Config, cgroup: &str) -> Vec<Diagnostic> {
                 );
             }
         }
-        for (dependency, (at, width)) in job.depends.iter().zip(origin.values_of("depends")) {
+        for (dependency, (at, width)) in job.extras.depends.iter().zip(origin.values_of("depends"))
+        {
             let path = job.resolve(dependency);
             if !Path::new(&path).exists() {
                 found.push(Diagnostic::warning(
