@@ -11,7 +11,9 @@ pid on a FIFO when it runs):
   start      from launching the supervisor until N jobs run; and the
              supervisor's own CPU for it (/proc/PID/task/*/schedstat),
              per start
-  pss        PSS of the supervising processes with N jobs running
+  pss        PSS of the supervising processes with N jobs running, at
+             rest: 10 s after the start (pmtr gives memory back a second
+             after start-up; docs/PERFORMANCE.md, "Fixed memory")
   status     `pmtr-ctl status --json` with N jobs (pmtr only: the original
              has no local control)
   reload     one job's definition changed, the file written in place (the
@@ -85,7 +87,6 @@ def measure(kind, programs, helpers, work, n, seed):
             return out
         pid = s.process.pid
         out["cpu_per_start"] = supervisor_cpu_ms(pid) / n
-        out["pss"] = s.pss_kib() / 1024
         if kind != "original":
             ctl = os.path.join(os.path.dirname(programs[kind]), "pmtr-ctl")
             socket = os.path.join(s.dir, "pmtr.sock")
@@ -96,6 +97,13 @@ def measure(kind, programs, helpers, work, n, seed):
         # Past the 10 s rapid-restart guard, which both apply to a job that
         # restarts, by itself or for a change.
         time.sleep(10.5)
+        pss = s.pss_kib()
+        if pss == 0:
+            # The original at 10 000 jobs: its logger runs out of
+            # descriptors, and the original ends with every job.
+            print(f"{n} {kind}: ended before it came to rest", file=sys.stderr, flush=True)
+            return out
+        out["pss"] = pss / 1024
         changed = n // 2
         saved = rewrite(s, helpers["ready"], changed)
         s.job_pids += s.fifo.pids(1, timeout=60)
