@@ -273,7 +273,7 @@ impl Supervisor {
     /// ahead of it holds it back; so does a job it comes `after` (then its
     /// start waits for an event, not a time).
     fn deadline_of(&self, job: &JobState, gated: bool) -> Option<Mono> {
-        let grace = lifecycle::stop_timeout(&self.policy, &job.def);
+        let grace = || lifecycle::stop_timeout(&self.policy, &job.def);
         match job.phase {
             Phase::Waiting { until, .. } => {
                 let may_start = self.started && self.shutdown.is_none() && !gated;
@@ -291,11 +291,11 @@ impl Supervisor {
             .into_iter()
             .flatten()
             .min(),
-            Phase::Stopping { signals, .. } => signals.kill_due(grace),
+            Phase::Stopping { signals, .. } => signals.kill_due(grace()),
             Phase::Draining {
                 signals, probe_at, ..
             } => {
-                let kill = signals.and_then(|s| s.kill_due(grace));
+                let kill = signals.and_then(|s| s.kill_due(grace()));
                 [kill, probe_at].into_iter().flatten().min()
             }
             Phase::Starting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled => None,
@@ -326,10 +326,12 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return;
         }
+        // The phase first: it is in the job's state, the definition behind
+        // a pointer, and this runs after every batch of events.
         let ended = self.jobs.iter().find(|j| {
-            j.def.critical
+            matches!(j.phase, Phase::Done(_) | Phase::Failed)
+                && j.def.critical
                 && !j.is_being_removed()
-                && matches!(j.phase, Phase::Done(_) | Phase::Failed)
         });
         let Some(job) = ended else {
             return;

@@ -368,7 +368,13 @@ impl Daemon {
             }
             if self.spawner.has_queued() {
                 self.apply_all(Vec::new());
-                deadline = self.supervisor.next_deadline();
+                // While starts stay queued the next turn does not wait, and
+                // reads the deadline again after its events: reading every
+                // job here as well would double what each turn of a large
+                // round of starts spends on it.
+                if !self.spawner.has_queued() {
+                    deadline = self.supervisor.next_deadline();
+                }
             }
         }
         self.end_leftovers();
