@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -283,7 +284,9 @@ def main():
         print("SOAK FAILED:")
         for failure in failures:
             print("  " + failure)
+        print(f"  pmtr's configuration and stderr are kept in {soak.work}")
         sys.exit(1)
+    shutil.rmtree(soak.work, ignore_errors=True)
     print("soak passed")
 
 
