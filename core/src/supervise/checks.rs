@@ -336,8 +336,11 @@ impl Supervisor {
         if self.ready_sent || !self.started || self.shutdown.is_some() {
             return;
         }
-        let mut gated = false;
-        for job in &self.jobs {
+        self.refresh_roster();
+        let first_gate = self.jobs.first_gate().unwrap_or(usize::MAX);
+        for position in self.jobs.coming() {
+            let job = &self.jobs[position];
+            let gated = first_gate < position;
             let held = |job| gated || !self.after_met(job) || !self.files_present(job);
             let coming = job.enabled()
                 && match job.phase {
@@ -353,7 +356,6 @@ impl Supervisor {
                     | Phase::Failed
                     | Phase::Disabled => false,
                 };
-            gated |= job.gates();
             if coming {
                 return;
             }

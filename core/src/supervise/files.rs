@@ -131,10 +131,7 @@ impl Supervisor {
             .map(|j| (j.def.name.as_str(), j.effective()))
             .collect();
         let changes = reload::diff(&current, config);
-        let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut old: Vec<Option<JobState>> = self.jobs.take().into_iter().map(Some).collect();
         // By name, not by scanning: a reload of 10 000 jobs is one pass.
         let slots: HashMap<String, usize> = old
             .iter()
@@ -210,7 +207,7 @@ impl Supervisor {
         }
         let first_leaving = next.len();
         next.extend(leaving);
-        self.jobs = next;
+        self.jobs.replace(next);
         self.reindex();
         for index in (first_leaving..self.jobs.len()).rev() {
             self.stop(index, StopReason::Remove, now, out);

@@ -13,18 +13,10 @@ use crate::time::Mono;
 use std::collections::HashMap;
 
 use super::checks;
+use super::roster::bounce_due;
 use std::sync::Arc;
 
 impl Supervisor {
-    /// When a running job's `bounce every` comes, if it has one.
-    pub(super) fn bounce_due(&self, job: &JobState, run: &Run) -> Option<Mono> {
-        if self.shutdown.is_some() {
-            return None;
-        }
-        let secs = job.def.extras.bounce_every_secs?;
-        Some(run.started.plus_secs(secs))
-    }
-
     pub(super) fn on_start(&mut self, out: &mut Actions) {
         if self.started {
             return;
@@ -227,13 +219,24 @@ impl Supervisor {
         self.stop_some(now, out);
         self.kill_escapees(now, out);
         let policy = self.policy;
-        for index in 0..self.jobs.len() {
+        self.refresh_roster();
+        // By id: a stop may change the list of jobs under the loop.
+        let due: Vec<JobId> = self
+            .jobs
+            .due_by(now)
+            .into_iter()
+            .map(|i| self.jobs[i].id)
+            .collect();
+        for id in due {
+            let Some(index) = self.position(id) else {
+                continue;
+            };
             if let Phase::Running(run) = self.jobs[index].phase {
                 if self.check_timers(index, now, out) {
                     continue;
                 }
-                if self
-                    .bounce_due(&self.jobs[index], &run)
+                let shutting_down = self.shutdown.is_some();
+                if bounce_due(&self.jobs[index], run.started, shutting_down)
                     .is_some_and(|t| t <= now)
                 {
                     let job = &self.jobs[index];
@@ -285,7 +288,7 @@ impl Supervisor {
                     self.stop_some(now, out);
                 }
                 let policy = self.policy;
-                for job in &mut self.jobs {
+                for job in self.jobs.iter_mut() {
                     let killed = job.phase.signals().is_some_and(|s| s.kill_sent);
                     if job.phase.run().is_some() && !killed {
                         kill(&policy, &job.def.name, &mut job.phase, now, out);
@@ -335,14 +338,14 @@ impl Supervisor {
         // Which jobs are due and not held by `after`, decided before any
         // of them changes phase.
         let mut due = Vec::new();
-        for (index, job) in self.jobs.iter().enumerate() {
+        self.refresh_roster();
+        let first_gate = self.jobs.first_gate().unwrap_or(usize::MAX);
+        for index in self.jobs.waiting().take_while(|&i| i <= first_gate) {
+            let job = &self.jobs[index];
             if let Phase::Waiting { until, .. } = job.phase {
                 if until <= now && self.after_met(job) {
                     due.push(index);
                 }
-            }
-            if job.gates() {
-                break;
             }
         }
         let mut adopted = false;
@@ -536,7 +539,7 @@ impl Supervisor {
             .enumerate()
             .map(|(i, j)| (j.def.name.clone(), (i, j.id)))
             .collect();
-        for job in &mut self.jobs {
+        for job in self.jobs.iter_mut() {
             // Validation leaves no unknown name; were there one, it would
             // be looked up by name each time (no job has id 0).
             let nowhere = (usize::MAX, JobId(0));

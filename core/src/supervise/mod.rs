@@ -16,6 +16,7 @@ pub mod policy;
 pub mod reload;
 pub mod reporting;
 mod rolling;
+mod roster;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ mod tests;
 use event::{Action, Event, JobId, Level, Pid, Reply, ReplyToken};
 use job::{JobState, Phase};
 use policy::Policy;
+use roster::Roster;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -33,7 +35,7 @@ use crate::time::Mono;
 pub struct Supervisor {
     /// In start order: by `order`, file order breaking ties; jobs deleted
     /// from the file but still stopping come last.
-    jobs: Vec<JobState>,
+    jobs: Roster,
     policy: Policy,
     next_id: u32,
     started: bool,
@@ -108,7 +110,7 @@ impl Supervisor {
     /// A supervisor that keeps `policy`'s times instead of the defaults.
     pub fn with_policy(config: &Config, config_hash: u64, policy: Policy) -> Supervisor {
         let mut supervisor = Supervisor {
-            jobs: Vec::with_capacity(config.jobs.len()),
+            jobs: Roster::with_capacity(config.jobs.len()),
             policy,
             next_id: 0,
             started: false,
@@ -239,18 +241,30 @@ impl Supervisor {
 
     /// The earliest time something is due: a start, a SIGKILL, a probe,
     /// a bounce, a settled file, a report. `None` when nothing is: the
-    /// shell then waits for events only. Each phase names its own deadline.
-    pub fn next_deadline(&self) -> Option<Mono> {
+    /// shell then waits for events only.
+    pub fn next_deadline(&mut self) -> Option<Mono> {
+        self.refresh_roster();
         let mut earliest: Option<Mono> = None;
         let mut consider = |t: Option<Mono>| {
             if let Some(t) = t {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         };
-        let mut gated = false;
-        for job in &self.jobs {
-            consider(self.deadline_of(job, gated));
-            gated |= job.gates();
+        consider(self.jobs.earliest_deadline());
+        if self.started && self.shutdown.is_none() {
+            // A job behind a `wait` job that has not exited waits for
+            // that exit, one that comes `after` another for it to be
+            // ready, one missing a dependency file for the file: events,
+            // not times.
+            let first_gate = self.jobs.first_gate().unwrap_or(usize::MAX);
+            for position in self.jobs.waiting().take_while(|&p| p <= first_gate) {
+                let job = &self.jobs[position];
+                if let Phase::Waiting { until, .. } = job.phase {
+                    if self.after_met(job) && self.files_present(job) {
+                        consider(Some(until));
+                    }
+                }
+            }
         }
         if !self.to_stop.is_empty() {
             // The next batch of a shutdown's stops: at once.
@@ -269,37 +283,16 @@ impl Supervisor {
         earliest
     }
 
-    /// When `job` next needs the supervisor, given whether a `wait` job
-    /// ahead of it holds it back; so does a job it comes `after` (then its
-    /// start waits for an event, not a time).
-    fn deadline_of(&self, job: &JobState, gated: bool) -> Option<Mono> {
-        let grace = || lifecycle::stop_timeout(&self.policy, &job.def);
-        match job.phase {
-            Phase::Waiting { until, .. } => {
-                let may_start = self.started && self.shutdown.is_none() && !gated;
-                let may_start = may_start && self.after_met(job);
-                // A job waiting for a dependency file waits for an event.
-                (may_start && self.files_present(job)).then_some(until)
-            }
-            Phase::Running(run) => [
-                self.bounce_due(job, &run),
-                run.check.due(),
-                run.check_expires(&job.def),
-                run.ready_due(&job.def),
-                run.watchdog_due,
-            ]
-            .into_iter()
-            .flatten()
-            .min(),
-            Phase::Stopping { signals, .. } => signals.kill_due(grace()),
-            Phase::Draining {
-                signals, probe_at, ..
-            } => {
-                let kill = signals.and_then(|s| s.kill_due(grace()));
-                [kill, probe_at].into_iter().flatten().min()
-            }
-            Phase::Starting { .. } | Phase::Done(_) | Phase::Failed | Phase::Disabled => None,
-        }
+    /// Brings the index of jobs up to date before a decision reads it.
+    fn refresh_roster(&mut self) {
+        self.jobs.refresh(&self.policy, self.shutdown.is_some());
+    }
+
+    #[cfg(test)]
+    fn assert_roster_consistent(&mut self) {
+        let shutting_down = self.shutdown.is_some();
+        self.jobs
+            .assert_index_matches_a_rebuild(&self.policy, shutting_down);
     }
 
     /// True when every dependency file of `job` is known to exist.
@@ -312,7 +305,8 @@ impl Supervisor {
         let Some(shutdown) = self.shutdown else {
             return;
         };
-        if !self.exit_sent && self.jobs.iter().all(|j| !j.phase.is_active()) {
+        self.refresh_roster();
+        if !self.exit_sent && self.jobs.active() == 0 {
             self.exit_sent = true;
             out.push(Action::Exit {
                 status: shutdown.status,
@@ -326,16 +320,11 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return;
         }
-        // The phase first: it is in the job's state, the definition behind
-        // a pointer, and this runs after every batch of events.
-        let ended = self.jobs.iter().find(|j| {
-            matches!(j.phase, Phase::Done(_) | Phase::Failed)
-                && j.def.critical
-                && !j.is_being_removed()
-        });
-        let Some(job) = ended else {
+        self.refresh_roster();
+        let Some(position) = self.jobs.first_ended_critical() else {
             return;
         };
+        let job = &self.jobs[position];
         let status = exit_status_of(job.last_exit);
         out.log(
             Level::Info,

@@ -90,7 +90,7 @@ fn a_roll_waits_for_readiness_and_holds_on_a_copy_that_does_not_come_up() {
     let mut run = Run::new(config(&pool(3, "/bin/web", ready)));
     run.event(Event::Start, at(0));
     // Readiness of the first run does not matter here: mark all ready.
-    for job in &mut run.sup.jobs {
+    for job in run.sup.jobs.iter_mut() {
         if let Phase::Running(r) = &mut job.phase {
             r.ready = true;
         }

@@ -98,6 +98,7 @@ impl Run {
                 }
                 all.push(action);
             }
+            self.sup.assert_roster_consistent();
         }
         all
     }
@@ -166,7 +167,7 @@ pub(super) fn signals(actions: &[Action]) -> Vec<(Pid, StopSignal)> {
 
 #[test]
 fn nothing_happens_before_start() {
-    let run = Run::new(jobs(&["a"]));
+    let mut run = Run::new(jobs(&["a"]));
     assert_eq!(run.sup.next_deadline(), None);
 }
 
