@@ -6,7 +6,7 @@
 //! it is next read: a turn that starts 64 jobs of 10 000 updates 64
 //! entries instead of reading 10 000 jobs four times.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::{Deref, Index, IndexMut};
 
 use super::job::{JobState, Phase};
@@ -30,8 +30,11 @@ struct RosterIndex {
     /// changes every running job's deadline.
     policy: Option<Policy>,
     shutting_down: bool,
-    /// Each job's entry as last indexed, by position.
-    entries: Vec<Entry>,
+    /// Each job's entry as last indexed, by position: its flags, one
+    /// byte per job, and its deadline, kept only for the jobs with one
+    /// (most jobs have none; the index costs a byte per job at rest).
+    flags: Vec<u8>,
+    deadline_of: HashMap<usize, Mono>,
     waiting: BTreeSet<usize>,
     gates: BTreeSet<usize>,
     deadlines: BTreeSet<(Mono, usize)>,
@@ -57,7 +60,37 @@ struct Entry {
     active: bool,
 }
 
+const WAITING: u8 = 1;
+const GATES: u8 = 2;
+const COMING: u8 = 4;
+const ENDED_CRITICAL: u8 = 8;
+const ACTIVE: u8 = 16;
+
 impl Entry {
+    fn flags(&self) -> u8 {
+        [
+            (self.waiting, WAITING),
+            (self.gates, GATES),
+            (self.coming, COMING),
+            (self.ended_critical, ENDED_CRITICAL),
+            (self.active, ACTIVE),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |flags, (_, flag)| flags | flag)
+    }
+
+    fn from_parts(flags: u8, deadline: Option<Mono>) -> Entry {
+        Entry {
+            waiting: flags & WAITING != 0,
+            gates: flags & GATES != 0,
+            deadline,
+            coming: flags & COMING != 0,
+            ended_critical: flags & ENDED_CRITICAL != 0,
+            active: flags & ACTIVE != 0,
+        }
+    }
+
     fn of(job: &JobState, policy: &Policy, shutting_down: bool) -> Entry {
         let coming = job.enabled()
             && match job.phase {
@@ -255,35 +288,37 @@ impl Roster {
 impl RosterIndex {
     fn rebuild(&mut self, jobs: &[JobState], policy: &Policy) {
         let shutting_down = self.shutting_down;
-        self.entries = jobs
+        let entries: Vec<Entry> = jobs
             .iter()
             .map(|job| Entry::of(job, policy, shutting_down))
             .collect();
         let positions = |wanted: fn(&Entry) -> bool| -> BTreeSet<usize> {
-            let entries = self.entries.iter().enumerate();
+            let entries = entries.iter().enumerate();
             entries.filter(|(_, e)| wanted(e)).map(|(i, _)| i).collect()
         };
         self.waiting = positions(|e| e.waiting);
         self.gates = positions(|e| e.gates);
         self.coming = positions(|e| e.coming);
         self.ended_critical = positions(|e| e.ended_critical);
-        let entries = self.entries.iter().enumerate();
-        self.deadlines = entries
-            .filter_map(|(i, e)| e.deadline.map(|due| (due, i)))
+        self.deadline_of = (entries.iter().enumerate())
+            .filter_map(|(i, e)| e.deadline.map(|due| (i, due)))
             .collect();
-        self.active = self.entries.iter().filter(|e| e.active).count();
+        self.deadlines = self.deadline_of.iter().map(|(&i, &due)| (due, i)).collect();
+        self.active = entries.iter().filter(|e| e.active).count();
+        self.flags = entries.iter().map(Entry::flags).collect();
         self.changed.clear();
         self.stale = false;
     }
 
     fn update(&mut self, position: usize, new: Entry) {
-        let Some(old) = self.entries.get_mut(position) else {
+        let Some(flags) = self.flags.get_mut(position) else {
             return;
         };
-        if *old == new {
+        let old = Entry::from_parts(*flags, self.deadline_of.get(&position).copied());
+        if old == new {
             return;
         }
-        let old = std::mem::replace(old, new);
+        *flags = new.flags();
         let sets = [
             (&mut self.waiting, old.waiting, new.waiting),
             (&mut self.gates, old.gates, new.gates),
@@ -305,8 +340,14 @@ impl RosterIndex {
             if let Some(due) = old.deadline {
                 self.deadlines.remove(&(due, position));
             }
-            if let Some(due) = new.deadline {
-                self.deadlines.insert((due, position));
+            match new.deadline {
+                Some(due) => {
+                    self.deadlines.insert((due, position));
+                    self.deadline_of.insert(position, due);
+                }
+                None => {
+                    self.deadline_of.remove(&position);
+                }
             }
         }
         if new.active != old.active {
