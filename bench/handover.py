@@ -17,7 +17,9 @@ Cases:
   clone    the kernel's part (helpers/clone_latency.c): how long one start
            holds the parent — clone3 with and without a new cgroup per
            child, returning at once (fork) or once the child has exec'd
-           (vfork, as pmtr starts jobs) — N starts each, --runs times.
+           (vfork, as pmtr starts jobs), and with the cgroups made before
+           the clock starts (as a second thread making them ahead of the
+           starts would) — N starts each, --runs times.
 """
 import argparse
 import json
@@ -186,13 +188,18 @@ def clone_case(helpers, jobs, runs):
         return
     for run in range(runs):
         for vfork in (False, True):
-            for in_cgroup in (False, True):
+            for cgroups in ("none", "new", "made ahead"):
                 argv = [helpers["clone_latency"], str(jobs)]
                 directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-clone-{run}")
+                in_cgroup = cgroups != "none"
                 if in_cgroup:
                     os.makedirs(directory)
                     argv.append(directory)
-                env = dict(os.environ, **({"VFORK": "1"} if vfork else {}))
+                env = dict(os.environ)
+                if vfork:
+                    env["VFORK"] = "1"
+                if cgroups == "made ahead":
+                    env["PREMADE"] = "1"
                 out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
                 print("  " + out.stdout.strip())
                 if in_cgroup:

@@ -2,7 +2,9 @@
  * per child, and with and without waiting for the child's exec (vfork,
  * as pmtr does): N children of /bin/sleep, each made by clone3 — in a new
  * cgroup under CGROUP_DIR (mkdir, CLONE_INTO_CGROUP) if given — with
- * CLONE_VFORK if VFORK is set in the environment. Prints the total and
+ * CLONE_VFORK if VFORK is set in the environment; with PREMADE set, every
+ * cgroup is made before the clock starts (as a second thread making them
+ * ahead of the starts would). Prints the total and
  * the median and 90th percentile of clone3's return time, then kills and
  * reaps the children and removes the cgroups it made.
  *
@@ -40,6 +42,11 @@ int main(int argc, char **argv) {
   pid_t *pids = calloc(n, sizeof *pids);
   double *waits = calloc(n, sizeof *waits);
   char path[4096];
+  int premade = base && getenv("PREMADE") != NULL;
+  for (int i = 0; premade && i < n; i++) {
+    snprintf(path, sizeof path, "%s/child.%d", base, i);
+    mkdir(path, 0755);
+  }
   double started = micros();
   for (int i = 0; i < n; i++) {
     struct clone_args args;
@@ -49,7 +56,7 @@ int main(int argc, char **argv) {
     int dir = -1;
     if (base) {
       snprintf(path, sizeof path, "%s/child.%d", base, i);
-      mkdir(path, 0755);
+      if (!premade) mkdir(path, 0755);
       dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       args.flags |= CLONE_INTO_CGROUP;
       args.cgroup = dir;
@@ -68,8 +75,8 @@ int main(int argc, char **argv) {
   }
   double total = (micros() - started) / 1000;
   qsort(waits, n, sizeof *waits, by_value);
-  printf("%s%s: %d starts in %.0f ms; clone3 returned after %.0f us (median), %.0f us (90th percentile)\n",
-         base ? "a new cgroup each" : "no cgroup", vfork ? ", waiting for exec (vfork)" : ", fork",
+  printf("%s%s%s: %d starts in %.0f ms; clone3 returned after %.0f us (median), %.0f us (90th percentile)\n",
+         base ? "a new cgroup each" : "no cgroup", premade ? " (made ahead)" : "", vfork ? ", waiting for exec (vfork)" : ", fork",
          n, total, waits[n / 2], waits[n * 9 / 10]);
   fflush(stdout);
   for (int i = 0; i < n; i++)
