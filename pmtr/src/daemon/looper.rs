@@ -7,27 +7,30 @@
 //! event is.
 
 use std::collections::VecDeque;
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use pmtr_core::config::{Config, Globals};
-use pmtr_core::proto::local::{Request, Response};
 use pmtr_core::supervise::event::{
     Action, Check, Event, ExitStatus, Level, Pid, Reply, ReplyToken,
 };
 use pmtr_core::supervise::Supervisor;
 use pmtr_core::time::Mono;
 
+mod clients;
+mod outside;
+mod reading;
 mod resources;
+mod setup;
 mod takeover;
+
+use reading::hash_files;
 
 use super::cgroups::Containment;
 use super::checks::Checks;
-use super::control::{ControlServer, Incoming};
+use super::control::ControlServer;
 use super::handover::{Inherited, StateFile};
 use super::log::Logger;
 use super::metrics::MetricsFile;
@@ -35,17 +38,13 @@ use super::notices::NotifySocket;
 use super::notify::Notifier;
 use super::output::Captures;
 use super::registry::{Registry, Source, Token};
-use super::requests::{self, Outcome};
 use super::spawner::Spawner;
-use super::test_times;
 use super::udp::{ControlBudget, Udp};
-use super::usage::{self, Measurer, OomWatch, Purpose};
-use super::watch::{self, Touched, Watcher};
-use crate::config_file;
+use super::usage::{Measurer, OomWatch};
+use super::watch::{Touched, Watcher};
 use crate::sys::plan::PlanContext;
 use crate::sys::process;
 use pmtr_common::reason::Text;
-use pmtr_core::proto::state::Handed;
 
 /// The system's monotonic clock (`CLOCK_MONOTONIC`), in the core's units:
 /// the same for every process since boot, so that the times in the state
@@ -150,144 +149,6 @@ pub struct LoopError {
 }
 
 impl Daemon {
-    /// A daemon for `config`, read from `config_path` (and the files it
-    /// includes) with content hash `config_hash`, serving local control on
-    /// `socket`.
-    pub fn new(
-        config: &Config,
-        config_hash: u64,
-        (config_path, includes): (&Path, &config_file::Includes),
-        socket: Option<&Path>,
-        signals: SignalFd,
-        mut logger: Logger,
-        (context, containment, inherited): (PlanContext, Option<Containment>, Inherited),
-    ) -> Result<Daemon, LoopError> {
-        let handed = match &inherited {
-            Inherited::Exec(state) => state.handed.clone().unwrap_or_default(),
-            Inherited::Nothing | Inherited::Crashed(_) => Handed::default(),
-        };
-        let mut registry = Registry::new().map_err(|errno| LoopError {
-            what: "create the epoll instance",
-            errno,
-        })?;
-        registry
-            .add(signals.as_fd(), EpollFlags::EPOLLIN, Source::Signals)
-            .map_err(|errno| LoopError {
-                what: "watch signals",
-                errno,
-            })?;
-        let (times, unknown_times) = test_times::from_environment();
-        for item in unknown_times {
-            let variable = test_times::VARIABLE;
-            logger.log(Level::Warning, &format!("{variable}: ignoring `{item}`"));
-        }
-        let supervisor = Supervisor::with_policy(config, config_hash, times.policy);
-        let (mut watcher, mut errors) = Watcher::new(config_path);
-        errors.extend(watcher.set_includes(includes));
-        errors.extend(watcher.set_dependencies(&supervisor.dependency_paths()));
-        for error in errors {
-            logger.log(Level::Warning, &error.to_string());
-        }
-        if let Some(fd) = watcher.fd() {
-            if let Err(errno) = registry.add(fd, EpollFlags::EPOLLIN, Source::Watcher) {
-                let message = format!("unable to watch files: {}; reload with SIGHUP", Text(errno));
-                logger.log(Level::Warning, &message);
-            }
-        }
-        let deadline = times.client_deadline_millis;
-        let server = match (socket, handed.control.and_then(process::take_handed)) {
-            (Some(path), Some(listener)) => {
-                Some(Ok(ControlServer::adopt(listener, path, deadline)))
-            }
-            (Some(path), None) => Some(ControlServer::bind(path, deadline)),
-            (None, _) => None,
-        };
-        let control = server.and_then(|server| match server {
-            Ok(mut server) => match server.register(&mut registry) {
-                Ok(()) => Some(server),
-                Err(errno) => {
-                    let message = format!("unable to serve the control socket: {}", Text(errno));
-                    logger.log(Level::Warning, &message);
-                    None
-                }
-            },
-            Err(error) => {
-                let message = format!("{error}; pmtr-ctl will not reach this pmtr");
-                logger.log(Level::Warning, &message);
-                None
-            }
-        });
-        let handed_notify = handed.notify.clone().and_then(|(fd, address)| {
-            let socket = process::take_handed(fd)?;
-            Some(NotifySocket::adopt(socket, address, &mut registry))
-        });
-        let notices = match handed_notify.unwrap_or_else(|| NotifySocket::open(&mut registry)) {
-            Ok(socket) => Some(socket),
-            Err(error) => {
-                let message =
-                    format!("{error}; `ready notify` and `health watchdog` will not work");
-                logger.log(Level::Warning, &message);
-                None
-            }
-        };
-        if let Some(containment) = &containment {
-            if let Err(errno) = registry.add(containment.fd(), EpollFlags::EPOLLIN, Source::Cgroups)
-            {
-                let message = format!(
-                    "unable to watch the jobs' cgroups: {}; a job is gone when its process group is",
-                    Text(errno)
-                );
-                logger.log(Level::Warning, &message);
-            }
-        }
-        let mut spawner = Spawner::new();
-        spawner.set_notify_address(notices.as_ref().map(|n| n.address().to_string()));
-        Ok(Daemon {
-            supervisor,
-            registry,
-            signals,
-            watcher,
-            config_path: config_path.to_path_buf(),
-            logger,
-            clock: Clock,
-            spawner,
-            context,
-            captures: Captures::default(),
-            checks: Checks::default(),
-            notices,
-            control,
-            udp: Udp::new(),
-            udp_token: None,
-            udp_budget: ControlBudget::default(),
-            metrics: None,
-            wall_offset: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            notifier: Notifier::from_env(),
-            ready_sent: false,
-            release_due: None,
-            waiting: std::collections::HashMap::new(),
-            replies: Vec::new(),
-            last_token: 0,
-            exit: None,
-            reaping: false,
-            read_configs: Vec::new(),
-            containment,
-            oom: OomWatch::new(),
-            usage: std::collections::HashMap::new(),
-            usage_due: None,
-            measurer: Measurer::default(),
-            inherited: Some(inherited),
-            state_file: socket.map(StateFile::beside),
-            state_dirty: true,
-            state_due: None,
-            reexec_check_millis: times.reexec_check_millis,
-            release_after_millis: times.release_after_millis,
-            reexec: None,
-            adopted: std::collections::HashMap::new(),
-        })
-    }
-
     /// Runs until the supervisor says everything is stopped; the status
     /// to exit with (SPEC 11.5).
     pub fn run(&mut self) -> u8 {
@@ -446,14 +307,6 @@ impl Daemon {
         }
     }
 
-    /// Changes what the control port is watched for: nothing while the
-    /// second's budget of datagrams is spent.
-    fn watch_udp(&self, interest: EpollFlags) {
-        if let (Some(token), Some(listener)) = (self.udp_token, self.udp.listener()) {
-            self.registry.modify(listener.as_fd(), token, interest);
-        }
-    }
-
     /// Gives memory back after a quiet moment (`release_due`).
     fn release_soon(&mut self) {
         self.release_due = Some(self.clock.now().plus_millis(self.release_after_millis));
@@ -595,113 +448,6 @@ impl Daemon {
         }
     }
 
-    /// Readiness of the control socket or one of its clients.
-    fn serve(&mut self, source: Source, token: Token) {
-        let now = self.clock.now();
-        let Some(control) = &mut self.control else {
-            return;
-        };
-        let (incoming, refusals) = control.ready(&mut self.registry, source, token, now);
-        for refusal in refusals {
-            self.logger.log(Level::Warning, &refusal);
-        }
-        for Incoming { client, request } in incoming {
-            self.answer(client, request);
-        }
-    }
-
-    /// Carries a `pmtr-ctl` request to the core and its answer back.
-    fn answer(&mut self, client: Token, request: Request) {
-        let mut last = self.last_token;
-        let events = requests::events(&request, || {
-            last += 1;
-            ReplyToken(last)
-        });
-        self.last_token = last;
-        let replies: Vec<Option<Reply>> = events
-            .iter()
-            .map(|(token, event)| self.ask(*token, event.clone()))
-            .collect();
-        // A wait the core could not answer yet is answered when it can.
-        if let (Request::Wait { .. } | Request::Reexec, [(token, _)], [None]) =
-            (&request, events.as_slice(), replies.as_slice())
-        {
-            self.waiting.insert(*token, client);
-            if let Some(control) = &mut self.control {
-                control.hold(client);
-            }
-            return;
-        }
-        self.respond(client, request, replies);
-    }
-
-    /// Sends a request's response, built from the core's replies.
-    fn respond(&mut self, client: Token, request: Request, replies: Vec<Option<Reply>>) {
-        let responses = match requests::outcome(request, replies) {
-            Outcome::Respond(responses) => {
-                let statuses = responses.iter().find_map(|r| match r {
-                    Response::Status { jobs } => Some(jobs.as_slice()),
-                    _ => None,
-                });
-                if let Some(jobs) = statuses {
-                    // Sent once their usage is read, off the loop.
-                    let query = usage::query(jobs, self.containment.as_ref());
-                    let purpose = Purpose::Status { client, responses };
-                    return self.measure(query, purpose);
-                }
-                responses
-            }
-            Outcome::Logs { job, lines, follow } => {
-                if follow {
-                    if let Some(control) = &mut self.control {
-                        control.follow(client, &job);
-                    }
-                }
-                let last = self.captures.last(&job, lines);
-                let line = |(pid, line)| Response::Line {
-                    job: job.clone(),
-                    pid,
-                    line,
-                };
-                last.into_iter().map(line).collect()
-            }
-        };
-        let now = self.clock.now();
-        if let Some(control) = &mut self.control {
-            control.respond(&mut self.registry, client, &responses, now);
-        }
-    }
-
-    /// Answers the `pmtr-ctl wait` clients the core has answered.
-    fn answer_waiting(&mut self) {
-        if self.waiting.is_empty() {
-            return;
-        }
-        let replies = std::mem::take(&mut self.replies);
-        for (token, reply) in replies {
-            match self.waiting.remove(&token) {
-                Some(client) => {
-                    let request = Request::Wait {
-                        jobs: Vec::new(),
-                        timeout_millis: None,
-                    };
-                    self.respond(client, request, vec![Some(reply)]);
-                }
-                None => self.replies.push((token, reply)),
-            }
-        }
-    }
-
-    /// Applies a control request's event; the core's answer to `token`.
-    fn ask(&mut self, token: ReplyToken, event: Event) -> Option<Reply> {
-        self.replies.clear();
-        self.apply(event);
-        let replies = std::mem::take(&mut self.replies);
-        replies
-            .into_iter()
-            .find_map(|(t, reply)| (t == token).then_some(reply))
-    }
-
     /// sd_notify datagrams from jobs.
     fn receive_notices(&mut self) {
         let Some(notices) = &self.notices else {
@@ -711,32 +457,6 @@ impl Daemon {
             .receive()
             .into_iter()
             .map(|(pgid, notice)| Event::Notified { pgid, notice })
-            .collect();
-        self.apply_all(events);
-    }
-
-    /// Control datagrams: each passing request becomes an event.
-    fn receive_control(&mut self) {
-        let now = self.clock.now();
-        let most = self.udp_budget.remaining(now);
-        let (requests, log, read) = self.udp.receive(most);
-        for line in log {
-            self.logger.log(Level::Warning, &line);
-        }
-        let (spent, line) = self.udp_budget.spend(read, now);
-        if let Some(line) = line {
-            self.logger.log(Level::Warning, &line);
-        }
-        if spent {
-            self.watch_udp(EpollFlags::empty());
-        }
-        let events = requests
-            .into_iter()
-            .map(|(name, enabled)| Event::SetEnabled {
-                name,
-                enabled,
-                reply: None,
-            })
             .collect();
         self.apply_all(events);
     }
@@ -866,123 +586,6 @@ impl Daemon {
             }
         }
     }
-
-    /// Reads and checks the configuration file (with its includes) for a
-    /// reload, and watches what it now includes.
-    fn read_config(&mut self, forced: bool) -> Event {
-        let reading = config_file::load(&self.config_path);
-        let mut errors = self.watcher.refresh_config();
-        errors.extend(self.watcher.set_includes(&reading.includes));
-        for error in errors {
-            self.logger.log(Level::Warning, &error.to_string());
-        }
-        let result = match reading.result {
-            Ok((config, _)) => Ok(Box::new(config)),
-            Err(error @ config_file::LoadError::Invalid { .. }) => Err(error.render(SHOWN_ERRORS)),
-            Err(error) => Err(error.to_string()),
-        };
-        Event::ConfigRead {
-            hash: reading.hash,
-            forced,
-            result,
-        }
-    }
-
-    /// Drops the output rings and the (empty) cgroups of jobs a reload
-    /// deleted.
-    fn forget_deleted_jobs(&mut self) {
-        let names: std::collections::HashSet<&str> = self
-            .supervisor
-            .jobs()
-            .iter()
-            .map(|j| j.def.name.as_str())
-            .collect();
-        self.captures.retain(|name| names.contains(name));
-        if let Some(containment) = &mut self.containment {
-            containment.remove_unless(|name| names.contains(name));
-        }
-    }
-
-    /// Opens, closes or keeps the UDP sockets, key and metrics file the
-    /// global statements ask for.
-    fn apply_globals(&mut self, globals: &Globals) {
-        let path = globals.metrics_to.as_deref().map(Path::new);
-        if path != self.metrics.as_ref().map(|m| m.path()) {
-            self.metrics = path.map(MetricsFile::new);
-        }
-        // The listener may be replaced: watched again whatever it is.
-        if let (Some(token), Some(listener)) = (self.udp_token.take(), self.udp.listener()) {
-            self.registry.remove(listener.as_fd(), token);
-        }
-        for line in self.udp.apply(globals) {
-            self.logger.log(Level::Info, &line);
-        }
-        if let Some(listener) = self.udp.listener() {
-            match self
-                .registry
-                .add(listener.as_fd(), EpollFlags::EPOLLIN, Source::UdpListener)
-            {
-                Ok(token) => self.udp_token = Some(token),
-                Err(errno) => {
-                    let message = format!("unable to watch the control port: {}", Text(errno));
-                    self.logger.log(Level::Error, &message);
-                }
-            }
-        }
-    }
-
-    /// The status report, to every `report to` destination.
-    fn send_report(&mut self) {
-        let jobs = self.supervisor.report(self.clock.now());
-        for line in self
-            .udp
-            .send_report(|report_id| pmtr_core::proto::report::encode(report_id, &jobs))
-        {
-            self.logger.log(Level::Warning, &line);
-        }
-    }
-
-    /// Rewrites the metrics file if its text changed. Usage is the last
-    /// read (`refresh_usage`): reading it for every change would cost a
-    /// read per job per event.
-    fn update_metrics(&mut self) {
-        let Some(metrics) = &mut self.metrics else {
-            return;
-        };
-        if self.usage_due.is_none() {
-            // Metrics just asked for: usage is read at the next turn.
-            self.usage_due = Some(self.clock.now());
-        }
-        let now = self.clock.now();
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.wall_offset = follow_wall_clock(self.wall_offset, wall - now.millis() as f64 / 1000.0);
-        let mut statuses = self.supervisor.statuses(now);
-        for status in &mut statuses {
-            if let Some(&(memory, cpu)) = status.pid.and_then(|pid| self.usage.get(&pid)) {
-                (status.memory_bytes, status.cpu_millis) = (memory, cpu);
-            }
-        }
-        if let Err(message) =
-            metrics.update(pmtr_core::metrics::render(&statuses, self.wall_offset))
-        {
-            self.logger.log(Level::Warning, &message);
-        }
-    }
-}
-
-/// The wall-clock time at monotonic zero to use: the one kept, unless the
-/// one measured now differs by more than a second — the wall clock was
-/// stepped (NTP, an operator), and start times must follow it. Smaller
-/// differences are the jitter of measuring, which would rewrite the
-/// metrics file for nothing.
-fn follow_wall_clock(kept: f64, measured: f64) -> f64 {
-    if (measured - kept).abs() > 1.0 {
-        measured
-    } else {
-        kept
-    }
 }
 
 /// Whether `event` may change what the state file says: a process, a
@@ -1000,41 +603,10 @@ fn changes_state(event: &Event) -> bool {
     )
 }
 
-/// Most errors of a rejected configuration logged on reload.
-const SHOWN_ERRORS: usize = 50;
-
-fn hash_files(paths: Vec<String>) -> Event {
-    let hashes = paths.into_iter().map(|path| {
-        let hash = watch::file_hash(&path);
-        (path, hash)
-    });
-    Event::FilesHashed {
-        hashes: hashes.collect(),
-    }
-}
-
 /// Gives back what a spell of work left resident and idle pmtr does not
 /// use: freed heap, and the pages of code it ran (start-up's and a
 /// reload's parsing are most of them).
 fn release_memory() {
     pmtr_common::memory::release_free_memory();
     crate::sys::code::release_code_pages();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::follow_wall_clock;
-
-    #[test]
-    fn start_times_follow_a_wall_clock_step_not_its_jitter() {
-        let kept = 1_700_000_000.0;
-        assert_eq!(follow_wall_clock(kept, kept + 0.004), kept, "jitter");
-        assert_eq!(follow_wall_clock(kept, kept - 0.9), kept);
-        assert_eq!(
-            follow_wall_clock(kept, kept + 3600.0),
-            kept + 3600.0,
-            "a step"
-        );
-        assert_eq!(follow_wall_clock(kept, kept - 2.5), kept - 2.5);
-    }
 }
