@@ -437,3 +437,24 @@ fn a_deleted_jobs_cgroup_goes_once_it_is_empty() {
     );
     assert!(cgroup.job("keep").exists());
 }
+
+/// Starts made by two threads side by side, in cgroups: each job's
+/// process is its own job's, in its own job's cgroup.
+#[test]
+fn a_batch_started_side_by_side_puts_each_job_in_its_cgroup() {
+    let test = "a_batch_started_side_by_side_puts_each_job_in_its_cgroup";
+    let Some(cgroup) = TestCgroup::new(test) else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let config = crate::spawning::batch_config(&sandbox);
+    let mut pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", &cgroup.arg()], None);
+    let running = crate::spawning::each_start_belongs_to_its_job(&pmtr, &sandbox);
+    assert_eq!(running.len(), 21);
+    for (i, pid) in running {
+        let procs = std::fs::read_to_string(cgroup.job(&format!("job{i}")).join("cgroup.procs"));
+        assert_eq!(procs.unwrap_or_default().trim(), pid.to_string(), "job{i}");
+    }
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+}

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::harness::{wait_until, Pmtr, Sandbox, SHORT};
+use crate::harness::{note_partial, text, wait_until, Pmtr, Sandbox, SHORT};
 
 /// A job whose stdin is a FIFO waits in `open` for a writer, as with the
 /// original; pmtr meanwhile answers, and the job reads what is written.
@@ -95,4 +95,70 @@ fn filesystem_type(path: &std::path::Path) -> String {
         .max()
         .map(|(_, fstype)| fstype)
         .unwrap()
+}
+
+/// A batch of 24 starts, three of which fail to exec, spread over the two
+/// halves a batch is made in side by side (spawner.rs).
+pub fn batch_config(sandbox: &Sandbox) -> String {
+    let mut config = String::new();
+    for i in 0..24 {
+        config += &match failing(i) {
+            true => format!(
+                "job {{\n name job{i}\n cmd {}/missing{i}\n}}\n",
+                sandbox.root().display()
+            ),
+            false => format!("job {{\n name job{i}\n cmd /bin/sleep {}\n}}\n", 87000 + i),
+        };
+    }
+    config
+}
+
+fn failing(i: usize) -> bool {
+    i % 7 == 3
+}
+
+/// Checks that every start of `batch_config` belongs to its job: the pid
+/// pmtr logs for a job runs that job's command, and a failed exec is
+/// logged as its own job's. The pids of the jobs that run, by job.
+pub fn each_start_belongs_to_its_job(pmtr: &Pmtr, sandbox: &Sandbox) -> Vec<(usize, i32)> {
+    if std::thread::available_parallelism().map_or(true, |n| n.get() < 2) {
+        let reason = "one CPU: pmtr made the batch's starts one by one, not side by side";
+        note_partial("each_start_belongs_to_its_job", reason);
+    }
+    let mut running = Vec::new();
+    for i in 0..24 {
+        let pid = pmtr.expect_started(&format!("job{i}"), 1, SHORT);
+        if failing(i) {
+            let missing = sandbox.path(&format!("missing{i}"));
+            pmtr.expect(
+                &format!("job job{i} [{pid}]: can't exec {}", missing.display()),
+                SHORT,
+            );
+            continue;
+        }
+        // Made with CLONE_VFORK: the child has exec'd once pmtr logs it.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let wanted = format!("/bin/sleep\0{}\0", 87000 + i);
+        assert_eq!(
+            text(&cmdline),
+            wanted,
+            "job{i}'s pid {pid} runs something else"
+        );
+        running.push((i, pid));
+    }
+    running
+}
+
+/// Starts made by two threads side by side are each their own job's.
+#[test]
+fn a_batch_started_side_by_side_gives_each_job_its_own_process() {
+    let sandbox = Sandbox::new();
+    let pmtr = Pmtr::start_with(
+        &sandbox,
+        &batch_config(&sandbox),
+        &["--cgroup", "off"],
+        None,
+    );
+    let running = each_start_belongs_to_its_job(&pmtr, &sandbox);
+    assert_eq!(running.len(), 21);
 }

@@ -26,6 +26,7 @@ use super::log::sanitize;
 use super::registry::{Registry, Source, Token};
 use super::spawner::start_child;
 use crate::sys::plan::{Captured, ExecPlan, PlanContext};
+use crate::sys::spawn::Starter;
 use crate::sys::spawn::{read_failure, Setup};
 use pmtr_common::reason::{strerror, Text};
 
@@ -303,7 +304,8 @@ fn start_command(
         .map_err(|e| short("fcntl", e))?;
     let mut plan = ExecPlan::build(&probe, context, Captured::both(write.as_raw_fd()))
         .map_err(|error| error.to_string())?;
-    let spawned = start_child(&mut plan, context.mounts.mounts()).map_err(|e| short("fork", e))?;
+    let spawned = start_child(&mut plan, context.mounts.mounts(), Starter::Loop)
+        .map_err(|e| short("fork", e))?;
     drop(plan);
     drop(write);
     // Unwatchable: the output is lost, the exit still counts.

@@ -24,6 +24,7 @@ use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
 use crate::sys::spawn::{
     fork_spawn, keep_high, open_procs, read_failure, spawn, spawn_in_cgroup, Setup, Spawned,
+    Starter,
 };
 use pmtr_common::reason::{strerror, Text};
 
@@ -186,10 +187,8 @@ impl Spawner {
                 }
             }
         }
-        let spawned: Vec<_> = prepared
-            .iter_mut()
-            .map(|start| start_child(&mut start.plan, context.mounts.mounts()))
-            .collect();
+        let mut plans: Vec<&mut ExecPlan<'_>> = prepared.iter_mut().map(|s| &mut s.plan).collect();
+        let spawned = start_children(&mut plans, context.mounts.mounts());
         for (start, result) in prepared.into_iter().zip(spawned) {
             if let (Some(containment), Ok(spawned)) = (containment.as_deref_mut(), &result) {
                 if start.cgroup.is_some() {
@@ -273,11 +272,74 @@ impl Spawner {
     }
 }
 
+/// Stack of the thread that makes half of a batch's starts: it runs only
+/// `start_child`, the children run on stacks of their own.
+const STARTER_STACK_BYTES: usize = 128 * 1024;
+
+/// Starts the children of a batch's plans; the results in the plans'
+/// order. Where pmtr may run on more than one CPU, a second thread makes
+/// the first half while the loop's thread makes the second: each start
+/// waits for its child's `execve`, and the time a child takes to get
+/// there — longer for one made in a new cgroup, whose first process the
+/// kernel announces from a worker on the same CPU, sending the child to
+/// another — leaves the starting thread idle. Without a thread, one
+/// after the other. The results are stored in vectors made here, so the
+/// helper allocates nothing (no second malloc arena for it).
+fn start_children(plans: &mut [&mut ExecPlan<'_>], mounts: &Mounts) -> Vec<Result<Spawned, Errno>> {
+    type Results = Vec<Result<Spawned, Errno>>;
+    let one_by_one = |plans: &mut [&mut ExecPlan<'_>], starter, results: &mut Results| {
+        for plan in plans {
+            results.push(start_child(plan, mounts, starter));
+        }
+    };
+    let mut results = Vec::with_capacity(plans.len());
+    let half = plans.len() / 2;
+    let mut second_results = Vec::with_capacity(plans.len() - half);
+    let side_by_side = half > 0
+        && several_cpus()
+        && std::thread::scope(|scope| {
+            let (first, second) = plans.split_at_mut(half);
+            let first_results = &mut results;
+            let helper = std::thread::Builder::new()
+                .name("starter".into())
+                .stack_size(STARTER_STACK_BYTES)
+                .spawn_scoped(scope, || one_by_one(first, Starter::Helper, first_results));
+            // Out of threads: nothing was started, all go one by one below.
+            let Ok(helper) = helper else {
+                return false;
+            };
+            one_by_one(second, Starter::Loop, &mut second_results);
+            if let Err(panic) = helper.join() {
+                // Which of its starts were made is lost with it: as with
+                // `panic = "abort"` (release), pmtr does not go on.
+                std::panic::resume_unwind(panic);
+            }
+            true
+        });
+    if side_by_side {
+        results.extend(second_results);
+    } else {
+        one_by_one(plans, Starter::Loop, &mut results);
+    }
+    results
+}
+
+/// Whether pmtr may run on more than one CPU (its affinity, its cgroup's
+/// quota), as first seen.
+fn several_cpus() -> bool {
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// Starts the child of `plan`: with `fork` if it could wait before its
 /// program runs — it touches a remote filesystem, which could hold up
 /// pmtr's loop for as long as the server is away, or it opens a FIFO,
 /// which waits for the other end — sharing pmtr's memory otherwise.
-pub fn start_child(plan: &mut ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, Errno> {
+pub fn start_child(
+    plan: &mut ExecPlan<'_>,
+    mounts: &Mounts,
+    starter: Starter,
+) -> Result<Spawned, Errno> {
     let remote = mounts.any_remote() && plan.paths().any(|path| mounts.is_remote(path, &plan.dir));
     let fifo = || {
         plan.files().any(|path| {
@@ -290,7 +352,7 @@ pub fn start_child(plan: &mut ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, 
     };
     let forked = remote || fifo();
     if !forked {
-        match spawn_in_cgroup(plan) {
+        match spawn_in_cgroup(plan, starter) {
             Err(Errno::ENOSYS) => {}
             made => return made,
         }
@@ -304,7 +366,7 @@ pub fn start_child(plan: &mut ExecPlan<'_>, mounts: &Mounts) -> Result<Spawned, 
     let started = if forked {
         fork_spawn(plan)
     } else {
-        spawn(plan)
+        spawn(plan, starter)
     };
     plan.cgroup_procs = -1;
     started

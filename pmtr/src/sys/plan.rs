@@ -81,6 +81,14 @@ pub struct ExecPlan<'context> {
     context: PhantomData<&'context PlanContext>,
 }
 
+// SAFETY: the only members that are not `Send` of themselves are `argv`
+// and `envp`, pointers into the plan's own `CString`s (on the heap: moving
+// the plan moves no string) and into the `PlanContext`'s environment,
+// which the lifetime borrows unchanged. Nothing in them is tied to the
+// thread that built the plan; the helper that makes half of a batch's
+// starts (spawner.rs) uses plans the loop built, one thread per plan.
+unsafe impl Send for ExecPlan<'_> {}
+
 /// Why a plan could not be made: the job cannot start as defined.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {

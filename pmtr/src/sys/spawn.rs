@@ -15,6 +15,15 @@ use pmtr_core::supervise::event::SetupStep;
 use super::child::{self, Report, Reporter};
 use super::plan::ExecPlan;
 
+/// Which thread makes a start, each with a child stack of its own: the
+/// loop's, and the helper that makes half of a batch of starts beside it
+/// (spawner.rs). No two children made at once share a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Starter {
+    Loop = 0,
+    Helper = 1,
+}
+
 /// A started child and what is known of its setup.
 pub struct Spawned {
     pub pid: libc::pid_t,
@@ -48,17 +57,18 @@ pub enum Setup {
 /// The price: pmtr waits for the child's `execve`. A start whose directory,
 /// program or files are on a filesystem that can hang (a network one) must
 /// use [`fork_spawn`] instead.
-pub fn spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
-    let stack = child_stack()?;
+pub fn spawn(plan: &ExecPlan<'_>, starter: Starter) -> Result<Spawned, Errno> {
+    let stack = child_stack(starter)?;
     let start = ChildStart {
         plan: (plan as *const ExecPlan<'_>).cast(),
         report: Report::default(),
     };
     // SAFETY: `child_main` runs on its own stack (`stack` is the top of a
-    // private mapping no one else uses: CLONE_VFORK keeps the loop's
-    // thread, the only one that starts children, suspended until the
-    // child has exec'd or exited, so starts never overlap; pmtr's helper
-    // threads — name lookups, usage — never touch the stack or the plan). It reads `start` and the plan, which outlive this
+    // private mapping only `starter`'s thread uses, and CLONE_VFORK keeps
+    // that thread suspended until the child has exec'd or exited, so no
+    // two children share it; pmtr's other threads — the loop or the other
+    // starter, name lookups, usage — never touch this stack, this plan or
+    // `start`). It reads `start` and the plan, which outlive this
     // call, writes only its own stack and `start.report`, and ends in
     // execve or _exit. It makes its descriptor table its own before it
     // changes any descriptor (child.rs). Signal dispositions are not
@@ -158,11 +168,11 @@ static CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(cfg!(target_arch = "x86_6
 /// cgroups — a write to `cgroup.procs`, which takes a lock every fork in
 /// the system waits on — is never needed. `Err(ENOSYS)` where the kernel
 /// cannot: the caller falls back to the child's own move.
-pub fn spawn_in_cgroup(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
+pub fn spawn_in_cgroup(plan: &ExecPlan<'_>, starter: Starter) -> Result<Spawned, Errno> {
     if plan.cgroup_dir < 0 || !CLONE_INTO_CGROUP.load(Ordering::Relaxed) {
         return Err(Errno::ENOSYS);
     }
-    let pid = clone3_in_cgroup(plan)?;
+    let pid = clone3_in_cgroup(plan, starter)?;
     match pid {
         Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
             CLONE_INTO_CGROUP.store(false, Ordering::Relaxed);
@@ -173,8 +183,11 @@ pub fn spawn_in_cgroup(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn clone3_in_cgroup(plan: &ExecPlan<'_>) -> Result<Result<Spawned, Errno>, Errno> {
-    let top = child_stack()?;
+fn clone3_in_cgroup(
+    plan: &ExecPlan<'_>,
+    starter: Starter,
+) -> Result<Result<Spawned, Errno>, Errno> {
+    let top = child_stack(starter)?;
     let start = ChildStart {
         plan: (plan as *const ExecPlan<'_>).cast(),
         report: Report::default(),
@@ -194,10 +207,10 @@ fn clone3_in_cgroup(plan: &ExecPlan<'_>) -> Result<Result<Spawned, Errno>, Errno
     // arguments give (its top, 16-byte aligned as the ABI wants at a call),
     // with the parent's registers: r12 holds the start and r13 the entry,
     // which the child calls and which never returns (it ends in execve or
-    // _exit); `ud2` stops it if it ever did. CLONE_VFORK suspends the
-    // loop's thread, the only one that starts children, until the child
+    // _exit); `ud2` stops it if it ever did. The stack is `starter`'s
+    // thread's alone, and CLONE_VFORK suspends that thread until the child
     // has exec'd or exited, so the stack and `start` are the child's alone
-    // meanwhile (helper threads never touch them). The parent gets the pid or
+    // meanwhile (other threads never touch them). The parent gets the pid or
     // -errno in rax; the syscall clobbers rcx and r11. Memory is not
     // declared untouched: the child writes `start.report`.
     unsafe {
@@ -229,7 +242,10 @@ fn clone3_in_cgroup(plan: &ExecPlan<'_>) -> Result<Result<Spawned, Errno>, Errno
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn clone3_in_cgroup(_plan: &ExecPlan<'_>) -> Result<Result<Spawned, Errno>, Errno> {
+fn clone3_in_cgroup(
+    _plan: &ExecPlan<'_>,
+    _starter: Starter,
+) -> Result<Result<Spawned, Errno>, Errno> {
     Ok(Err(Errno::ENOSYS))
 }
 
@@ -265,11 +281,13 @@ extern "C" fn child_main(start: *mut libc::c_void) -> libc::c_int {
 /// Bytes of the children's stack: `child::run` needs a few hundred.
 const CHILD_STACK_BYTES: usize = 64 * 1024;
 
-/// The top of the stack every child starts on, mapped once with a guard
-/// page below it.
-fn child_stack() -> Result<*mut libc::c_void, Errno> {
-    static STACK_TOP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    if let Some(&top) = STACK_TOP.get() {
+/// The top of the stack the children `starter` makes start on, mapped
+/// once with a guard page below it.
+fn child_stack(starter: Starter) -> Result<*mut libc::c_void, Errno> {
+    static STACK_TOPS: [std::sync::OnceLock<usize>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let stack_top = &STACK_TOPS[starter as usize];
+    if let Some(&top) = stack_top.get() {
         return Ok(top as *mut libc::c_void);
     }
     let page = 4096;
@@ -292,7 +310,7 @@ fn child_stack() -> Result<*mut libc::c_void, Errno> {
     unsafe { libc::mprotect(base, page, libc::PROT_NONE) };
     // Stacks grow down on x86-64 and aarch64: the child starts at the top.
     let top = base as usize + CHILD_STACK_BYTES + page;
-    Ok(*STACK_TOP.get_or_init(|| top) as *mut libc::c_void)
+    Ok(*stack_top.get_or_init(|| top) as *mut libc::c_void)
 }
 
 /// For `onconnect`: forks `argv` (NULL-terminated pointers into C strings
