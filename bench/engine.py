@@ -94,7 +94,8 @@ def build_helpers(work):
         ("ready", "ready.c", []),
         ("ready-stubborn", "ready.c", ["-DSTUBBORN"]),
         ("floor", "floor.c", []),
-        ("clone_latency", "clone_latency.c", []),
+        ("clone_latency", "clone_latency.c", ["-pthread"]),
+        ("tgid_cpu", "tgid_cpu.c", []),
     ):
         path = os.path.join(work, name)
         subprocess.run(["cc", "-O2", *flags, "-o", path, os.path.join(HERE, "helpers", src)], check=True)

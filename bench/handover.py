@@ -17,9 +17,10 @@ Cases:
   clone    the kernel's part (helpers/clone_latency.c): how long one start
            holds the parent — clone3 with and without a new cgroup per
            child, returning at once (fork) or once the child has exec'd
-           (vfork, as pmtr starts jobs), and with the cgroups made before
+           (vfork, as pmtr starts jobs), with the cgroups made before
            the clock starts (as a second thread making them ahead of the
-           starts would) — N starts each, --runs times.
+           starts would), and waiting for the exec from two threads side
+           by side (as pmtr makes a batch) — N starts each, --runs times.
 """
 import argparse
 import json
@@ -186,24 +187,27 @@ def clone_case(helpers, jobs, runs):
     if mount is None:
         print("clone: SKIPPED (no cgroup v2 mount)")
         return
+    cases = [(vfork, 1, cgroups) for vfork in (False, True) for cgroups in ("none", "new", "made ahead")]
+    cases += [(True, 2, cgroups) for cgroups in ("none", "new")]
     for run in range(runs):
-        for vfork in (False, True):
-            for cgroups in ("none", "new", "made ahead"):
-                argv = [helpers["clone_latency"], str(jobs)]
-                directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-clone-{run}")
-                in_cgroup = cgroups != "none"
-                if in_cgroup:
-                    os.makedirs(directory)
-                    argv.append(directory)
-                env = dict(os.environ)
-                if vfork:
-                    env["VFORK"] = "1"
-                if cgroups == "made ahead":
-                    env["PREMADE"] = "1"
-                out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
-                print("  " + out.stdout.strip())
-                if in_cgroup:
-                    remove_cgroups(directory)
+        for vfork, threads, cgroups in cases:
+            argv = [helpers["clone_latency"], str(jobs)]
+            directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-clone-{run}")
+            in_cgroup = cgroups != "none"
+            if in_cgroup:
+                os.makedirs(directory)
+                argv.append(directory)
+            env = dict(os.environ)
+            if vfork:
+                env["VFORK"] = "1"
+            if cgroups == "made ahead":
+                env["PREMADE"] = "1"
+            if threads == 2:
+                env["THREADS"] = "2"
+            out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+            print("  " + out.stdout.strip())
+            if in_cgroup:
+                remove_cgroups(directory)
 
 
 def main():

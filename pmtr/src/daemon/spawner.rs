@@ -19,6 +19,7 @@ use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 use super::cgroups::Containment;
 use super::output::{Capture, Captures, FileSink, Sink};
 use super::registry::{Registry, Source, Token};
+use crate::sys::beside::Beside;
 use crate::sys::mounts::Mounts;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
@@ -69,6 +70,17 @@ pub struct Spawner {
     warnings: Vec<String>,
     /// `NOTIFY_SOCKET` for jobs that speak sd_notify.
     notify_address: Option<String>,
+    /// The thread that makes half of each batch of starts, made at the
+    /// first batch of two or more where pmtr may use several CPUs.
+    beside: SecondStarter,
+}
+
+/// The second starting thread: not made yet, made, or not to be made
+/// (one CPU, or the thread could not be made: starts go one by one).
+enum SecondStarter {
+    Unasked,
+    Running(Beside),
+    Without,
 }
 
 impl Spawner {
@@ -81,6 +93,30 @@ impl Spawner {
             setup_of_pid: HashMap::new(),
             warnings: Vec::new(),
             notify_address: None,
+            beside: SecondStarter::Unasked,
+        }
+    }
+
+    /// The second starting thread, made at the first call.
+    fn beside(&mut self) -> Option<&Beside> {
+        if let SecondStarter::Unasked = self.beside {
+            self.beside = match several_cpus() {
+                false => SecondStarter::Without,
+                true => match Beside::start("starter", STARTER_STACK_BYTES) {
+                    Ok(beside) => SecondStarter::Running(beside),
+                    Err(error) => {
+                        let warning = format!(
+                            "unable to make a second thread for starts: {error}; jobs start one by one"
+                        );
+                        self.warnings.push(warning);
+                        SecondStarter::Without
+                    }
+                },
+            };
+        }
+        match &self.beside {
+            SecondStarter::Running(beside) => Some(beside),
+            _ => None,
         }
     }
 
@@ -188,7 +224,11 @@ impl Spawner {
             }
         }
         let mut plans: Vec<&mut ExecPlan<'_>> = prepared.iter_mut().map(|s| &mut s.plan).collect();
-        let spawned = start_children(&mut plans, context.mounts.mounts());
+        let beside = match plans.len() {
+            0 | 1 => None,
+            _ => self.beside(),
+        };
+        let spawned = start_children(&mut plans, context.mounts.mounts(), beside);
         for (start, result) in prepared.into_iter().zip(spawned) {
             if let (Some(containment), Ok(spawned)) = (containment.as_deref_mut(), &result) {
                 if start.cgroup.is_some() {
@@ -273,19 +313,23 @@ impl Spawner {
 }
 
 /// Stack of the thread that makes half of a batch's starts: it runs only
-/// `start_child`, the children run on stacks of their own.
+/// `start_child`; the children run on stacks of their own.
 const STARTER_STACK_BYTES: usize = 128 * 1024;
 
 /// Starts the children of a batch's plans; the results in the plans'
-/// order. Where pmtr may run on more than one CPU, a second thread makes
-/// the first half while the loop's thread makes the second: each start
-/// waits for its child's `execve`, and the time a child takes to get
-/// there — longer for one made in a new cgroup, whose first process the
-/// kernel announces from a worker on the same CPU, sending the child to
-/// another — leaves the starting thread idle. Without a thread, one
-/// after the other. The results are stored in vectors made here, so the
-/// helper allocates nothing (no second malloc arena for it).
-fn start_children(plans: &mut [&mut ExecPlan<'_>], mounts: &Mounts) -> Vec<Result<Spawned, Errno>> {
+/// order. With a second thread (`beside`), it makes the first half while
+/// the loop's thread makes the second: each start waits for its child's
+/// `execve`, and the time a child takes to get there — longer for one
+/// made in a new cgroup, whose first process the kernel announces from a
+/// worker on the same CPU, sending the child to another — leaves the
+/// starting thread idle. Without one, one after the other. The results
+/// are stored in vectors made here: the thread allocates nothing (no
+/// malloc arena of its own).
+fn start_children(
+    plans: &mut [&mut ExecPlan<'_>],
+    mounts: &Mounts,
+    beside: Option<&Beside>,
+) -> Vec<Result<Spawned, Errno>> {
     type Results = Vec<Result<Spawned, Errno>>;
     let one_by_one = |plans: &mut [&mut ExecPlan<'_>], starter, results: &mut Results| {
         for plan in plans {
@@ -293,34 +337,17 @@ fn start_children(plans: &mut [&mut ExecPlan<'_>], mounts: &Mounts) -> Vec<Resul
         }
     };
     let mut results = Vec::with_capacity(plans.len());
-    let half = plans.len() / 2;
-    let mut second_results = Vec::with_capacity(plans.len() - half);
-    let side_by_side = half > 0
-        && several_cpus()
-        && std::thread::scope(|scope| {
-            let (first, second) = plans.split_at_mut(half);
-            let first_results = &mut results;
-            let helper = std::thread::Builder::new()
-                .name("starter".into())
-                .stack_size(STARTER_STACK_BYTES)
-                .spawn_scoped(scope, || one_by_one(first, Starter::Helper, first_results));
-            // Out of threads: nothing was started, all go one by one below.
-            let Ok(helper) = helper else {
-                return false;
-            };
-            one_by_one(second, Starter::Loop, &mut second_results);
-            if let Err(panic) = helper.join() {
-                // Which of its starts were made is lost with it: as with
-                // `panic = "abort"` (release), pmtr does not go on.
-                std::panic::resume_unwind(panic);
-            }
-            true
-        });
-    if side_by_side {
-        results.extend(second_results);
-    } else {
+    let Some(beside) = beside else {
         one_by_one(plans, Starter::Loop, &mut results);
-    }
+        return results;
+    };
+    let (first, second) = plans.split_at_mut(plans.len() / 2);
+    let mut second_results = Vec::with_capacity(second.len());
+    beside.run(
+        || one_by_one(first, Starter::Helper, &mut results),
+        || one_by_one(second, Starter::Loop, &mut second_results),
+    );
+    results.extend(second_results);
     results
 }
 

@@ -2,6 +2,7 @@
 //! module wraps one concern, and each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
+pub mod beside;
 pub mod child;
 pub mod code;
 pub mod daemonize;
