@@ -95,7 +95,6 @@ def build_helpers(work):
         ("ready-stubborn", "ready.c", ["-DSTUBBORN"]),
         ("floor", "floor.c", []),
         ("clone_latency", "clone_latency.c", ["-pthread"]),
-        ("tgid_cpu", "tgid_cpu.c", []),
     ):
         path = os.path.join(work, name)
         subprocess.run(["cc", "-O2", *flags, "-o", path, os.path.join(HERE, "helpers", src)], check=True)

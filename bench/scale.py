@@ -9,7 +9,7 @@ For each number of jobs N (every job is `helpers/ready`, which reports its
 pid on a FIFO when it runs):
 
   start      from launching the supervisor until N jobs run; and the
-             supervisor's own CPU for it (every thread's, from taskstats),
+             supervisor's own CPU for it (/proc/PID/task/*/schedstat),
              per start
   pss        PSS of the supervising processes with N jobs running, at
              rest: 10 s after the start (pmtr gives memory back a second
@@ -38,15 +38,10 @@ from common import TOP, build_original, build_ours, tmpfs_dir  # noqa: E402
 from engine import Subject, become_subreaper, build_helpers  # noqa: E402
 
 
-def supervisor_cpu_ms(pid, helpers):
-    """CPU time of every thread of `pid`, those that have exited too (pmtr
-    makes half of a batch's starts on a thread that ends with the batch):
-    from taskstats (helpers/tgid_cpu.c); where the kernel has none, of the
-    threads alive now (schedstat: nanoseconds on CPU), and said so."""
-    measured = subprocess.run([helpers["tgid_cpu"], str(pid)], capture_output=True, text=True)
-    if measured.returncode == 0:
-        return float(measured.stdout)
-    print(f"# taskstats: {measured.stderr.strip()}; CPU of live threads only", file=sys.stderr)
+def supervisor_cpu_ms(pid):
+    """CPU time of every thread of `pid` (schedstat: nanoseconds on CPU).
+    Threads that ended are not listed: pmtr's threads live as long as it
+    does, except those answering a request (name lookups, usage)."""
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/schedstat") as f:
@@ -93,7 +88,7 @@ def measure(kind, programs, helpers, work, n, seed):
         if kind == "floor":
             return out
         pid = s.process.pid
-        out["cpu_per_start"] = supervisor_cpu_ms(pid, helpers) / n
+        out["cpu_per_start"] = supervisor_cpu_ms(pid) / n
         if kind != "original":
             ctl = os.path.join(os.path.dirname(programs[kind]), "pmtr-ctl")
             socket = os.path.join(s.dir, "pmtr.sock")
