@@ -13,7 +13,8 @@ Cases:
   cgroup   time from launching pmtr until N jobs run (each job writes its pid
            to a FIFO when it runs): with a cgroup per job (--cgroup DIR on this
            machine's cgroup v2 mount) beside process groups only
-           (--cgroup off), alternated, in one run.
+           (--cgroup off), and with every job's cgroup made before pmtr
+           starts (as a pmtr before it leaves them), alternated, in one run.
   clone    the kernel's part (helpers/clone_latency.c): how long one start
            holds the parent — clone3 with and without a new cgroup per
            child, returning at once (fork) or once the child has exec'd
@@ -155,7 +156,7 @@ def cgroup_case(binary, work, helpers, jobs, runs):
     if mount is None:
         print("cgroup: SKIPPED (no cgroup v2 mount)")
         return
-    results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": []}
+    results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": [], "made-ahead": []}
     for run in range(runs):
         for kind in results:
             directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-{run}-{kind}")
@@ -164,7 +165,11 @@ def cgroup_case(binary, work, helpers, jobs, runs):
                     os.makedirs(directory)
                 elapsed = floor(helpers, work, jobs, directory if kind == "floor-cgroup" else None)
             else:
-                arg = directory if kind == "cgroup" else "off"
+                if kind == "made-ahead":
+                    # The jobs' cgroups as a previous pmtr would leave them.
+                    for i in range(jobs):
+                        os.makedirs(os.path.join(directory, f"job.job{i}"))
+                arg = "off" if kind == "off" else directory
                 process, _, fifo, job_pids, seconds = start(binary, work, helpers, jobs, arg)
                 elapsed = seconds * 1000
                 stop(process, job_pids)
@@ -177,7 +182,8 @@ def cgroup_case(binary, work, helpers, jobs, runs):
           f"bare loop with a new cgroup per child {median['floor-cgroup']:.0f} "
           f"({median['floor-cgroup'] / median['floor']:.2f}x); "
           f"pmtr, process groups only {median['off']:.0f}, a cgroup per job {median['cgroup']:.0f} "
-          f"({median['cgroup'] / median['off']:.2f}x)")
+          f"({median['cgroup'] / median['off']:.2f}x), the jobs' cgroups made before pmtr starts "
+          f"{median['made-ahead']:.0f} ({median['made-ahead'] / median['off']:.2f}x)")
     for kind, times in results.items():
         print(f"  {kind}: {[round(x) for x in times]}")
 
