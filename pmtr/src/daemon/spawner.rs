@@ -98,7 +98,7 @@ impl Spawner {
     }
 
     /// The second starting thread, made at the first call.
-    fn beside(&mut self) -> Option<&Beside> {
+    fn beside(&mut self) -> Option<&mut Beside> {
         if let SecondStarter::Unasked = self.beside {
             self.beside = match several_cpus() {
                 false => SecondStarter::Without,
@@ -114,7 +114,7 @@ impl Spawner {
                 },
             };
         }
-        match &self.beside {
+        match &mut self.beside {
             SecondStarter::Running(beside) => Some(beside),
             _ => None,
         }
@@ -328,7 +328,7 @@ const STARTER_STACK_BYTES: usize = 128 * 1024;
 fn start_children(
     plans: &mut [&mut ExecPlan<'_>],
     mounts: &Mounts,
-    beside: Option<&Beside>,
+    beside: Option<&mut Beside>,
 ) -> Vec<Result<Spawned, Errno>> {
     type Results = Vec<Result<Spawned, Errno>>;
     let one_by_one = |plans: &mut [&mut ExecPlan<'_>], starter, results: &mut Results| {

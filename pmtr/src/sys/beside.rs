@@ -4,6 +4,8 @@
 //! (pmtr makes a batch of starts in two halves side by side, spawner.rs).
 //! Between tasks it sleeps on a condition variable: no wake-ups.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// A task handed to the thread: a closure of the caller's, by pointer.
@@ -20,7 +22,9 @@ enum State {
     Idle,
     Given(Task),
     Running,
-    Done,
+    /// Finished; with the panic's payload if the task panicked (tests:
+    /// release builds abort at a panic).
+    Done(Option<Box<dyn Any + Send>>),
 }
 
 struct Shared {
@@ -65,8 +69,8 @@ impl Beside {
     }
 
     /// Runs `there` on the thread and `here` on the calling one, side by
-    /// side; returns once both have.
-    pub fn run<T: FnOnce() + Send>(&self, there: T, here: impl FnOnce()) {
+    /// side; returns once both have. A panic of `there` goes on here.
+    pub fn run<T: FnOnce() + Send>(&mut self, there: T, here: impl FnOnce()) {
         unsafe fn call<T: FnOnce()>(data: *mut ()) {
             // SAFETY: `data` is the `Option<T>` of `run` below, alive and
             // touched by no one else until the thread says it is done.
@@ -81,23 +85,41 @@ impl Beside {
         };
         *self.shared.lock() = State::Given(task);
         self.shared.changed.notify_all();
-        // Waits for the thread when dropped, also if `here` unwinds: the
-        // closure's borrows must outlive its run.
-        let _done = WaitDone(&self.shared);
+        // Waits for the thread, also if `here` unwinds: the closure's
+        // borrows must outlive its run.
+        let mut done = WaitDone(Some(&self.shared));
         here();
+        if let Some(panic) = done.wait() {
+            resume_unwind(panic);
+        }
     }
 }
 
-/// Waits, when dropped, until the thread has finished its task.
-struct WaitDone<'a>(&'a Shared);
+/// Waits until the thread has finished its task: when asked, or dropped.
+struct WaitDone<'a>(Option<&'a Shared>);
+
+impl WaitDone<'_> {
+    /// The payload of the task's panic, if it panicked.
+    fn wait(&mut self) -> Option<Box<dyn Any + Send>> {
+        let shared = self.0.take()?;
+        let mut state = shared.lock();
+        loop {
+            if let State::Done(_) = *state {
+                break;
+            }
+            state = shared.wait(state);
+        }
+        match std::mem::replace(&mut *state, State::Idle) {
+            State::Done(panic) => panic,
+            _ => None,
+        }
+    }
+}
 
 impl Drop for WaitDone<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        while !matches!(*state, State::Done) {
-            state = self.0.wait(state);
-        }
-        *state = State::Idle;
+        // Unwinding already: the task's own panic, if any, is dropped.
+        let _ = self.wait();
     }
 }
 
@@ -115,8 +137,8 @@ fn serve(shared: &Shared) {
         drop(state);
         // SAFETY: `Beside::run` made the task from its closure and waits
         // for `Done` before the closure goes out of scope.
-        unsafe { (task.run)(task.data) };
-        *shared.lock() = State::Done;
+        let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { (task.run)(task.data) }));
+        *shared.lock() = State::Done(outcome.err());
         shared.changed.notify_all();
     }
 }
@@ -127,7 +149,7 @@ mod tests {
 
     #[test]
     fn runs_each_task_beside_the_caller_and_waits_for_it() {
-        let beside = Beside::start("test-beside", 64 * 1024).unwrap();
+        let mut beside = Beside::start("test-beside", 64 * 1024).unwrap();
         for round in 0..100 {
             let (mut there, mut here) = (Vec::new(), Vec::new());
             // The task goes on only once `here` is over: `run` must wait.
@@ -148,12 +170,25 @@ mod tests {
 
     #[test]
     fn the_task_runs_on_another_thread() {
-        let beside = Beside::start("test-beside", 64 * 1024).unwrap();
+        let mut beside = Beside::start("test-beside", 64 * 1024).unwrap();
         let mut name = None;
         beside.run(
             || name = std::thread::current().name().map(str::to_string),
             || {},
         );
         assert_eq!(name.as_deref(), Some("test-beside"));
+    }
+
+    #[test]
+    fn a_panic_of_the_task_comes_back_to_the_caller_and_the_thread_goes_on() {
+        let mut beside = Beside::start("test-beside", 64 * 1024).unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            beside.run(|| std::panic::resume_unwind(Box::new("boom")), || {})
+        }));
+        let payload = caught.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+        let mut ran = false;
+        beside.run(|| ran = true, || {});
+        assert!(ran);
     }
 }
