@@ -352,10 +352,10 @@ fn start_children(
 }
 
 /// Whether pmtr may run on more than one CPU (its affinity, its cgroup's
-/// quota), as first seen.
+/// quota). Asked once, at the first batch: `SecondStarter` keeps the
+/// answer.
 fn several_cpus() -> bool {
-    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
 }
 
 /// Starts the child of `plan`: with `fork` if it could wait before its
