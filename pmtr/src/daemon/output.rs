@@ -65,6 +65,11 @@ impl Captures {
         Ok(())
     }
 
+    /// How many capture pipes are open.
+    pub fn pipe_count(&self) -> usize {
+        self.pipes.len()
+    }
+
     /// The job whose output pipe `token` is.
     pub fn job_of(&self, token: Token) -> Option<&str> {
         self.pipes.get(&token).map(|c| c.job.as_str())

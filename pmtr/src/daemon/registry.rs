@@ -4,7 +4,7 @@
 //! cannot be mistaken for the old one, because the old token's generation
 //! no longer matches.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -70,6 +70,11 @@ impl Registry {
             slots: Vec::new(),
             free: Vec::new(),
         })
+    }
+
+    /// The epoll descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
     }
 
     /// Watches `fd` for `interest`; its events will name the returned

@@ -24,8 +24,8 @@ use crate::sys::mounts::Mounts;
 use crate::sys::plan::ExecPlan;
 use crate::sys::plan::{Captured, PlanContext};
 use crate::sys::spawn::{
-    fork_spawn, keep_high, open_procs, read_failure, spawn, spawn_in_cgroup, Setup, Spawned,
-    Starter,
+    fork_spawn, keep_high, open_procs, read_failure, reserve_descriptors, spawn, spawn_in_cgroup,
+    Setup, Spawned, Starter, KEPT_DESCRIPTORS_FROM,
 };
 use pmtr_common::reason::{strerror, Text};
 
@@ -73,6 +73,8 @@ pub struct Spawner {
     /// The thread that makes half of each batch of starts, made at the
     /// first batch of two or more where pmtr may use several CPUs.
     beside: SecondStarter,
+    /// The descriptor table was grown to hold this many.
+    reserved_descriptors: usize,
 }
 
 /// The second starting thread: not made yet, made, or not to be made
@@ -94,6 +96,7 @@ impl Spawner {
             warnings: Vec::new(),
             notify_address: None,
             beside: SecondStarter::Unasked,
+            reserved_descriptors: 0,
         }
     }
 
@@ -197,6 +200,7 @@ impl Spawner {
         if self.budget == 0 || self.queued.is_empty() {
             return None;
         }
+        self.reserve_descriptors(registry, captures.pipe_count());
         let batch = self.budget.min(self.queued.len());
         self.budget -= batch;
         let mut events = Vec::with_capacity(batch);
@@ -238,6 +242,17 @@ impl Spawner {
             self.finish(registry, captures, start, result, &mut events);
         }
         Some(events)
+    }
+
+    /// Grows the descriptor table, once per round, to what the queued
+    /// starts will hold: a capture pipe each (stdout and stderr mostly
+    /// share one) above those `kept` now, and a batch's worth of spare.
+    fn reserve_descriptors(&mut self, registry: &Registry, kept: usize) {
+        let wanted = KEPT_DESCRIPTORS_FROM as usize + kept + self.queued.len() + SPAWN_BATCH;
+        if wanted > self.reserved_descriptors {
+            reserve_descriptors(registry.fd(), wanted);
+            self.reserved_descriptors = wanted;
+        }
     }
 
     /// Gives a start its job's cgroup to enter. A cgroup that cannot be

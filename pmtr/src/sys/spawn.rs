@@ -3,7 +3,7 @@
 //! the start may hang — and keeps pmtr's long-lived descriptors out of the
 //! way of the child's copy.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -133,7 +133,7 @@ pub fn fork_spawn(plan: &ExecPlan<'_>) -> Result<Spawned, Errno> {
 /// The lowest number pmtr gives a descriptor it keeps while a job runs
 /// (capture pipes, log files): below it stay the few a child needs, so
 /// that the part of the table a child copies stays small.
-const KEPT_DESCRIPTORS_FROM: RawFd = 256;
+pub const KEPT_DESCRIPTORS_FROM: RawFd = 256;
 
 /// `fd` renumbered at or above [`KEPT_DESCRIPTORS_FROM`], close-on-exec.
 /// Where the limit on open files leaves no room up there, `fd` as it is:
@@ -150,6 +150,26 @@ pub fn keep_high(fd: OwnedFd) -> OwnedFd {
         // else; the original is closed when `fd` drops.
         Ok(high) => unsafe { OwnedFd::from_raw_fd(high) },
         Err(_) => fd,
+    }
+}
+
+/// Grows pmtr's descriptor table to hold descriptors up to number
+/// `count`, as far as the limit on open files allows, by duplicating `any`
+/// there and closing the copy: the table never shrinks. Grown while the
+/// second starting thread shares it, the table waits for an RCU grace
+/// period (`expand_fdtable`) — 10 to 20 ms of the loop's thread here, at
+/// each doubling; grown ahead of a round of starts, it doubles once.
+pub fn reserve_descriptors(any: BorrowedFd<'_>, count: usize) {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(0, |(soft, _)| soft);
+    let highest = (count as u64).min(limit.saturating_sub(1));
+    let Ok(highest) = RawFd::try_from(highest) else {
+        return;
+    };
+    if let Ok(copy) = nix::fcntl::fcntl(any, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(highest)) {
+        // SAFETY: a descriptor F_DUPFD_CLOEXEC just made, owned by no one
+        // else; dropping it closes it.
+        drop(unsafe { OwnedFd::from_raw_fd(copy) });
     }
 }
 
@@ -348,5 +368,32 @@ pub fn spawn_with_connection(
             }
         }
         pid => Ok(pid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// The size of this process's descriptor table (`FDSize`).
+    fn table_size() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+        line["FDSize:".len()..].trim().parse().unwrap()
+    }
+
+    #[test]
+    fn reserving_descriptors_grows_the_table_at_once() {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        let wanted = 3000.min(soft.saturating_sub(1) as usize);
+        let (read, _write) = pipe2(OFlag::O_CLOEXEC).unwrap();
+        reserve_descriptors(read.as_fd(), wanted);
+        assert!(
+            table_size() > wanted,
+            "FDSize {} for {wanted}",
+            table_size()
+        );
     }
 }
