@@ -458,3 +458,46 @@ fn a_batch_started_side_by_side_puts_each_job_in_its_cgroup() {
     pmtr.signal(Signal::SIGTERM);
     assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
 }
+
+/// Jobs whose cgroups cannot be made (the subtree may hold no more
+/// than pmtr's own leaf: `cgroup.max.descendants`) run in their process
+/// groups only, each said in the log, and end with pmtr all the same.
+#[test]
+fn jobs_whose_cgroups_cannot_be_made_run_uncontained() {
+    let test = "jobs_whose_cgroups_cannot_be_made_run_uncontained";
+    let Some(cgroup) = TestCgroup::new(test) else {
+        return;
+    };
+    std::fs::write(cgroup.0.join("cgroup.max.descendants"), "1").unwrap();
+    let sandbox = Sandbox::new();
+    let mut config = String::new();
+    for i in 0..4 {
+        config += &format!("job {{\n name job{i}\n cmd /bin/sleep {}\n}}\n", 86902 + i);
+    }
+    let mut pmtr = Pmtr::start_with(&sandbox, &config, &["--cgroup", &cgroup.arg()], None);
+    let leaf = format!(
+        "{}/supervisor",
+        cgroup.0.file_name().unwrap().to_string_lossy()
+    );
+    let mut pids = Vec::new();
+    for i in 0..4 {
+        let name = format!("job{i}");
+        let line = pmtr.expect(&format!("job {name}: unable to create "), SHORT);
+        assert!(
+            line.contains(&cgroup.job(&name).display().to_string())
+                && line.ends_with("; it runs in its process group only"),
+            "{line}"
+        );
+        let pid = pmtr.expect_started(&name, 1, SHORT);
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        assert!(
+            own.lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&leaf)),
+            "{name} runs in {own}"
+        );
+        pids.push(pid);
+    }
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+    assert!(pids.iter().all(|&pid| !alive(pid)), "a job outlived pmtr");
+}

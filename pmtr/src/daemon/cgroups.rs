@@ -14,13 +14,17 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::stat::Mode;
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use pmtr_core::config::{CgroupLimits, Job};
 use pmtr_core::resources::{self, limit_files};
 use pmtr_core::supervise::event::Pid;
 
 use crate::sys::{mounts, process};
+use pmtr_common::reason::Text;
 
 /// What `--cgroup` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +203,9 @@ pub fn write_limits(dir: &Path, limits: &CgroupLimits) -> Vec<String> {
 /// A job's cgroup.
 struct JobCgroup {
     dir: PathBuf,
+    /// pmtr made it, or found it made: until then, the thread that makes
+    /// the job's start makes it first.
+    made: bool,
     /// The leader of the job's current or last run.
     leader: Option<Pid>,
     /// The limits written last: written again only when they change.
@@ -208,6 +215,22 @@ struct JobCgroup {
     /// Its `cgroup.events` is watched: from the first time pmtr waited for
     /// it to empty. Not before: every start would wake pmtr for nothing.
     watched: bool,
+}
+
+impl JobCgroup {
+    /// What making and opening the cgroup found.
+    fn entered(&mut self, entered: Entered) {
+        match entered {
+            Entered::Made => self.made = true,
+            // Kills counted before (a cgroup a previous pmtr made) are
+            // not this pmtr's news.
+            Entered::Found { oom_kills } => {
+                self.made = true;
+                self.oom_kills = oom_kills;
+            }
+            Entered::Opened | Entered::Failed { .. } => {}
+        }
+    }
 }
 
 /// The subtree pmtr manages, entered.
@@ -283,14 +306,15 @@ impl Containment {
         Ok(())
     }
 
-    /// Makes the cgroup of job `name` ready for a start and opens its
-    /// directory for the child to be made in; what went wrong with its
-    /// limits, for the log.
+    /// Makes the cgroup of job `name` ready for a start: its limits
+    /// written, if they changed. What is left — making the cgroup the
+    /// first time, opening it — the thread that makes the start does
+    /// (`enter`); what went wrong with the limits, for the log.
     pub fn prepare(
         &mut self,
         name: &str,
         limits: &CgroupLimits,
-    ) -> Result<(OwnedFd, Vec<String>), String> {
+    ) -> Result<(ToEnter, Vec<String>), String> {
         let mut warnings = Vec::new();
         for (controller, option) in resources::controllers_needed(limits) {
             if let Err(why) = self.enable(controller) {
@@ -302,54 +326,63 @@ impl Containment {
                 }
             }
         }
-        if !self.jobs.contains_key(name) {
-            let dir = self.base.join(dir_name(name));
-            let existed = match fs::create_dir(&dir) {
-                Ok(()) => false,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
-                Err(e) => return Err(format!("unable to create {}: {e}", dir.display())),
-            };
-            // Kills counted before (a cgroup a previous pmtr made) are
-            // not this pmtr's news.
-            let oom_kills = match existed {
-                true => fs::read_to_string(dir.join("memory.events"))
-                    .ok()
-                    .and_then(|events| resources::oom_kills(&events))
-                    .unwrap_or(0),
-                false => 0,
-            };
-            let job = JobCgroup {
-                dir,
+        let base = &self.base;
+        let job = self
+            .jobs
+            .entry(name.to_string())
+            .or_insert_with(|| JobCgroup {
+                dir: base.join(dir_name(name)),
+                made: false,
                 leader: None,
                 written: CgroupLimits::default(),
-                oom_kills,
+                oom_kills: 0,
                 watched: false,
-            };
-            self.jobs.insert(name.to_string(), job);
-        }
-        let Some(job) = self.jobs.get_mut(name) else {
-            return Err(format!("no cgroup for job {name}"));
-        };
+            });
         if job.written != *limits {
+            // The limits hold from the job's first instruction: its
+            // cgroup is made here, before the start.
+            if !job.made {
+                let entered = match make(&job.dir) {
+                    Ok(Entered::Found { .. }) => Entered::Found {
+                        oom_kills: oom_kills_in(&job.dir),
+                    },
+                    Ok(entered) => entered,
+                    Err(errno) => {
+                        let why =
+                            format!("unable to create {}: {}", job.dir.display(), Text(errno));
+                        return Err(why);
+                    }
+                };
+                job.entered(entered);
+            }
             for failure in write_limits(&job.dir, limits) {
                 warnings.push(format!("job {name}: {failure}"));
             }
             job.written = *limits;
         }
-        let dir = nix::fcntl::open(
-            &job.dir,
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|errno| format!("unable to open {}: {errno}", job.dir.display()));
-        match dir {
-            Ok(dir) => Ok((dir, warnings)),
-            Err(why) => {
+        let path = CString::new(job.dir.as_os_str().as_bytes())
+            .map_err(|_| format!("{} holds a NUL byte", job.dir.display()))?;
+        let to_enter = ToEnter {
+            path,
+            make: !job.made,
+        };
+        Ok((to_enter, warnings))
+    }
+
+    /// What the thread that made a start of job `name` found entering its
+    /// cgroup (`enter`): why the job runs uncontained, if it does.
+    pub fn entered(&mut self, name: &str, entered: Entered) -> Option<String> {
+        let job = self.jobs.get_mut(name)?;
+        match entered {
+            Entered::Failed { what, errno } => {
+                let why = format!("unable to {what} {}: {}", job.dir.display(), Text(errno));
                 // Removed behind pmtr's back, perhaps: made again next time.
                 self.forget(name);
-                Err(why)
+                Some(why)
+            }
+            entered => {
+                job.entered(entered);
+                None
             }
         }
     }
@@ -363,6 +396,13 @@ impl Containment {
                 .any(|l| l.starts_with("0::") && l.ends_with(&wanted))
         });
         if placed && self.prepare(name, &CgroupLimits::default()).is_ok() {
+            if let Some(job) = self.jobs.get_mut(name) {
+                if !job.made {
+                    job.entered(Entered::Found {
+                        oom_kills: oom_kills_in(&job.dir),
+                    });
+                }
+            }
             self.started(name, pid);
         }
     }
@@ -447,8 +487,10 @@ impl Containment {
             let Some(job) = self.jobs.get(&name) else {
                 continue;
             };
-            if fs::remove_dir(&job.dir).is_err() {
-                continue;
+            match fs::remove_dir(&job.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => continue,
             }
             self.forget(&name);
         }
@@ -481,6 +523,98 @@ impl Containment {
         let before = std::mem::replace(&mut job.oom_kills, kills);
         Some(kills > before)
     }
+}
+
+/// A job's cgroup, for the thread that makes the job's start to enter.
+pub struct ToEnter {
+    pub path: CString,
+    /// Not made yet: the thread makes it.
+    pub make: bool,
+}
+
+/// What entering a job's cgroup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entered {
+    /// Made now.
+    Made,
+    /// Made before (by a pmtr before this one): the OOM kills it counted.
+    Found { oom_kills: u64 },
+    /// Known made; opened.
+    Opened,
+    /// Not made or not opened: the job runs in its process group only.
+    Failed { what: &'static str, errno: Errno },
+}
+
+impl ToEnter {
+    /// Makes the cgroup if it is to be made, and opens it for the child
+    /// to be made in. Runs on the thread that makes the start, beside the
+    /// other: makes and frees nothing on the heap (a thread's first
+    /// `malloc` or `free` gives it an arena of its own).
+    pub fn enter(&self) -> (Option<OwnedFd>, Entered) {
+        let mut entered = Entered::Opened;
+        if self.make {
+            entered = match make(self.path.as_c_str()) {
+                Ok(made) => made,
+                Err(errno) => {
+                    let what = "create";
+                    return (None, Entered::Failed { what, errno });
+                }
+            };
+        }
+        let dir = match open_dir(self.path.as_c_str()) {
+            Ok(dir) => dir,
+            Err(errno) => {
+                return (
+                    None,
+                    Entered::Failed {
+                        what: "open",
+                        errno,
+                    },
+                )
+            }
+        };
+        if let Entered::Found { .. } = entered {
+            entered = Entered::Found {
+                oom_kills: oom_kills_at(&dir),
+            };
+        }
+        (Some(dir), entered)
+    }
+}
+
+/// Makes the cgroup directory `dir`: `Made`, or `Found` if it was there
+/// (its OOM kills counted by the caller).
+fn make<P: nix::NixPath + ?Sized>(dir: &P) -> Result<Entered, Errno> {
+    match nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o777)) {
+        Ok(()) => Ok(Entered::Made),
+        Err(Errno::EEXIST) => Ok(Entered::Found { oom_kills: 0 }),
+        Err(errno) => Err(errno),
+    }
+}
+
+fn open_dir<P: nix::NixPath + ?Sized>(dir: &P) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir, flags, Mode::empty())
+}
+
+/// The OOM kills the `memory.events` of the open cgroup `dir` counts; 0
+/// without one. Read into the stack: see `ToEnter::enter`.
+fn oom_kills_at(dir: &OwnedFd) -> u64 {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let Ok(events) = nix::fcntl::openat(dir, c"memory.events", flags, Mode::empty()) else {
+        return 0;
+    };
+    let mut text = [0u8; 512];
+    let read = nix::unistd::read(&events, &mut text).unwrap_or(0);
+    std::str::from_utf8(&text[..read])
+        .ok()
+        .and_then(resources::oom_kills)
+        .unwrap_or(0)
+}
+
+/// [`oom_kills_at`] the cgroup `dir`, on the loop.
+fn oom_kills_in(dir: &Path) -> u64 {
+    open_dir(dir).map_or(0, |dir| oom_kills_at(&dir))
 }
 
 /// What the `cgroup.events` of the cgroup `dir` says: does it hold a
@@ -520,6 +654,49 @@ mod tests {
     /// The files a job's limits are written to, against a fake cgroup
     /// directory: those of its controllers, and nothing created where a
     /// controller is missing.
+    fn to_enter(path: &Path, make: bool) -> ToEnter {
+        let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+        ToEnter { path, make }
+    }
+
+    /// What the starting thread does, against a plain directory: make,
+    /// find made (with the OOM kills counted before, which are not news),
+    /// open, and fail either step.
+    #[test]
+    fn entering_makes_finds_or_opens_the_cgroup() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("job.web");
+        let (fd, entered) = to_enter(&dir, true).enter();
+        assert_eq!(entered, Entered::Made);
+        assert!(fd.is_some() && dir.is_dir());
+
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n",
+        )
+        .unwrap();
+        let (fd, entered) = to_enter(&dir, true).enter();
+        assert_eq!(entered, Entered::Found { oom_kills: 2 });
+        assert!(fd.is_some());
+
+        let (fd, entered) = to_enter(&dir, false).enter();
+        assert_eq!((fd.is_some(), entered), (true, Entered::Opened));
+
+        let gone = base.path().join("no-such-dir/job.web");
+        let (fd, entered) = to_enter(&gone, true).enter();
+        let failed = Entered::Failed {
+            what: "create",
+            errno: Errno::ENOENT,
+        };
+        assert_eq!((fd.is_none(), entered), (true, failed));
+        let (_, entered) = to_enter(&gone, false).enter();
+        let failed = Entered::Failed {
+            what: "open",
+            errno: Errno::ENOENT,
+        };
+        assert_eq!(entered, failed);
+    }
+
     #[test]
     fn limits_are_written_to_the_files_of_available_controllers() {
         let dir = tempfile::tempdir().unwrap();

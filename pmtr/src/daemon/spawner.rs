@@ -5,7 +5,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -16,7 +17,7 @@ use pmtr_core::config::{EnvVar, Job, Output};
 use super::notify::VARIABLE as NOTIFY_VARIABLE;
 use pmtr_core::supervise::event::{Event, JobId, Pid, SpawnFailure};
 
-use super::cgroups::Containment;
+use super::cgroups::{Containment, Entered, ToEnter};
 use super::output::{Capture, Captures, FileSink, Sink};
 use super::registry::{Registry, Source, Token};
 use crate::sys::beside::Beside;
@@ -46,8 +47,30 @@ struct Prepared<'context> {
     /// The capture pipes (where their lines go, read end, write end): one
     /// per destination of the job's captured streams.
     captures: Vec<(Sink, OwnedFd, OwnedFd)>,
-    /// The job's cgroup directory, open for the child to be made in.
+    /// The job's cgroup, for the thread that makes the start to enter.
+    to_enter: Option<ToEnter>,
+    /// Entered: open for the child to be made in, and what entering found.
     cgroup: Option<OwnedFd>,
+    entered: Option<Entered>,
+    /// How the start went, once made.
+    outcome: Option<Result<Spawned, Errno>>,
+}
+
+impl Prepared<'_> {
+    /// Makes the start, on whichever starting thread takes it: enters the
+    /// job's cgroup, then starts the child. Allocates nothing: neither
+    /// does `ToEnter::enter`, and the fields it sets were empty.
+    fn start(&mut self, mounts: &Mounts, starter: Starter) {
+        if let Some(to_enter) = &self.to_enter {
+            let (dir, entered) = to_enter.enter();
+            if let Some(dir) = &dir {
+                self.plan.cgroup_dir = dir.as_raw_fd();
+            }
+            self.cgroup = dir;
+            self.entered = Some(entered);
+        }
+        self.outcome = Some(start_child(&mut self.plan, mounts, starter));
+    }
 }
 
 /// The status pipe of a forked child that has not exec'd yet.
@@ -227,19 +250,16 @@ impl Spawner {
                 }
             }
         }
-        let mut plans: Vec<&mut ExecPlan<'_>> = prepared.iter_mut().map(|s| &mut s.plan).collect();
-        let beside = match plans.len() {
+        let beside = match prepared.len() {
             0 | 1 => None,
             _ => self.beside(),
         };
-        let spawned = start_children(&mut plans, context.mounts.mounts(), beside);
-        for (start, result) in prepared.into_iter().zip(spawned) {
-            if let (Some(containment), Ok(spawned)) = (containment.as_deref_mut(), &result) {
-                if start.cgroup.is_some() {
-                    containment.started(&start.name, spawned.pid);
-                }
+        start_children(&mut prepared, context.mounts.mounts(), beside);
+        for start in prepared {
+            if let Some(containment) = containment.as_deref_mut() {
+                self.contained(containment, &start);
             }
-            self.finish(registry, captures, start, result, &mut events);
+            self.finish(registry, captures, start, &mut events);
         }
         Some(events)
     }
@@ -260,16 +280,29 @@ impl Spawner {
     /// better uncontained than not running.
     fn contain(&mut self, containment: &mut Containment, start: &mut Prepared<'_>, def: &Job) {
         match containment.prepare(&def.name, &def.extras.limits) {
-            Ok((dir, warnings)) => {
+            Ok((to_enter, warnings)) => {
                 self.warnings.extend(warnings);
-                start.plan.cgroup_dir = dir.as_raw_fd();
-                start.cgroup = Some(dir);
+                start.to_enter = Some(to_enter);
             }
-            Err(why) => self.warnings.push(format!(
-                "job {}: {why}; it runs in its process group only",
-                def.name
-            )),
+            Err(why) => self.uncontained(&def.name, &why),
         }
+    }
+
+    /// Tells `containment` how the start went in the job's cgroup.
+    fn contained(&mut self, containment: &mut Containment, start: &Prepared<'_>) {
+        if let Some(entered) = start.entered {
+            if let Some(why) = containment.entered(&start.name, entered) {
+                self.uncontained(&start.name, &why);
+            }
+        }
+        if let (Some(_), Some(Ok(spawned))) = (&start.cgroup, &start.outcome) {
+            containment.started(&start.name, spawned.pid);
+        }
+    }
+
+    fn uncontained(&mut self, name: &str, why: &str) {
+        let warning = format!("job {name}: {why}; it runs in its process group only");
+        self.warnings.push(warning);
     }
 
     /// After the start: keep the pipes and say what happened, or why the
@@ -279,7 +312,6 @@ impl Spawner {
         registry: &mut Registry,
         captures: &mut Captures,
         start: Prepared<'_>,
-        result: Result<Spawned, Errno>,
         events: &mut Vec<Event>,
     ) {
         let Prepared {
@@ -288,10 +320,12 @@ impl Spawner {
             plan,
             captures: pipes,
             cgroup,
+            outcome,
+            ..
         } = start;
         drop(plan);
         drop(cgroup);
-        let spawned = match result {
+        let spawned = match outcome.unwrap_or(Err(Errno::ECANCELED)) {
             Ok(spawned) => spawned,
             Err(errno) => {
                 let failure = SpawnFailure::Transient(format!("fork: {}", Text(errno)));
@@ -331,39 +365,30 @@ impl Spawner {
 /// `start_child`; the children run on stacks of their own.
 const STARTER_STACK_BYTES: usize = 128 * 1024;
 
-/// Starts the children of a batch's plans; the results in the plans'
-/// order. With a second thread (`beside`), it makes the first half while
-/// the loop's thread makes the second: each start waits for its child's
-/// `execve`, and the time a child takes to get there — longer for one
-/// made in a new cgroup, whose first process the kernel announces from a
-/// worker on the same CPU, sending the child to another — leaves the
-/// starting thread idle. Without one, one after the other. The results
-/// are stored in vectors made here: the thread allocates nothing (no
-/// malloc arena of its own).
-fn start_children(
-    plans: &mut [&mut ExecPlan<'_>],
-    mounts: &Mounts,
-    beside: Option<&mut Beside>,
-) -> Vec<Result<Spawned, Errno>> {
-    type Results = Vec<Result<Spawned, Errno>>;
-    let one_by_one = |plans: &mut [&mut ExecPlan<'_>], starter, results: &mut Results| {
-        for plan in plans {
-            results.push(start_child(plan, mounts, starter));
+/// Makes the starts of a batch. With a second thread (`beside`), the
+/// two take starts in turn, each the next not taken, side by side: each
+/// start waits for its child's `execve`, and the time a child takes to
+/// get there — longer for one made in a new cgroup, whose first process
+/// the kernel announces from a worker on the same CPU, sending the child
+/// to another — leaves the starting thread idle. Without one, one after
+/// the other.
+fn start_children(starts: &mut [Prepared<'_>], mounts: &Mounts, beside: Option<&mut Beside>) {
+    let Some(beside) = beside else {
+        for start in starts {
+            start.start(mounts, Starter::Loop);
+        }
+        return;
+    };
+    // Each start is taken by one thread: its lock is never waited on.
+    let starts: Vec<Mutex<&mut Prepared<'_>>> = starts.iter_mut().map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let take_turns = |starter| {
+        while let Some(start) = starts.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut start = start.lock().unwrap_or_else(PoisonError::into_inner);
+            start.start(mounts, starter);
         }
     };
-    let mut results = Vec::with_capacity(plans.len());
-    let Some(beside) = beside else {
-        one_by_one(plans, Starter::Loop, &mut results);
-        return results;
-    };
-    let (first, second) = plans.split_at_mut(plans.len() / 2);
-    let mut second_results = Vec::with_capacity(second.len());
-    beside.run(
-        || one_by_one(first, Starter::Helper, &mut results),
-        || one_by_one(second, Starter::Loop, &mut second_results),
-    );
-    results.extend(second_results);
-    results
+    beside.run(|| take_turns(Starter::Helper), || take_turns(Starter::Loop));
 }
 
 /// Whether pmtr may run on more than one CPU (its affinity, its cgroup's
@@ -517,7 +542,10 @@ fn prepare<'c>(
         name: job.name.clone(),
         plan,
         captures,
+        to_enter: None,
         cgroup: None,
+        entered: None,
+        outcome: None,
     })
 }
 
