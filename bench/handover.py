@@ -13,8 +13,11 @@ Cases:
   cgroup   time from launching pmtr until N jobs run (each job writes its pid
            to a FIFO when it runs): with a cgroup per job (--cgroup DIR on this
            machine's cgroup v2 mount) beside process groups only
-           (--cgroup off), and with every job's cgroup made before pmtr
-           starts (as a pmtr before it leaves them), alternated, in one run.
+           (--cgroup off), with pmtr started in its leaf already (as
+           systemd's DelegateSubgroup= starts it: no move of its own, which
+           waits for an RCU grace period), and with every job's cgroup made
+           before pmtr starts (as a pmtr before it leaves them), alternated,
+           in one run.
   clone    the kernel's part (helpers/clone_latency.c): how long one start
            holds the parent — clone3 with and without a new cgroup per
            child, returning at once (fork) or once the child has exec'd
@@ -58,7 +61,10 @@ def pids(sock_path):
     return {j["name"]: j.get("pid") for j in answer[0]["jobs"]}
 
 
-def start(binary, work, helpers, jobs, cgroup):
+def start(binary, work, helpers, jobs, cgroup, in_leaf=False):
+    """pmtr with N jobs, timed until every job ran. in_leaf: pmtr starts in
+    CGROUP/supervisor already, as systemd's DelegateSubgroup= starts it;
+    the move there is made before the clock starts."""
     run = os.path.join(work, f"run-{time.monotonic_ns()}")
     os.makedirs(run)
     fifo = Fifo(os.path.join(run, "ready.fifo"))
@@ -67,10 +73,22 @@ def start(binary, work, helpers, jobs, cgroup):
         f.write(config(helpers["ready"], jobs))
     sock = os.path.join(run, "pmtr.sock")
     env = dict(os.environ, READY_FIFO=fifo.path)
-    started = time.perf_counter()
-    process = subprocess.Popen([binary, "-F", "-c", conf, "--socket", sock, "--cgroup", cgroup],
-                               cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    argv = [binary, "-F", "-c", conf, "--socket", sock, "--cgroup", cgroup]
+    options = dict(cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   start_new_session=True)
+    if in_leaf:
+        leaf = os.path.join(cgroup, "supervisor")
+        os.makedirs(leaf, exist_ok=True)
+        enter = f'echo $$ > {leaf}/cgroup.procs && read go && exec "$0" "$@"'
+        process = subprocess.Popen(["/bin/sh", "-c", enter] + argv, stdin=subprocess.PIPE, **options)
+        while str(process.pid) not in open(os.path.join(leaf, "cgroup.procs")).read().split():
+            time.sleep(0.001)
+        started = time.perf_counter()
+        process.stdin.write(b"go\n")
+        process.stdin.close()
+    else:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **options)
     job_pids = fifo.pids(jobs)
     elapsed = time.perf_counter() - started
     return process, sock, fifo, job_pids, elapsed
@@ -156,7 +174,7 @@ def cgroup_case(binary, work, helpers, jobs, runs):
     if mount is None:
         print("cgroup: SKIPPED (no cgroup v2 mount)")
         return
-    results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": [], "made-ahead": []}
+    results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": [], "in-leaf": [], "made-ahead": []}
     for run in range(runs):
         for kind in results:
             directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-{run}-{kind}")
@@ -170,7 +188,8 @@ def cgroup_case(binary, work, helpers, jobs, runs):
                     for i in range(jobs):
                         os.makedirs(os.path.join(directory, f"job.job{i}"))
                 arg = "off" if kind == "off" else directory
-                process, _, fifo, job_pids, seconds = start(binary, work, helpers, jobs, arg)
+                in_leaf = kind == "in-leaf"
+                process, _, fifo, job_pids, seconds = start(binary, work, helpers, jobs, arg, in_leaf)
                 elapsed = seconds * 1000
                 stop(process, job_pids)
                 fifo.close()
@@ -182,7 +201,8 @@ def cgroup_case(binary, work, helpers, jobs, runs):
           f"bare loop with a new cgroup per child {median['floor-cgroup']:.0f} "
           f"({median['floor-cgroup'] / median['floor']:.2f}x); "
           f"pmtr, process groups only {median['off']:.0f}, a cgroup per job {median['cgroup']:.0f} "
-          f"({median['cgroup'] / median['off']:.2f}x), the jobs' cgroups made before pmtr starts "
+          f"({median['cgroup'] / median['off']:.2f}x), started in its leaf {median['in-leaf']:.0f} "
+          f"({median['in-leaf'] / median['off']:.2f}x), the jobs' cgroups made before pmtr starts "
           f"{median['made-ahead']:.0f} ({median['made-ahead'] / median['off']:.2f}x)")
     for kind, times in results.items():
         print(f"  {kind}: {[round(x) for x in times]}")

@@ -501,3 +501,32 @@ fn jobs_whose_cgroups_cannot_be_made_run_uncontained() {
     assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
     assert!(pids.iter().all(|&pid| !alive(pid)), "a job outlived pmtr");
 }
+
+/// A pmtr started in its leaf already — systemd's `DelegateSubgroup=`
+/// puts it there — stays in it and contains its jobs beside it.
+#[test]
+fn a_pmtr_started_in_its_leaf_stays_there() {
+    let test = "a_pmtr_started_in_its_leaf_stays_there";
+    let Some(cgroup) = TestCgroup::new(test) else {
+        return;
+    };
+    let leaf = cgroup.0.join("supervisor");
+    std::fs::create_dir(&leaf).unwrap();
+    let sandbox = Sandbox::new();
+    let enter = format!(
+        "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+        leaf.display()
+    );
+    let command = ["/bin/sh", "-c", &enter, crate::harness::PMTR];
+    let config = "job {\n name a\n cmd /bin/sleep 86406\n}\n";
+    let args = ["--cgroup", &cgroup.arg()];
+    let mut pmtr = Pmtr::start_program(&sandbox, config, &args, &command, &[]);
+    let pid = pmtr.expect_started("a", 1, SHORT);
+    let procs = std::fs::read_to_string(cgroup.job("a").join("cgroup.procs"));
+    assert_eq!(procs.unwrap_or_default().trim(), pid.to_string());
+    let own = std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap_or_default();
+    assert_eq!(own.trim(), pmtr.pid().to_string());
+    assert!(!leaf.join("supervisor").exists(), "a leaf in the leaf");
+    pmtr.signal(Signal::SIGTERM);
+    assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
+}

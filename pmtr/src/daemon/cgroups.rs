@@ -7,15 +7,16 @@
 //! in `pmtr_core::resources`.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{OFlag, AT_FDCWD};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::stat::Mode;
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
@@ -236,6 +237,9 @@ impl JobCgroup {
 /// The subtree pmtr manages, entered.
 pub struct Containment {
     base: PathBuf,
+    /// `base`, open: where the starting threads make and open the jobs'
+    /// cgroups.
+    base_dir: Arc<OwnedFd>,
     available: Vec<String>,
     /// Controllers enabled for the jobs' cgroups.
     enabled: Vec<String>,
@@ -262,12 +266,21 @@ impl Containment {
             format!("unable to {what} {}: {e}", path.display())
         };
         fs::create_dir_all(&leaf).map_err(|e| context("create", &leaf, e))?;
-        let procs = leaf.join("cgroup.procs");
-        write_file(&procs, "0").map_err(|e| context("move pmtr into", &leaf, e))?;
+        // Already there — started there (systemd's `DelegateSubgroup=`),
+        // or a pmtr before this one moved it (`reexec`) — the move would
+        // still wait for an RCU grace period (~15 ms here), mkdir and
+        // every start into a cgroup with it.
+        if own_cgroup().ok().as_deref() != Some(leaf.as_path()) {
+            let procs = leaf.join("cgroup.procs");
+            write_file(&procs, "0").map_err(|e| context("move pmtr into", &leaf, e))?;
+        }
+        let base_dir = open_dir(AT_FDCWD, &base)
+            .map_err(|errno| format!("unable to open {}: {}", base.display(), Text(errno)))?;
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|errno| format!("unable to watch cgroups: {errno}"))?;
         let mut containment = Containment {
             base,
+            base_dir: Arc::new(base_dir),
             available: subtree.available,
             enabled: Vec::new(),
             inotify,
@@ -326,7 +339,9 @@ impl Containment {
                 }
             }
         }
-        let base = &self.base;
+        let cgroup_name = CString::new(dir_name(name))
+            .map_err(|_| format!("job {name}: its name holds a NUL byte"))?;
+        let (base, base_dir) = (&self.base, self.base_dir.as_fd());
         let job = self
             .jobs
             .entry(name.to_string())
@@ -342,7 +357,7 @@ impl Containment {
             // The limits hold from the job's first instruction: its
             // cgroup is made here, before the start.
             if !job.made {
-                let entered = match make(&job.dir) {
+                let entered = match make(base_dir, &cgroup_name) {
                     Ok(Entered::Found { .. }) => Entered::Found {
                         oom_kills: oom_kills_in(&job.dir),
                     },
@@ -360,10 +375,9 @@ impl Containment {
             }
             job.written = *limits;
         }
-        let path = CString::new(job.dir.as_os_str().as_bytes())
-            .map_err(|_| format!("{} holds a NUL byte", job.dir.display()))?;
         let to_enter = ToEnter {
-            path,
+            base: self.base_dir.clone(),
+            name: cgroup_name,
             make: !job.made,
         };
         Ok((to_enter, warnings))
@@ -527,7 +541,10 @@ impl Containment {
 
 /// A job's cgroup, for the thread that makes the job's start to enter.
 pub struct ToEnter {
-    pub path: CString,
+    /// The subtree's directory, open: the job's cgroup is `name` in it
+    /// (no path to walk from the root at each start).
+    pub base: Arc<OwnedFd>,
+    pub name: CString,
     /// Not made yet: the thread makes it.
     pub make: bool,
 }
@@ -553,7 +570,7 @@ impl ToEnter {
     pub fn enter(&self) -> (Option<OwnedFd>, Entered) {
         let mut entered = Entered::Opened;
         if self.make {
-            entered = match make(self.path.as_c_str()) {
+            entered = match make(self.base.as_fd(), &self.name) {
                 Ok(made) => made,
                 Err(errno) => {
                     let what = "create";
@@ -561,7 +578,7 @@ impl ToEnter {
                 }
             };
         }
-        let dir = match open_dir(self.path.as_c_str()) {
+        let dir = match open_dir(self.base.as_fd(), self.name.as_c_str()) {
             Ok(dir) => dir,
             Err(errno) => {
                 return (
@@ -582,19 +599,19 @@ impl ToEnter {
     }
 }
 
-/// Makes the cgroup directory `dir`: `Made`, or `Found` if it was there
-/// (its OOM kills counted by the caller).
-fn make<P: nix::NixPath + ?Sized>(dir: &P) -> Result<Entered, Errno> {
-    match nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o777)) {
+/// Makes the cgroup directory `name` in `base`: `Made`, or `Found` if
+/// it was there (its OOM kills counted by the caller).
+fn make(base: BorrowedFd<'_>, name: &CStr) -> Result<Entered, Errno> {
+    match nix::sys::stat::mkdirat(base, name, Mode::from_bits_truncate(0o777)) {
         Ok(()) => Ok(Entered::Made),
         Err(Errno::EEXIST) => Ok(Entered::Found { oom_kills: 0 }),
         Err(errno) => Err(errno),
     }
 }
 
-fn open_dir<P: nix::NixPath + ?Sized>(dir: &P) -> Result<OwnedFd, Errno> {
+fn open_dir<P: nix::NixPath + ?Sized>(base: BorrowedFd<'_>, dir: &P) -> Result<OwnedFd, Errno> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    nix::fcntl::open(dir, flags, Mode::empty())
+    nix::fcntl::openat(base, dir, flags, Mode::empty())
 }
 
 /// The OOM kills the `memory.events` of the open cgroup `dir` counts; 0
@@ -614,7 +631,7 @@ fn oom_kills_at(dir: &OwnedFd) -> u64 {
 
 /// [`oom_kills_at`] the cgroup `dir`, on the loop.
 fn oom_kills_in(dir: &Path) -> u64 {
-    open_dir(dir).map_or(0, |dir| oom_kills_at(&dir))
+    open_dir(AT_FDCWD, dir).map_or(0, |dir| oom_kills_at(&dir))
 }
 
 /// What the `cgroup.events` of the cgroup `dir` says: does it hold a
@@ -654,9 +671,12 @@ mod tests {
     /// The files a job's limits are written to, against a fake cgroup
     /// directory: those of its controllers, and nothing created where a
     /// controller is missing.
-    fn to_enter(path: &Path, make: bool) -> ToEnter {
-        let path = CString::new(path.as_os_str().as_bytes()).unwrap();
-        ToEnter { path, make }
+    fn to_enter(base: &Path, name: &str, make: bool) -> ToEnter {
+        ToEnter {
+            base: Arc::new(open_dir(AT_FDCWD, base).unwrap()),
+            name: CString::new(name).unwrap(),
+            make,
+        }
     }
 
     /// What the starting thread does, against a plain directory: make,
@@ -665,31 +685,28 @@ mod tests {
     #[test]
     fn entering_makes_finds_or_opens_the_cgroup() {
         let base = tempfile::tempdir().unwrap();
-        let dir = base.path().join("job.web");
-        let (fd, entered) = to_enter(&dir, true).enter();
+        let base = base.path();
+        let (fd, entered) = to_enter(base, "job.web", true).enter();
         assert_eq!(entered, Entered::Made);
-        assert!(fd.is_some() && dir.is_dir());
+        assert!(fd.is_some() && base.join("job.web").is_dir());
 
-        fs::write(
-            dir.join("memory.events"),
-            "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n",
-        )
-        .unwrap();
-        let (fd, entered) = to_enter(&dir, true).enter();
+        let events = "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n";
+        fs::write(base.join("job.web/memory.events"), events).unwrap();
+        let (fd, entered) = to_enter(base, "job.web", true).enter();
         assert_eq!(entered, Entered::Found { oom_kills: 2 });
         assert!(fd.is_some());
 
-        let (fd, entered) = to_enter(&dir, false).enter();
+        let (fd, entered) = to_enter(base, "job.web", false).enter();
         assert_eq!((fd.is_some(), entered), (true, Entered::Opened));
 
-        let gone = base.path().join("no-such-dir/job.web");
-        let (fd, entered) = to_enter(&gone, true).enter();
+        let gone = "no-such-dir/job.web";
+        let (fd, entered) = to_enter(base, gone, true).enter();
         let failed = Entered::Failed {
             what: "create",
             errno: Errno::ENOENT,
         };
         assert_eq!((fd.is_none(), entered), (true, failed));
-        let (_, entered) = to_enter(&gone, false).enter();
+        let (_, entered) = to_enter(base, gone, false).enter();
         let failed = Entered::Failed {
             what: "open",
             errno: Errno::ENOENT,
