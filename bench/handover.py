@@ -169,11 +169,32 @@ def remove_cgroups(directory):
                 time.sleep(0.01)
 
 
+def dying_cgroups(mount):
+    """How many removed cgroups the kernel is still tearing down under
+    `mount` (cgroup.stat: nr_dying_descendants)."""
+    with open(os.path.join(mount, "cgroup.stat")) as f:
+        for line in f:
+            key, value = line.split()
+            if key == "nr_dying_descendants":
+                return int(value)
+    return 0
+
+
+def settle(mount, baseline):
+    """Waits until the cgroups of the last case are torn down: the kernel
+    does it in workers after rmdir, and they would take CPU from the next
+    case."""
+    deadline = time.monotonic() + 30
+    while dying_cgroups(mount) > baseline and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def cgroup_case(binary, work, helpers, jobs, runs):
     mount = cgroup_mount()
     if mount is None:
         print("cgroup: SKIPPED (no cgroup v2 mount)")
         return
+    baseline = dying_cgroups(mount)
     results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": [], "in-leaf": [], "made-ahead": []}
     for run in range(runs):
         for kind in results:
@@ -196,6 +217,7 @@ def cgroup_case(binary, work, helpers, jobs, runs):
             results[kind].append(elapsed)
             if os.path.isdir(directory):
                 remove_cgroups(directory)
+            settle(mount, baseline)
     median = {kind: statistics.median(times) for kind, times in results.items()}
     print(f"start {jobs} (medians of {runs}, ms): bare loop {median['floor']:.0f}, "
           f"bare loop with a new cgroup per child {median['floor-cgroup']:.0f} "
@@ -204,6 +226,12 @@ def cgroup_case(binary, work, helpers, jobs, runs):
           f"({median['cgroup'] / median['off']:.2f}x), started in its leaf {median['in-leaf']:.0f} "
           f"({median['in-leaf'] / median['off']:.2f}x), the jobs' cgroups made before pmtr starts "
           f"{median['made-ahead']:.0f} ({median['made-ahead'] / median['off']:.2f}x)")
+    # The same run's cases follow each other within a second or two: their
+    # ratio is spared the machine's slower and faster minutes.
+    paired = {kind: statistics.median(t / o for t, o in zip(results[kind], results["off"]))
+              for kind in ("cgroup", "in-leaf", "made-ahead")}
+    print("  median of each run's ratio to process groups only: "
+          + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in paired.items()))
     for kind, times in results.items():
         print(f"  {kind}: {[round(x) for x in times]}")
 
@@ -215,6 +243,7 @@ def clone_case(helpers, jobs, runs):
         return
     cases = [(vfork, 1, cgroups) for vfork in (False, True) for cgroups in ("none", "new", "made ahead")]
     cases += [(True, 2, cgroups) for cgroups in ("none", "new")]
+    baseline = dying_cgroups(mount)
     for run in range(runs):
         for vfork, threads, cgroups in cases:
             argv = [helpers["clone_latency"], str(jobs)]
@@ -234,6 +263,7 @@ def clone_case(helpers, jobs, runs):
             print("  " + out.stdout.strip())
             if in_cgroup:
                 remove_cgroups(directory)
+                settle(mount, baseline)
 
 
 def main():
