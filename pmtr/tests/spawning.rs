@@ -136,14 +136,15 @@ pub fn each_start_belongs_to_its_job(pmtr: &Pmtr, sandbox: &Sandbox) -> Vec<(usi
             );
             continue;
         }
-        // Made with CLONE_VFORK: the child has exec'd once pmtr logs it.
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        // Made with CLONE_VFORK, the child is in its `execve` once pmtr
+        // logs it — but the kernel wakes pmtr when the new program's
+        // memory is in place, before its arguments are: on a loaded
+        // machine the command line is read a moment too early.
         let wanted = format!("/bin/sleep\0{}\0", 87000 + i);
-        assert_eq!(
-            text(&cmdline),
-            wanted,
-            "job{i}'s pid {pid} runs something else"
-        );
+        let read = || text(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
+        wait_until(SHORT, || read() == wanted);
+        let cmdline = read();
+        assert_eq!(cmdline, wanted, "job{i}'s pid {pid} runs something else");
         running.push((i, pid));
     }
     running
