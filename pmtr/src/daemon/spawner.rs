@@ -93,8 +93,9 @@ pub struct Spawner {
     warnings: Vec<String>,
     /// `NOTIFY_SOCKET` for jobs that speak sd_notify.
     notify_address: Option<String>,
-    /// The thread that makes half of each batch of starts, made at the
-    /// first batch of two or more where pmtr may use several CPUs.
+    /// The thread that takes a batch's starts in turn with the loop's,
+    /// made at the first batch of two or more where pmtr may use several
+    /// CPUs.
     beside: SecondStarter,
     /// The descriptor table was grown to hold this many.
     reserved_descriptors: usize,
@@ -361,8 +362,8 @@ impl Spawner {
     }
 }
 
-/// Stack of the thread that makes half of a batch's starts: it runs only
-/// `start_child`; the children run on stacks of their own.
+/// Stack of the thread that makes starts beside the loop's: it runs only
+/// `Prepared::start`; the children run on stacks of their own.
 const STARTER_STACK_BYTES: usize = 128 * 1024;
 
 /// Makes the starts of a batch. With a second thread (`beside`), the
