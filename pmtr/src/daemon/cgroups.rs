@@ -360,10 +360,10 @@ impl Containment {
             // cgroup is made here, before the start.
             if !job.made {
                 let entered = match make(base_dir, &cgroup_name) {
-                    Ok(Entered::Found { .. }) => Entered::Found {
+                    Ok(true) => Entered::Made,
+                    Ok(false) => Entered::Found {
                         oom_kills: oom_kills_in(&job.dir),
                     },
-                    Ok(entered) => entered,
                     Err(errno) => {
                         let why =
                             format!("unable to create {}: {}", job.dir.display(), Text(errno));

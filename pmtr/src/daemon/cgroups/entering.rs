@@ -41,15 +41,16 @@ impl ToEnter {
     /// other: makes and frees nothing on the heap (a thread's first
     /// `malloc` or `free` gives it an arena of its own).
     pub fn enter(&self) -> (Option<OwnedFd>, Entered) {
-        let mut entered = Entered::Opened;
+        // Made now: `Some(true)`; found made: `Some(false)`.
+        let mut made_now = None;
         if self.make {
-            entered = match make(self.base.as_fd(), &self.name) {
-                Ok(made) => made,
+            match make(self.base.as_fd(), &self.name) {
+                Ok(now) => made_now = Some(now),
                 Err(errno) => {
                     let what = "create";
                     return (None, Entered::Failed { what, errno });
                 }
-            };
+            }
         }
         let dir = match open_dir(self.base.as_fd(), self.name.as_c_str()) {
             Ok(dir) => dir,
@@ -63,21 +64,23 @@ impl ToEnter {
                 )
             }
         };
-        if let Entered::Found { .. } = entered {
-            entered = Entered::Found {
+        let entered = match made_now {
+            None => Entered::Opened,
+            Some(true) => Entered::Made,
+            Some(false) => Entered::Found {
                 oom_kills: oom_kills_at(&dir),
-            };
-        }
+            },
+        };
         (Some(dir), entered)
     }
 }
 
-/// Makes the cgroup directory `name` in `base`: `Made`, or `Found` if
-/// it was there (its OOM kills counted by the caller).
-pub(super) fn make(base: BorrowedFd<'_>, name: &CStr) -> Result<Entered, Errno> {
+/// Makes the cgroup directory `name` in `base`: true if made now, false
+/// if it was there.
+pub(super) fn make(base: BorrowedFd<'_>, name: &CStr) -> Result<bool, Errno> {
     match nix::sys::stat::mkdirat(base, name, Mode::from_bits_truncate(0o777)) {
-        Ok(()) => Ok(Entered::Made),
-        Err(Errno::EEXIST) => Ok(Entered::Found { oom_kills: 0 }),
+        Ok(()) => Ok(true),
+        Err(Errno::EEXIST) => Ok(false),
         Err(errno) => Err(errno),
     }
 }
