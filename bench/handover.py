@@ -17,7 +17,10 @@ Cases:
            systemd's DelegateSubgroup= starts it: no move of its own, which
            waits for an RCU grace period), and with every job's cgroup made
            before pmtr starts (as a pmtr before it leaves them), alternated,
-           in one run.
+           in one run. Also the CPU the starting process used (every thread,
+           kernel included; its children once they are tasks of their own
+           are not counted) until the last job ran: what a cgroup adds per
+           job to pmtr, against what it adds to the bare loop.
   clone    the kernel's part (helpers/clone_latency.c): how long one start
            holds the parent — clone3 with and without a new cgroup per
            child, returning at once (fork) or once the child has exec'd
@@ -137,18 +140,34 @@ def cgroup_mount():
     return None
 
 
+def cpu_ms(pid):
+    """The CPU time all threads of process `pid` have used, in ms
+    (/proc/PID/task/*/schedstat: nanoseconds on a CPU)."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for task in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, task, "schedstat")) as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass
+    return total / 1e6
+
+
 def floor(helpers, work, jobs, cgroups):
     """The bare fork+exec loop (helpers/floor.c), in new cgroups if given:
-    milliseconds until every job ran."""
+    milliseconds until every job ran, and the CPU milliseconds the loop
+    used until then."""
     fifo = Fifo(os.path.join(work, f"floor-{time.monotonic_ns()}.fifo"))
     argv = [helpers["floor"], str(jobs), helpers["ready"]] + ([cgroups] if cgroups else [])
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=dict(os.environ, READY_FIFO=fifo.path), start_new_session=True)
     job_pids = fifo.pids(jobs)
     elapsed = (time.perf_counter() - started) * 1000
+    cpu = cpu_ms(process.pid)
     stop(process, job_pids)
     fifo.close()
-    return elapsed
+    return elapsed, cpu
 
 
 def remove_cgroups(directory):
@@ -196,13 +215,14 @@ def cgroup_case(binary, work, helpers, jobs, runs):
         return
     baseline = dying_cgroups(mount)
     results = {"floor": [], "floor-cgroup": [], "off": [], "cgroup": [], "in-leaf": [], "made-ahead": []}
+    cpu = {kind: [] for kind in results}
     for run in range(runs):
         for kind in results:
             directory = os.path.join(mount, f"pmtr-bench-{os.getpid()}-{run}-{kind}")
             if kind.startswith("floor"):
                 if kind == "floor-cgroup":
                     os.makedirs(directory)
-                elapsed = floor(helpers, work, jobs, directory if kind == "floor-cgroup" else None)
+                elapsed, used = floor(helpers, work, jobs, directory if kind == "floor-cgroup" else None)
             else:
                 if kind == "made-ahead":
                     # The jobs' cgroups as a previous pmtr would leave them.
@@ -212,9 +232,11 @@ def cgroup_case(binary, work, helpers, jobs, runs):
                 in_leaf = kind == "in-leaf"
                 process, _, fifo, job_pids, seconds = start(binary, work, helpers, jobs, arg, in_leaf)
                 elapsed = seconds * 1000
+                used = cpu_ms(process.pid)
                 stop(process, job_pids)
                 fifo.close()
             results[kind].append(elapsed)
+            cpu[kind].append(used)
             if os.path.isdir(directory):
                 remove_cgroups(directory)
             settle(mount, baseline)
@@ -232,6 +254,15 @@ def cgroup_case(binary, work, helpers, jobs, runs):
               for kind in ("cgroup", "in-leaf", "made-ahead")}
     print("  median of each run's ratio to process groups only: "
           + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in paired.items()))
+    # CPU a cgroup adds per job, each run's pair: pmtr's is the kernel's
+    # work in its threads (mkdir, the new css_set at clone3) plus its own.
+    def added_us(kind, base):
+        return statistics.median((c - b) * 1000 / jobs for c, b in zip(cpu[kind], cpu[base]))
+    print("  CPU of the starting process until the last job ran (medians, ms): "
+          + ", ".join(f"{kind} {statistics.median(used):.1f}" for kind, used in cpu.items()))
+    print(f"  CPU a cgroup adds per job (median of each run's difference): bare loop "
+          f"{added_us('floor-cgroup', 'floor'):.0f} us, pmtr {added_us('cgroup', 'off'):.0f} us, "
+          f"in its leaf {added_us('in-leaf', 'off'):.0f} us, made ahead {added_us('made-ahead', 'off'):.0f} us")
     for kind, times in results.items():
         print(f"  {kind}: {[round(x) for x in times]}")
 
