@@ -101,11 +101,19 @@ fn pid_in(path: &Path) -> i32 {
         .unwrap()
 }
 
-/// Whether `pid` left the process group it was started in.
 fn pgid_of(pid: i32) -> i32 {
     nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
         .map(|p| p.as_raw())
         .unwrap_or(-1)
+}
+
+/// Waits until `pid`, still alive, has left process group `group`: the
+/// shell writes `$!` before the background child has run `setsid`.
+fn assert_left_group(pid: i32, group: i32) {
+    assert!(
+        wait_until(SHORT, || ![group, -1].contains(&pgid_of(pid))),
+        "{pid} never left process group {group} (or is gone)"
+    );
 }
 
 #[test]
@@ -124,8 +132,8 @@ fn escapees_end_with_their_job_and_with_pmtr_in_cgroups() {
         pid_in(&sandbox.path("esc.pid")),
         pid_in(&sandbox.path("daemon.pid")),
     );
-    assert_ne!(pgid_of(esc), esc_job, "the escapee left its job's group");
-    assert_ne!(pgid_of(daemon), daemon_job);
+    assert_left_group(esc, esc_job);
+    assert_left_group(daemon, daemon_job);
     let procs = |job: &str| std::fs::read_to_string(cgroup.job(job).join("cgroup.procs")).unwrap();
     assert!(procs("esc")
         .split_whitespace()
@@ -167,7 +175,7 @@ fn escapees_end_at_shutdown_without_cgroups() {
         pid_in(&sandbox.path("esc.pid")),
         pid_in(&sandbox.path("daemon.pid")),
     );
-    assert_ne!(pgid_of(esc), esc_job);
+    assert_left_group(esc, esc_job);
     pmtr.signal(Signal::SIGTERM);
     assert_eq!(pmtr.wait_exit(SHORT).and_then(|s| s.code()), Some(0));
     assert!(pmtr
@@ -201,8 +209,8 @@ fn escapees_of_a_removed_job_end_without_cgroups() {
         pid_in(&sandbox.path("keep.pid")),
         pid_in(&sandbox.path("stubborn.pid")),
     );
-    assert_ne!(pgid_of(esc), esc_job);
-    assert_ne!(pgid_of(daemon), daemon_job);
+    assert_left_group(esc, esc_job);
+    assert_left_group(daemon, daemon_job);
 
     // Both escaping jobs leave the file: what they left outside their
     // groups ends with them, and nothing of the job that stays.
