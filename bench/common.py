@@ -39,6 +39,21 @@ def proc_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def threads_cpu_ms(pid):
+    """CPU time of every thread of `pid`, kernel time included, in ms
+    (/proc/PID/task/*/schedstat: nanoseconds on a CPU). Threads that ended
+    are not counted; one ending while it is read is skipped."""
+    total = 0
+    task_dir = f"/proc/{pid}/task"
+    for task in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, task, "schedstat")) as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass
+    return total / 1e6
+
+
 def proc_status(pid, field):
     """A number of /proc/PID/status (voluntary_ctxt_switches, VmRSS, ...)."""
     with open(f"/proc/{pid}/status") as f:

@@ -40,7 +40,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_ours, tmpfs_dir  # noqa: E402
+from common import build_ours, threads_cpu_ms, tmpfs_dir  # noqa: E402
 from engine import Fifo, build_helpers, kill_jobs, become_subreaper  # noqa: E402
 from reload import config  # noqa: E402
 
@@ -140,20 +140,6 @@ def cgroup_mount():
     return None
 
 
-def cpu_ms(pid):
-    """The CPU time all threads of process `pid` have used, in ms
-    (/proc/PID/task/*/schedstat: nanoseconds on a CPU)."""
-    total = 0
-    task_dir = f"/proc/{pid}/task"
-    for task in os.listdir(task_dir):
-        try:
-            with open(os.path.join(task_dir, task, "schedstat")) as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            pass
-    return total / 1e6
-
-
 def floor(helpers, work, jobs, cgroups):
     """The bare fork+exec loop (helpers/floor.c), in new cgroups if given:
     milliseconds until every job ran, and the CPU milliseconds the loop
@@ -164,7 +150,7 @@ def floor(helpers, work, jobs, cgroups):
     process = subprocess.Popen(argv, env=dict(os.environ, READY_FIFO=fifo.path), start_new_session=True)
     job_pids = fifo.pids(jobs)
     elapsed = (time.perf_counter() - started) * 1000
-    cpu = cpu_ms(process.pid)
+    cpu = threads_cpu_ms(process.pid)
     stop(process, job_pids)
     fifo.close()
     return elapsed, cpu
@@ -232,7 +218,7 @@ def cgroup_case(binary, work, helpers, jobs, runs):
                 in_leaf = kind == "in-leaf"
                 process, _, fifo, job_pids, seconds = start(binary, work, helpers, jobs, arg, in_leaf)
                 elapsed = seconds * 1000
-                used = cpu_ms(process.pid)
+                used = threads_cpu_ms(process.pid)
                 stop(process, job_pids)
                 fifo.close()
             results[kind].append(elapsed)

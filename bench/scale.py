@@ -34,19 +34,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import TOP, build_original, build_ours, tmpfs_dir  # noqa: E402
+from common import TOP, build_original, build_ours, threads_cpu_ms, tmpfs_dir  # noqa: E402
 from engine import Subject, become_subreaper, build_helpers  # noqa: E402
-
-
-def supervisor_cpu_ms(pid):
-    """CPU time of every thread of `pid` (schedstat: nanoseconds on CPU).
-    Threads that ended are not listed: pmtr's threads live as long as it
-    does, except those answering a request (name lookups, usage)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total / 1e6
 
 
 def rewrite(subject, ready, changed):
@@ -88,7 +77,7 @@ def measure(kind, programs, helpers, work, n, seed):
         if kind == "floor":
             return out
         pid = s.process.pid
-        out["cpu_per_start"] = supervisor_cpu_ms(pid) / n
+        out["cpu_per_start"] = threads_cpu_ms(pid) / n
         if kind != "original":
             ctl = os.path.join(os.path.dirname(programs[kind]), "pmtr-ctl")
             socket = os.path.join(s.dir, "pmtr.sock")
